@@ -1,0 +1,1 @@
+// N-API binding: filled in next.

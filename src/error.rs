@@ -1,0 +1,87 @@
+//! What can go wrong, as plain Rust values. The binding turns them into JS errors on the JS
+//! thread; nothing here knows about JavaScript.
+
+use crate::lease::Lease;
+use crate::sys::FileKind;
+use std::io;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Who holds a lock that we could not take: the lease as read, and what we concluded.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub lease: Lease,
+    pub alive: Liveness,
+    pub stale: bool,
+}
+
+/// What we know of an owner process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+    /// Another host, boot or PID namespace, a Go-written lease, or a probe that could not
+    /// tell. Treated as alive: only the lease's age can free such a lock.
+    Unknown,
+}
+
+#[derive(Debug)]
+pub enum LockError {
+    /// A live owner holds a fresh lease (`holder: Some`), or the file's content is not a lease
+    /// and is younger than the invalid-content threshold (`holder: None`).
+    Held { holder: Option<Holder> },
+    /// Every attempt found the lock stale, but it changed under us each time.
+    RetryBudgetExhausted { attempts: u32 },
+    /// Something other than a regular file is at the lock path; it was left untouched.
+    NotAFile { kind: FileKind },
+    /// Metadata over the size limit.
+    MetadataTooLarge { size: usize, limit: usize },
+    /// `update` on a lock this instance does not hold.
+    NotHeld,
+    /// The wait was cancelled (abort signal) before the lock was acquired.
+    Cancelled,
+    /// A synchronous call found an asynchronous one still running on the same instance.
+    Busy,
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+}
+
+impl LockError {
+    pub fn io(op: &'static str, path: &std::path::Path, source: io::Error) -> Self {
+        LockError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Why a held lease was lost; reported once through `onLeaseLost`.
+#[derive(Debug, Clone)]
+pub struct LeaseLost {
+    pub reason: LossReason,
+    /// The lease now at the path, when another owner's is there.
+    pub new_owner: Option<Lease>,
+    /// The last OS error code seen (for `HeartbeatFailed`).
+    pub error_code: Option<String>,
+    pub at: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The path now names a file with another owner's lease (a takeover, or an overwrite).
+    OwnerChanged,
+    /// The lock file was removed or replaced by something that is not a lease of ours.
+    Removed,
+    /// Heartbeats kept failing until the lease was about to expire.
+    HeartbeatFailed,
+}
+
+impl LossReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossReason::OwnerChanged => "owner-changed",
+            LossReason::Removed => "removed",
+            LossReason::HeartbeatFailed => "heartbeat-failed",
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! One heartbeat thread for every lock the process holds.
+//!
+//! A native thread, not a task on the JS event loop or on a shared async runtime: garbage
+//! collection pauses, a blocked event loop or a busy runtime cannot starve it, and it never
+//! keeps Node alive. One thread with a deadline queue costs the same whether the process holds
+//! one lock or a thousand. The registry of held locks also keeps each held lock alive when its
+//! JS object is collected: a lock is released by `release()` or by the end of the process or
+//! worker, never by garbage collection.
+
+use crate::lock::Inner;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+struct Due {
+    at: Instant,
+    seq: u64,
+    lock: Arc<Inner>,
+    generation: u64,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.seq == other.seq
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    // Earliest first in a max-heap.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.at.cmp(&self.at).then(other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    heap: BinaryHeap<Due>,
+    seq: u64,
+    /// Every held lock by id: what exit-time release walks.
+    held: HashMap<u64, Arc<Inner>>,
+    thread_started: bool,
+}
+
+struct Scheduler {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+fn scheduler() -> &'static Scheduler {
+    static S: OnceLock<Scheduler> = OnceLock::new();
+    S.get_or_init(|| Scheduler {
+        queue: Mutex::new(Queue::default()),
+        wake: Condvar::new(),
+    })
+}
+
+fn guard(s: &Scheduler) -> MutexGuard<'_, Queue> {
+    s.queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts heartbeats for a lock just acquired; the first one interval from now, as in Go.
+pub(crate) fn start(lock: Arc<Inner>, generation: u64) {
+    let s = scheduler();
+    let at = Instant::now() + lock_interval(&lock);
+    let mut q = guard(s);
+    q.held.insert(lock.id(), lock.clone());
+    push(&mut q, lock, generation, at);
+    if !q.thread_started {
+        let spawned = std::thread::Builder::new()
+            .name("leaselock-heartbeat".into())
+            .spawn(run);
+        // Without a thread the lease would go stale and be taken over, which is safe; but say
+        // so rather than pretend (the binding reports it when the lease is lost).
+        q.thread_started = spawned.is_ok();
+    }
+    drop(q);
+    s.wake.notify_one();
+}
+
+fn lock_interval(lock: &Inner) -> std::time::Duration {
+    lock.heartbeat_interval()
+}
+
+fn push(q: &mut Queue, lock: Arc<Inner>, generation: u64, at: Instant) {
+    q.seq += 1;
+    let seq = q.seq;
+    q.heap.push(Due {
+        at,
+        seq,
+        lock,
+        generation,
+    });
+}
+
+/// Forgets a lock that is no longer held (released or lost).
+pub(crate) fn forget(id: u64) {
+    guard(scheduler()).held.remove(&id);
+}
+
+fn run() {
+    let s = scheduler();
+    let mut q = guard(s);
+    loop {
+        let now = Instant::now();
+        match q.heap.peek() {
+            None => {
+                q = s.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            Some(top) if top.at > now => {
+                let left = top.at - now;
+                q = match s.wake.wait_timeout(q, left) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            Some(_) => {
+                let Some(due) = q.heap.pop() else { continue };
+                drop(q);
+                let (next, loss) = due.lock.beat(due.generation);
+                if let Some((handler, lost)) = loss {
+                    forget(due.lock.id());
+                    handler(lost);
+                } else if next.is_none() && !due.lock.is_held() {
+                    forget(due.lock.id());
+                }
+                q = guard(s);
+                if let Some(at) = next {
+                    push(&mut q, due.lock, due.generation, at);
+                }
+            }
+        }
+    }
+}
+
+/// Every lock held in the process (for exit), or only those of one group (a worker's).
+pub(crate) fn held_locks(group: Option<u64>) -> Vec<Arc<Inner>> {
+    guard(scheduler())
+        .held
+        .values()
+        .filter(|l| group.is_none_or(|g| l.group() == g))
+        .cloned()
+        .collect()
+}

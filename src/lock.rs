@@ -1,0 +1,875 @@
+//! The lock itself: acquire, takeover, heartbeat, update and release for one lock path.
+//!
+//! # Why takeover is race-free
+//! A contender that finds the lock stale (or its owner dead) keeps a snapshot of what it judged:
+//! the file's identity (device, inode) and its bytes. It then writes its own complete lease to a
+//! private name and swaps that name with the lock path in one `renameat2(RENAME_EXCHANGE)`.
+//! The lock path is never empty, so no third contender can slip a new lock in. The file that
+//! came out of the path is then compared with the snapshot: same inode and same bytes means it
+//! is the very file judged stale, unchanged since (a live holder rewrites its heartbeat in
+//! place, which changes the bytes), and it is deleted - the takeover is complete. Anything else
+//! means somebody won the race or the holder woke up: the exchange is undone (the path gets its
+//! file back) and we report contention. Nobody ever deletes a lock that was fresh when deleted,
+//! because the only deletion is of a file proven to be the stale one, after it has left the
+//! path. The holder whose file is briefly swapped out sees its path name another file for a
+//! few microseconds; its heartbeat tolerates that for [`DISPLACED_GRACE`] before it calls the
+//! lease lost. Where the exchange is not supported (not Linux, or a filesystem without it) the
+//! claim is a `rename` of the stale file to a private name, verified the same way; a wrong
+//! claim is put back with `link`, which cannot overwrite a newer lock. That fallback leaves the
+//! path empty for the microseconds of a wrong claim, which is documented as a weaker guarantee.
+//!
+//! # Why release cannot delete a new owner's lock
+//! Release first checks that the path still names the file we created (we keep it open, so
+//! its inode cannot be reused), then renames it to a private name - atomic, so what moves is
+//! exactly one file - and deletes it only if the moved file is ours. If a takeover happened in
+//! between, the moved file is the new owner's and it is linked straight back.
+
+use crate::error::{Holder, LeaseLost, Liveness, LockError, LossReason};
+use crate::heartbeat;
+use crate::lease::{self, Lease};
+use crate::owner;
+use crate::sys::{self, OwnedFile, PathError, Snapshot};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long a holder tolerates its lock path naming another file (or none) before it calls the
+/// lease lost. A contender's exchange that it then undoes lasts microseconds.
+pub const DISPLACED_GRACE: Duration = Duration::from_millis(25);
+/// While waiting for a held lock, how often to look again.
+pub const WAIT_POLL: Duration = Duration::from_millis(20);
+/// Metadata larger than this (as compact JSON) is refused.
+pub const METADATA_LIMIT: usize = 4096;
+
+/// Options, with the Go package's defaults. The binding validates them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retry_limit: u32,
+    pub retry_delay: Duration,
+    pub invalid_stale: Duration,
+    pub file_mode: u32,
+    pub dir_mode: u32,
+    pub heartbeat_interval: Duration,
+    pub stale_threshold: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            retry_limit: 12,
+            retry_delay: Duration::from_millis(20),
+            invalid_stale: Duration::from_millis(1200),
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            heartbeat_interval: Duration::from_millis(250),
+            stale_threshold: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Called once when a held lease is lost, from the heartbeat thread.
+pub type LossHandler = Arc<dyn Fn(LeaseLost) + Send + Sync>;
+
+/// What an acquisition took over, if anything.
+#[derive(Debug, Clone)]
+pub enum Reclaimed {
+    /// A lease whose owner was dead or whose heartbeat was stale.
+    Lease(Holder),
+    /// A file whose content was not a lease, older than the invalid-content threshold.
+    Invalid { bytes: usize, modified: SystemTime },
+}
+
+/// How long `acquire` may wait for a held lock.
+#[derive(Clone, Default)]
+pub struct Wait {
+    /// `None`: try once (Go's behaviour). `Some(None)`: wait without end.
+    pub until: Option<Option<Instant>>,
+    pub cancel: Option<Arc<Cancel>>,
+}
+
+impl Wait {
+    pub fn once() -> Self {
+        Wait::default()
+    }
+
+    pub fn for_duration(d: Option<Duration>, cancel: Option<Arc<Cancel>>) -> Self {
+        Wait {
+            until: Some(d.map(|d| Instant::now() + d)),
+            cancel,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        match self.until {
+            None => true,
+            Some(None) => false,
+            Some(Some(t)) => Instant::now() >= t,
+        }
+    }
+
+    /// Sleeps `d` (cut short by the deadline), or returns `Cancelled` as soon as cancelled.
+    fn sleep(&self, d: Duration) -> Result<(), LockError> {
+        let d = match self.until {
+            Some(Some(t)) => d.min(t.saturating_duration_since(Instant::now())),
+            _ => d,
+        };
+        match &self.cancel {
+            Some(c) => c.sleep(d),
+            None => {
+                std::thread::sleep(d);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A cancellation flag that wakes a sleeping waiter at once.
+#[derive(Default)]
+pub struct Cancel {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        *lock(&self.flag) = true;
+        self.cv.notify_all();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *lock(&self.flag)
+    }
+
+    fn sleep(&self, d: Duration) -> Result<(), LockError> {
+        let deadline = Instant::now() + d;
+        let mut done = lock(&self.flag);
+        loop {
+            if *done {
+                return Err(LockError::Cancelled);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            done = match self.cv.wait_timeout(done, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+/// A poisoned mutex here only means another thread panicked while holding it; the state it
+/// protects is still consistent (every update is a single assignment), so carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One lock path as seen by one `PidLock` instance.
+pub struct Lock {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    id: u64,
+    path: PathBuf,
+    opts: Options,
+    /// Which JS environment (main thread or worker) owns this lock; its locks are released
+    /// together when that environment ends.
+    group: u64,
+    state: Mutex<State>,
+    held: AtomicBool,
+    /// Bumped on every acquisition, so a heartbeat scheduled for an earlier one is ignored.
+    generation: AtomicU64,
+}
+
+enum State {
+    Idle,
+    Held(Box<Holding>),
+}
+
+struct Holding {
+    file: OwnedFile,
+    lease: Lease,
+    written: Vec<u8>,
+    generation: u64,
+    last_ok: Instant,
+    displaced_since: Option<Instant>,
+    last_error: Option<io::Error>,
+    on_lost: Option<LossHandler>,
+}
+
+impl Lock {
+    pub fn new(path: PathBuf, opts: Options, group: u64) -> Self {
+        static IDS: AtomicU64 = AtomicU64::new(1);
+        Lock {
+            inner: Arc::new(Inner {
+                id: IDS.fetch_add(1, Ordering::Relaxed),
+                path,
+                opts,
+                group,
+                state: Mutex::new(State::Idle),
+                held: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Whether this instance holds the lock, as far as its heartbeat knows. No I/O.
+    pub fn held(&self) -> bool {
+        self.inner.held.load(Ordering::Acquire)
+    }
+
+    /// Acquires the lock, waiting as `wait` allows. `alive` overrides the liveness probe (the
+    /// user's `processAppearsAlive`). `blocking`: wait for a concurrent call on this instance;
+    /// otherwise answer `Busy` (a synchronous call must not wait for an asynchronous one).
+    pub fn acquire(
+        &self,
+        wait: &Wait,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+        blocking: bool,
+    ) -> Result<Option<Reclaimed>, LockError> {
+        if let Some(m) = &metadata {
+            check_metadata(m)?;
+        }
+        let mut contended = 0u32;
+        loop {
+            if let Some(c) = &wait.cancel {
+                if c.is_cancelled() {
+                    return Err(LockError::Cancelled);
+                }
+            }
+            {
+                let mut st = self.inner.state_guard(blocking)?;
+                if matches!(*st, State::Held(_)) {
+                    return Ok(None);
+                }
+                match self.inner.attempt(alive, metadata.clone())? {
+                    Attempt::Acquired(holding, reclaimed) => {
+                        let mut holding = holding;
+                        holding.on_lost = on_lost;
+                        let generation = holding.generation;
+                        *st = State::Held(holding);
+                        self.inner.held.store(true, Ordering::Release);
+                        drop(st);
+                        heartbeat::start(self.inner.clone(), generation);
+                        return Ok(reclaimed);
+                    }
+                    Attempt::Held(holder) => {
+                        if wait.expired() {
+                            return Err(LockError::Held { holder });
+                        }
+                    }
+                    Attempt::Contended { pause } => {
+                        contended += 1;
+                        if contended >= self.inner.opts.retry_limit {
+                            return Err(LockError::RetryBudgetExhausted {
+                                attempts: contended,
+                            });
+                        }
+                        if !pause {
+                            continue;
+                        }
+                        drop(st);
+                        wait.sleep(self.inner.opts.retry_delay)?;
+                        continue;
+                    }
+                }
+            }
+            wait.sleep(WAIT_POLL)?;
+        }
+    }
+
+    /// Releases the lock if this instance holds it. `Ok(true)` when it removed the file,
+    /// `Ok(false)` when there was nothing of ours to remove.
+    pub fn release(&self, blocking: bool) -> Result<bool, LockError> {
+        let mut st = self.inner.state_guard(blocking)?;
+        self.inner.release_locked(&mut st)
+    }
+
+    /// Replaces the metadata of a held lease. Readers see the old record or the new one.
+    pub fn update(&self, metadata: Option<String>, blocking: bool) -> Result<(), LockError> {
+        if let Some(m) = &metadata {
+            check_metadata(m)?;
+        }
+        let mut st = self.inner.state_guard(blocking)?;
+        let State::Held(h) = &mut *st else {
+            return Err(LockError::NotHeld);
+        };
+        let now = SystemTime::now();
+        let mut next = h.lease.with_heartbeat(owner::unix_nanos(now), sys::boot_nanos());
+        next.metadata_json = metadata;
+        let bytes = next.encode();
+        let path = &self.inner.path;
+        if bytes.len() != h.written.len() {
+            // A new length cannot be written in place without a reader seeing a mix, so the new
+            // record goes to a private name and is exchanged with ours in one step.
+            let (temp, file) = sys::write_private(path, &bytes, self.inner.opts.file_mode)
+                .map_err(|e| LockError::io("write", path, e))?;
+            match sys::exchange(&temp, path) {
+                Ok(true) => {
+                    let out = sys::open_private(&temp).ok().map(|(_, id)| id);
+                    if out == Some(h.file.id) {
+                        let _ = std::fs::remove_file(&temp);
+                        h.file = file;
+                        h.lease = next;
+                        h.written = bytes;
+                        return Ok(());
+                    }
+                    // Not ours any more: give the path its file back; the heartbeat will
+                    // report the loss.
+                    let _ = sys::exchange(&temp, path);
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(LockError::NotHeld);
+                }
+                Ok(false) => {
+                    let _ = std::fs::remove_file(&temp);
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(LockError::io("rename", path, e));
+                }
+            }
+        }
+        h.file
+            .rewrite(&bytes, h.written.len())
+            .map_err(|e| LockError::io("write", path, e))?;
+        h.lease = next;
+        h.written = bytes;
+        Ok(())
+    }
+
+    /// The lease this instance wrote, while it holds the lock.
+    pub fn current_lease(&self) -> Option<Lease> {
+        match &*lock(&self.inner.state) {
+            State::Held(h) => Some(h.lease.clone()),
+            State::Idle => None,
+        }
+    }
+}
+
+fn check_metadata(m: &str) -> Result<(), LockError> {
+    if m.len() > METADATA_LIMIT {
+        return Err(LockError::MetadataTooLarge {
+            size: m.len(),
+            limit: METADATA_LIMIT,
+        });
+    }
+    Ok(())
+}
+
+enum Attempt {
+    Acquired(Box<Holding>, Option<Reclaimed>),
+    Held(Option<Holder>),
+    /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
+    Contended {
+        pause: bool,
+    },
+}
+
+/// What a snapshot of the lock path means.
+enum Judgement {
+    Held(Option<Holder>),
+    Takeable(Reclaimed),
+}
+
+impl Inner {
+    fn state_guard(&self, blocking: bool) -> Result<MutexGuard<'_, State>, LockError> {
+        if blocking {
+            return Ok(lock(&self.state));
+        }
+        match self.state.try_lock() {
+            Ok(g) => Ok(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(LockError::Busy),
+        }
+    }
+
+    fn new_lease(&self, metadata: Option<String>) -> Lease {
+        let now = SystemTime::now();
+        let now_nano = owner::unix_nanos(now);
+        let me = owner::this_process();
+        Lease {
+            owner_id: owner::new_owner_id(now_nano),
+            pid: me.pid,
+            last_heartbeat_unix_nano: now_nano,
+            identity: me.identity.clone(),
+            heartbeat_boot_nano: if me.identity.is_some() {
+                sys::boot_nanos()
+            } else {
+                None
+            },
+            acquired_unix_nano: Some(now_nano),
+            metadata_json: metadata,
+        }
+    }
+
+    fn holding(&self, file: OwnedFile, lease: Lease, written: Vec<u8>) -> Box<Holding> {
+        Box::new(Holding {
+            file,
+            lease,
+            written,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            last_ok: Instant::now(),
+            displaced_since: None,
+            last_error: None,
+            on_lost: None,
+        })
+    }
+
+    /// One try: publish our lease if the path is free, else judge what is there and take it
+    /// over when the rules allow.
+    fn attempt(
+        &self,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+    ) -> Result<Attempt, LockError> {
+        let path = &self.path;
+        let lease = self.new_lease(metadata);
+        let bytes = lease.encode();
+        crate::faults::point("acquire.before-publish");
+        match self.publish(&bytes) {
+            Ok(file) => return Ok(Attempt::Acquired(self.holding(file, lease, bytes), None)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(LockError::io("create", path, e)),
+        }
+        let snap = match sys::snapshot(path) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok(Attempt::Contended { pause: false }),
+            Err(PathError::NotRegular(kind)) => return Err(LockError::NotAFile { kind }),
+            Err(PathError::Io(e)) => return Err(LockError::io("read", path, e)),
+        };
+        match self.judge(&snap, alive) {
+            Judgement::Held(holder) => Ok(Attempt::Held(holder)),
+            Judgement::Takeable(reclaimed) => {
+                crate::faults::point("takeover.after-judge");
+                match self.take_over(&snap, &bytes)? {
+                    Some(file) => Ok(Attempt::Acquired(
+                        self.holding(file, lease, bytes),
+                        Some(reclaimed),
+                    )),
+                    None => Ok(Attempt::Contended { pause: true }),
+                }
+            }
+        }
+    }
+
+    /// Publishes a complete lease, creating missing parent directories once.
+    fn publish(&self, bytes: &[u8]) -> io::Result<OwnedFile> {
+        match sys::publish(&self.path, bytes, self.opts.file_mode) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                sys::create_parents(&self.path, self.opts.dir_mode)?;
+                sys::publish(&self.path, bytes, self.opts.file_mode)
+            }
+            other => other,
+        }
+    }
+
+    fn judge(&self, snap: &Snapshot, alive: Option<&dyn Fn(i64) -> bool>) -> Judgement {
+        let parsed = if snap.oversized {
+            Err(lease::Invalid::Syntax)
+        } else {
+            lease::parse(&snap.bytes)
+        };
+        let now = SystemTime::now();
+        match parsed {
+            Ok(lease) => {
+                let liveness = match alive {
+                    Some(f) => {
+                        if f(lease.pid) {
+                            Liveness::Alive
+                        } else {
+                            Liveness::Dead
+                        }
+                    }
+                    None => owner::liveness(&lease),
+                };
+                let stale = owner::is_stale(&lease, self.opts.stale_threshold, now);
+                let holder = Holder {
+                    lease,
+                    alive: liveness,
+                    stale,
+                };
+                if liveness == Liveness::Dead || stale {
+                    Judgement::Takeable(Reclaimed::Lease(holder))
+                } else {
+                    Judgement::Held(Some(holder))
+                }
+            }
+            Err(_) => {
+                let age = now.duration_since(snap.modified).unwrap_or(Duration::ZERO);
+                if age < self.opts.invalid_stale {
+                    Judgement::Held(None)
+                } else {
+                    Judgement::Takeable(Reclaimed::Invalid {
+                        bytes: snap.bytes.len(),
+                        modified: snap.modified,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Replaces the stale file `snap` with our lease; `None` if it changed under us. See the
+    /// module documentation for why this is safe with any number of contenders.
+    fn take_over(&self, snap: &Snapshot, bytes: &[u8]) -> Result<Option<OwnedFile>, LockError> {
+        let path = &self.path;
+        let (temp, ours) = sys::write_private(path, bytes, self.opts.file_mode)
+            .map_err(|e| LockError::io("create", path, e))?;
+        crate::faults::point("takeover.before-exchange");
+        match sys::exchange(&temp, path) {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = std::fs::remove_file(&temp);
+                return self.take_over_by_rename(snap, bytes);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&temp);
+                if e.kind() == io::ErrorKind::NotFound {
+                    return Ok(None);
+                }
+                return Err(LockError::io("rename", path, e));
+            }
+        }
+        crate::faults::point("takeover.after-exchange");
+        // `temp` now names what was at the path.
+        if is_snapshot(&temp, snap) {
+            let _ = std::fs::remove_file(&temp);
+            return Ok(Some(ours));
+        }
+        // Somebody else's lock, or a holder that woke up: undo.
+        match sys::exchange(&temp, path) {
+            Ok(true) => {
+                let _ = std::fs::remove_file(&temp);
+            }
+            _ => {
+                // The path vanished meanwhile (its owner released): our file is there no more
+                // than theirs is; put theirs back if nothing else appeared.
+                let _ = std::fs::hard_link(&temp, path);
+                let _ = std::fs::remove_file(&temp);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The fallback claim where an atomic exchange is not available.
+    fn take_over_by_rename(
+        &self,
+        snap: &Snapshot,
+        bytes: &[u8],
+    ) -> Result<Option<OwnedFile>, LockError> {
+        let path = &self.path;
+        let private = sys::private_name(path, "claim");
+        match std::fs::rename(path, &private) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(LockError::io("rename", path, e)),
+        }
+        if !is_snapshot(&private, snap) {
+            let _ = std::fs::hard_link(&private, path);
+            let _ = std::fs::remove_file(&private);
+            return Ok(None);
+        }
+        let _ = std::fs::remove_file(&private);
+        match self.publish(bytes) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(LockError::io("create", path, e)),
+        }
+    }
+
+    fn release_locked(&self, st: &mut State) -> Result<bool, LockError> {
+        let State::Held(h) = std::mem::replace(st, State::Idle) else {
+            return Ok(false);
+        };
+        self.held.store(false, Ordering::Release);
+        let path = &self.path;
+        match sys::id_at(path) {
+            Ok(Some(id)) if id == h.file.id => {}
+            // Not ours any more (lost, or removed by hand): leave it alone.
+            _ => return Ok(false),
+        }
+        crate::faults::point("release.before-claim");
+        let private = sys::private_name(path, "release");
+        if let Err(e) = std::fs::rename(path, &private) {
+            if e.kind() == io::ErrorKind::NotFound {
+                return Ok(false);
+            }
+            // Still ours and still there: keep holding so the caller can try again.
+            // Its heartbeat entry is still queued and finds it held again.
+            *st = State::Held(h);
+            self.held.store(true, Ordering::Release);
+            return Err(LockError::io("rename", path, e));
+        }
+        crate::faults::point("release.after-claim");
+        if sys::id_at(&private).ok().flatten() == Some(h.file.id) {
+            let _ = std::fs::remove_file(&private);
+            return Ok(true);
+        }
+        // A takeover slipped in between our check and our claim: that lock is not ours.
+        let _ = std::fs::hard_link(&private, path);
+        let _ = std::fs::remove_file(&private);
+        Ok(false)
+    }
+
+    /// One heartbeat. Returns when to beat next (`None`: stop), and a loss to report.
+    pub(crate) fn beat(
+        self: &Arc<Self>,
+        generation: u64,
+    ) -> (Option<Instant>, Option<(LossHandler, LeaseLost)>) {
+        let mut st = lock(&self.state);
+        let State::Held(h) = &mut *st else {
+            return (None, None);
+        };
+        if h.generation != generation {
+            return (None, None);
+        }
+        let now = Instant::now();
+        let interval = self.opts.heartbeat_interval;
+        let verdict = renew(&self.path, h);
+        crate::faults::point("heartbeat.after-write");
+        let loss = match verdict {
+            Renewal::Ok => {
+                h.last_ok = now;
+                h.displaced_since = None;
+                h.last_error = None;
+                return (Some(now + interval), None);
+            }
+            Renewal::Lost(reason, new_owner) => Some((reason, new_owner, None)),
+            Renewal::Displaced(reason, new_owner) => {
+                let since = *h.displaced_since.get_or_insert(now);
+                if now.duration_since(since) >= DISPLACED_GRACE {
+                    Some((reason, new_owner, None))
+                } else {
+                    return (Some(now + DISPLACED_GRACE / 5), None);
+                }
+            }
+            Renewal::Failed(e) => {
+                // A transient error (EMFILE, EIO, ESTALE) is retried until shortly before
+                // others may take the lease over: its last good heartbeat plus the stale
+                // threshold, less one interval of margin.
+                let give_up = h.last_ok + self.opts.stale_threshold.saturating_sub(interval);
+                let code = e.raw_os_error().map(errno_name);
+                h.last_error = Some(e);
+                if now >= give_up {
+                    Some((LossReason::HeartbeatFailed, None, code))
+                } else {
+                    let retry = (interval / 4).max(Duration::from_millis(5));
+                    return (Some((now + retry).min(give_up)), None);
+                }
+            }
+        };
+        let (reason, new_owner, error_code) = loss.unwrap_or((LossReason::Removed, None, None));
+        let State::Held(h) = std::mem::replace(&mut *st, State::Idle) else {
+            return (None, None);
+        };
+        self.held.store(false, Ordering::Release);
+        drop(st);
+        let report = h.on_lost.map(|f| {
+            (
+                f,
+                LeaseLost {
+                    reason,
+                    new_owner,
+                    error_code,
+                    at: SystemTime::now(),
+                },
+            )
+        });
+        (None, report)
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.opts.heartbeat_interval
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// Releases whatever this instance holds, for process or environment exit. Never waits
+    /// long for a heartbeat in progress.
+    pub(crate) fn release_for_exit(&self) {
+        let mut st = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // A heartbeat is writing; it finishes within microseconds on a local disk.
+                std::thread::sleep(Duration::from_millis(2));
+                match self.state.try_lock() {
+                    Ok(g) => g,
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = self.release_locked(&mut st);
+    }
+}
+
+enum Renewal {
+    Ok,
+    /// Definitive: our own file now carries someone else's record.
+    Lost(LossReason, Option<Lease>),
+    /// The path names another file or none; may be a contender's exchange in flight.
+    Displaced(LossReason, Option<Lease>),
+    Failed(io::Error),
+}
+
+/// Checks that the lease is still ours and rewrites its heartbeat, through the file we keep
+/// open (never by path), then checks that the path still names that file.
+fn renew(path: &Path, h: &mut Holding) -> Renewal {
+    let current = match h.file.read() {
+        Ok(b) => b,
+        Err(e) => return Renewal::Failed(e),
+    };
+    if current != h.written {
+        match lease::parse(&current) {
+            Ok(l) if l.owner_id == h.lease.owner_id => {}
+            Ok(l) => return Renewal::Lost(LossReason::OwnerChanged, Some(l)),
+            Err(_) => return Renewal::Lost(LossReason::OwnerChanged, None),
+        }
+    }
+    let next = h
+        .lease
+        .with_heartbeat(owner::unix_nanos(SystemTime::now()), sys::boot_nanos());
+    let bytes = next.encode();
+    if let Err(e) = h.file.rewrite(&bytes, h.written.len()) {
+        return Renewal::Failed(e);
+    }
+    h.lease = next;
+    h.written = bytes;
+    if let Ok(true) = h.file.is_unlinked() {
+        return lost_to_whatever_is_at(path, true);
+    }
+    match sys::id_at(path) {
+        Ok(Some(id)) if id == h.file.id => Renewal::Ok,
+        Ok(_) => lost_to_whatever_is_at(path, false),
+        Err(e) => Renewal::Failed(e),
+    }
+}
+
+fn lost_to_whatever_is_at(path: &Path, definitive: bool) -> Renewal {
+    let (reason, owner) = match sys::snapshot(path) {
+        Ok(Some(s)) => match lease::parse(&s.bytes) {
+            Ok(l) => (LossReason::OwnerChanged, Some(l)),
+            Err(_) => (LossReason::Removed, None),
+        },
+        _ => (LossReason::Removed, None),
+    };
+    if definitive {
+        Renewal::Lost(reason, owner)
+    } else {
+        Renewal::Displaced(reason, owner)
+    }
+}
+
+/// Whether `path` (a private name) holds exactly the file judged in `snap`.
+fn is_snapshot(path: &Path, snap: &Snapshot) -> bool {
+    let Ok((file, id)) = sys::open_private(path) else {
+        return false;
+    };
+    if id != snap.id {
+        return false;
+    }
+    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    match sys::read_capped(&file, len) {
+        Ok((bytes, oversized)) => oversized == snap.oversized && bytes == snap.bytes,
+        Err(_) => false,
+    }
+}
+
+pub fn errno_name(code: i32) -> String {
+    let name = match code {
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EROFS => "EROFS",
+        libc::ENOSPC => "ENOSPC",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::EIO => "EIO",
+        libc::EEXIST => "EEXIST",
+        libc::ELOOP => "ELOOP",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::EBUSY => "EBUSY",
+        libc::EINVAL => "EINVAL",
+        libc::EXDEV => "EXDEV",
+        libc::EDQUOT => "EDQUOT",
+        libc::ESTALE => "ESTALE",
+        libc::EAGAIN => "EAGAIN",
+        libc::EINTR => "EINTR",
+        libc::ENXIO => "ENXIO",
+        _ => return format!("E{code}"),
+    };
+    name.to_string()
+}
+
+/// Reads the lock at `path` without taking it: `None` when free.
+pub fn inspect(path: &Path, opts: &Options) -> Result<Option<Inspection>, LockError> {
+    let snap = match sys::snapshot(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(None),
+        Err(PathError::NotRegular(kind)) => return Err(LockError::NotAFile { kind }),
+        Err(PathError::Io(e)) => return Err(LockError::io("read", path, e)),
+    };
+    let now = SystemTime::now();
+    match if snap.oversized {
+        Err(lease::Invalid::Syntax)
+    } else {
+        lease::parse(&snap.bytes)
+    } {
+        Ok(lease) => {
+            let alive = owner::liveness(&lease);
+            let stale = owner::is_stale(&lease, opts.stale_threshold, now);
+            Ok(Some(Inspection::Lease(Holder { lease, alive, stale })))
+        }
+        Err(_) => {
+            let age = now.duration_since(snap.modified).unwrap_or(Duration::ZERO);
+            Ok(Some(Inspection::Invalid {
+                bytes: snap.bytes.len(),
+                modified: snap.modified,
+                stale: age >= opts.invalid_stale,
+            }))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Inspection {
+    Lease(Holder),
+    Invalid {
+        bytes: usize,
+        modified: SystemTime,
+        stale: bool,
+    },
+}
+
+/// Releases every lock held by one environment (`Some(group)`) or by the whole process, as
+/// the environment or the process ends. Fenced like any release.
+pub fn release_held_for_exit(group: Option<u64>) {
+    for inner in heartbeat::held_locks(group) {
+        inner.release_for_exit();
+    }
+}

@@ -1,0 +1,96 @@
+//! File and process primitives, with every platform decision in this folder.
+//!
+//! The engine only uses what is exported here: a snapshot of whatever is at the lock path,
+//! publishing a complete file under the lock name, the atomic exchange of two names, and
+//! probes of the current and another process. `unix.rs` is the tested implementation (Linux;
+//! macOS compiles the same code with the Linux-only parts replaced by portable fallbacks);
+//! `windows.rs` keeps the same contract with Win32 calls.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::*;
+
+/// Lock files are tiny (a Go lease is ~110 bytes, ours with 4 KiB of metadata ~5 KiB). Nothing
+/// reads more than this from a lock path, whatever is there.
+pub const READ_CAP: usize = 16 * 1024;
+
+/// The identity of a file, valid while somebody holds it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// What was at the lock path when it was read: enough to judge it and to recognise it later.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: FileId,
+    /// At most [`READ_CAP`] bytes; a longer file is never a valid lease.
+    pub bytes: Vec<u8>,
+    pub oversized: bool,
+    pub modified: SystemTime,
+}
+
+/// What a probe of another process found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessState {
+    /// No process with that pid, or a zombie: the owner is gone.
+    Gone,
+    /// A live process; `start` is its start time in the unit `OwnerIdentity::process_start` uses.
+    Running { start: String },
+    /// Could not tell (no permission, no `/proc`, an unsupported platform).
+    Unknown,
+}
+
+/// The kinds of thing at a lock path that are not a regular file; each is refused, untouched.
+pub fn describe_non_regular(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Symlink => "a symbolic link",
+        FileKind::Directory => "a directory",
+        FileKind::Fifo => "a FIFO",
+        FileKind::Socket => "a socket",
+        FileKind::Device => "a device",
+        FileKind::Regular => "a regular file",
+        FileKind::Other => "not a regular file",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Symlink,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+    Other,
+}
+
+/// A private name beside `path` for a file in transit (takeover, release, publish fallback).
+/// Unique per process and call, and it starts with a dot so directory listings stay tidy.
+pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    path.with_file_name(format!(
+        ".{name}.{tag}.{}.{n}.{nonce:x}",
+        std::process::id()
+    ))
+}

@@ -1,0 +1,456 @@
+//! Unix primitives. Linux is the tested platform; the Linux-only calls (`O_TMPFILE`,
+//! `renameat2`, `/proc`) each have a portable fallback that macOS and the BSDs use.
+
+use super::{FileId, FileKind, ProcessState, Snapshot, READ_CAP};
+use crate::lease::OwnerIdentity;
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Why a lock path could not be read as a lock file.
+#[derive(Debug)]
+pub enum PathError {
+    /// Something other than a regular file is there; it was not opened or followed.
+    NotRegular(FileKind),
+    Io(io::Error),
+}
+
+impl From<io::Error> for PathError {
+    fn from(e: io::Error) -> Self {
+        PathError::Io(e)
+    }
+}
+
+fn kind_of(mode: u32) -> FileKind {
+    match mode & libc::S_IFMT as u32 {
+        m if m == libc::S_IFREG as u32 => FileKind::Regular,
+        m if m == libc::S_IFLNK as u32 => FileKind::Symlink,
+        m if m == libc::S_IFDIR as u32 => FileKind::Directory,
+        m if m == libc::S_IFIFO as u32 => FileKind::Fifo,
+        m if m == libc::S_IFSOCK as u32 => FileKind::Socket,
+        m if m == libc::S_IFCHR as u32 || m == libc::S_IFBLK as u32 => FileKind::Device,
+        _ => FileKind::Other,
+    }
+}
+
+fn id_of(meta: &std::fs::Metadata) -> FileId {
+    FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+/// Reads what is at `path` without following a symlink and without opening anything that is
+/// not a regular file (opening a device or a FIFO can block or have side effects). `None` when
+/// nothing is there.
+pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = kind_of(before.mode());
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let file = match open_nofollow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // Replaced by a symlink between the lstat and the open.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(PathError::NotRegular(FileKind::Symlink))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    let kind = kind_of(meta.mode());
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let (bytes, oversized) = read_capped(&file, meta.len())?;
+    Ok(Some(Snapshot {
+        id: id_of(&meta),
+        bytes,
+        oversized,
+        modified: meta.modified()?,
+    }))
+}
+
+/// Reads at most [`READ_CAP`] bytes from the start of an open lock file.
+pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
+    if len_hint > READ_CAP as u64 {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = vec![0u8; READ_CAP + 1];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if n > READ_CAP {
+        return Ok((Vec::new(), true));
+    }
+    buf.truncate(n);
+    Ok((buf, false))
+}
+
+fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// A lock file this process created and keeps open while it holds the lock. Heartbeats write
+/// through this handle, never through the path, so they cannot touch somebody else's file.
+#[derive(Debug)]
+pub struct OwnedFile {
+    pub file: File,
+    pub id: FileId,
+}
+
+impl OwnedFile {
+    /// Rewrites the record in place. Heartbeats keep the length, so readers never see an
+    /// empty or shortened file; a different length (new metadata without an atomic exchange)
+    /// is written first and trimmed after.
+    pub fn rewrite(&self, bytes: &[u8], old_len: usize) -> io::Result<()> {
+        self.file.write_all_at(bytes, 0)?;
+        if bytes.len() < old_len {
+            self.file.set_len(bytes.len() as u64)?;
+        }
+        Ok(())
+    }
+
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let len = self.file.metadata()?.len();
+        let (bytes, oversized) = read_capped(&self.file, len)?;
+        if oversized {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "lock file grew"));
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the file has been unlinked from every name.
+    pub fn is_unlinked(&self) -> io::Result<bool> {
+        Ok(self.file.metadata()?.nlink() == 0)
+    }
+}
+
+/// The id of what is at `path` now, without following a symlink; `None` when nothing is.
+pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(id_of(&m))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `bytes` to a new file that has no name yet, or a private one, ready to be published.
+pub struct Unpublished {
+    owned: OwnedFile,
+    /// `None` for an anonymous `O_TMPFILE`, else the private temp name.
+    temp: Option<std::path::PathBuf>,
+}
+
+fn write_new(dir: &Path, path: &Path, bytes: &[u8], mode: u32, named: bool) -> io::Result<Unpublished> {
+    #[cfg(target_os = "linux")]
+    if !named {
+        // An anonymous file: nobody can see it before it is complete, and a crash leaves
+        // nothing behind.
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(mode)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(dir)
+        {
+            Ok(mut file) => {
+                file.write_all(bytes)?;
+                let id = id_of(&file.metadata()?);
+                return Ok(Unpublished {
+                    owned: OwnedFile { file, id },
+                    temp: None,
+                });
+            }
+            // Filesystems without O_TMPFILE answer EOPNOTSUPP or EISDIR; others are real.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = (dir, named);
+    let temp = super::private_name(path, "new");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temp)?;
+    if let Err(e) = file.write_all(bytes) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    let id = id_of(&file.metadata()?);
+    Ok(Unpublished {
+        owned: OwnedFile { file, id },
+        temp: Some(temp),
+    })
+}
+
+/// Publishes a complete lock file under `path` if nothing is there: the file is written in
+/// full first and then given the lock name with `link(2)`, which fails with `EEXIST` when the
+/// name is taken. A reader therefore never sees an empty or partial lock file - the gap the
+/// Go package's create-then-write has.
+pub fn publish(path: &Path, bytes: &[u8], mode: u32) -> io::Result<OwnedFile> {
+    let dir = parent_dir(path);
+    let new = write_new(dir, path, bytes, mode, false)?;
+    match &new.temp {
+        None => {
+            #[cfg(target_os = "linux")]
+            {
+                let proc_path = format!("/proc/self/fd/{}", {
+                    use std::os::fd::AsRawFd;
+                    new.owned.file.as_raw_fd()
+                });
+                match linkat_follow(Path::new(&proc_path), path) {
+                    Ok(()) => return Ok(new.owned),
+                    // No /proc: publish through a named temp file instead.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && dir_exists(dir) => {
+                        let named = write_new(dir, path, bytes, mode, true)?;
+                        return link_named(named, path);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            unreachable!("anonymous temp files exist only on Linux")
+        }
+        Some(_) => link_named(new, path),
+    }
+}
+
+fn dir_exists(dir: &Path) -> bool {
+    std::fs::metadata(dir).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+fn link_named(new: Unpublished, path: &Path) -> io::Result<OwnedFile> {
+    let temp = new.temp.as_deref().unwrap_or(path);
+    let linked = std::fs::hard_link(temp, path);
+    let _ = std::fs::remove_file(temp);
+    linked.map(|()| new.owned)
+}
+
+#[cfg(target_os = "linux")]
+fn linkat_follow(from: &Path, to: &Path) -> io::Result<()> {
+    let from = cstr(from)?;
+    let to = cstr(to)?;
+    // SAFETY: both are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// The directory a lock path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes a complete record to a new private name beside `path` (for an exchange).
+pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(std::path::PathBuf, OwnedFile)> {
+    let new = write_new(parent_dir(path), path, bytes, mode, true)?;
+    match new.temp {
+        Some(t) => Ok((t, new.owned)),
+        None => Err(io::Error::other("expected a named file")),
+    }
+}
+
+/// Atomically swaps the files named `a` and `b`; both names exist before and after. `Ok(false)`
+/// where the platform or filesystem cannot (the caller falls back to rename-and-verify).
+pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        let ca = cstr(a)?;
+        let cb = cstr(b)?;
+        // SAFETY: valid NUL-terminated paths; RENAME_EXCHANGE takes no other arguments.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        Ok(false)
+    }
+}
+
+/// Opens a file we just moved to a private name, refusing anything but a regular file.
+pub fn open_private(path: &Path) -> Result<(File, FileId), PathError> {
+    let file = open_nofollow(path, false)?;
+    let meta = file.metadata()?;
+    if kind_of(meta.mode()) != FileKind::Regular {
+        return Err(PathError::NotRegular(kind_of(meta.mode())));
+    }
+    Ok((file, id_of(&meta)))
+}
+
+/// Creates the missing parent directories of `path` with `mode` (umask applies).
+pub fn create_parents(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(parent_dir(path))
+}
+
+/// CLOCK_BOOTTIME in nanoseconds: monotonic, counts suspend, comparable across processes of
+/// one boot. Immune to wall-clock jumps.
+pub fn boot_nanos() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid out-pointer.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0 {
+            return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+        }
+        None
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+/// Who this process is: host, boot, PID namespace and start time.
+pub fn this_process() -> Option<OwnerIdentity> {
+    #[cfg(target_os = "linux")]
+    {
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()?
+            .trim()
+            .to_string();
+        let pid_namespace = pid_namespace_of("self")?;
+        let start = match probe(std::process::id() as i64) {
+            ProcessState::Running { start } => start,
+            _ => return None,
+        };
+        Some(OwnerIdentity {
+            hostname: hostname(),
+            boot_id,
+            pid_namespace,
+            process_start: start,
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn pid_namespace_of(who: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{who}/ns/pid")).ok()?;
+    let s = link.to_string_lossy();
+    // "pid:[4026531836]"
+    let inner = s.strip_prefix("pid:[")?.strip_suffix(']')?;
+    Some(inner.to_string())
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its length; gethostname NUL-terminates within it or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Is the process with this pid (in our PID namespace) alive, and which incarnation is it?
+/// Linux reads `/proc/<pid>/stat`: state (a zombie `Z` or dead `X` is gone) and field 22, the
+/// start time in clock ticks since boot, which tells a reused pid from the owner.
+pub fn probe(pid: i64) -> ProcessState {
+    if pid <= 0 || pid > i32::MAX as i64 {
+        return ProcessState::Unknown;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let text = match std::fs::read(format!("/proc/{pid}/stat")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return ProcessState::Gone,
+            Err(_) => return ProcessState::Unknown,
+        };
+        // The command name is in parentheses and may itself contain ") ", so parse after
+        // the last ')'.
+        let Some(close) = text.iter().rposition(|&b| b == b')') else {
+            return ProcessState::Unknown;
+        };
+        let rest = String::from_utf8_lossy(&text[close + 1..]);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+        match (fields.first(), fields.get(19)) {
+            (Some(&"Z") | Some(&"X") | Some(&"x"), _) => ProcessState::Gone,
+            (Some(_), Some(start)) => ProcessState::Running {
+                start: (*start).to_string(),
+            },
+            _ => ProcessState::Unknown,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // Without a start time a live pid proves nothing (it may be reused), but ESRCH still
+        // proves the pid is free. The caller only trusts `Gone` within our own boot and host.
+        // SAFETY: signal 0 only checks for existence and permission.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            ProcessState::Gone
+        } else {
+            ProcessState::Unknown
+        }
+    }
+}
