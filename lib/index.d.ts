@@ -1,0 +1,179 @@
+/**
+ * leaselock: cross-process lock files that cannot get stuck.
+ *
+ * A `PidLock` guards one lock file. While held, a native heartbeat renews the lease; a holder
+ * that died or froze past `leaseStaleThreshold` is taken over safely; release never deletes
+ * another owner's lock. File-compatible with the Go package `kit/lockfile`.
+ */
+
+/** Holder metadata: any JSON-serialisable object, at most 4096 bytes as JSON. */
+export type LockMetadata = { [key: string]: unknown } | unknown[]
+
+/** A lock file that carries a valid lease. */
+export interface LeaseHolder {
+  valid: true
+  /** The holder's process id (in the holder's PID namespace). */
+  pid: number
+  /** `"<pid>-<UnixNano>-<seq>"`, new for every acquisition. */
+  ownerId: string
+  /** `null` in a lease that does not record it (a Go-written one). */
+  hostname: string | null
+  /** When the holder acquired the lock; `null` in a Go-written lease. */
+  startedAt: Date | null
+  lastHeartbeat: Date
+  metadata: LockMetadata | null
+  /**
+   * `true`/`false` when this host can prove it (same host, boot and PID namespace, pid and
+   * process start time checked); `'unknown'` otherwise (treated as alive).
+   */
+  alive: boolean | 'unknown'
+  /** Whether the lease has gone without a heartbeat for `leaseStaleThreshold` or longer. */
+  stale: boolean
+}
+
+/** A lock file whose content is not a valid lease (empty, garbage, a bare pid...). */
+export interface InvalidLockContent {
+  valid: false
+  pid: null
+  ownerId: null
+  hostname: null
+  startedAt: null
+  lastHeartbeat: null
+  metadata: null
+  alive: 'unknown'
+  /** Whether it is older than `invalidPidLockStaleThreshold` (by mtime), so reclaimable. */
+  stale: boolean
+  /** Bytes of content read (0 for a file over 16 KiB, which is never read). */
+  size: number
+  modifiedAt: Date
+}
+
+export type LockHolder = LeaseHolder | InvalidLockContent
+
+export interface PidLockOptions {
+  /** Message (or Error, kept as `cause`) used for `ELOCKHELD` rejections. Default: `"lock file is already held by another process"`. */
+  heldError?: string | Error
+  /** Attempts in total when a stale lock keeps changing under us. Integer >= 1. Default 12. */
+  acquireRetryLimit?: number
+  /** Milliseconds slept between such attempts. Integer >= 0. Default 20. */
+  acquireRetryDelay?: number
+  /** Milliseconds (by mtime) a file with invalid content counts as held. Integer >= 1. Default 1200. */
+  invalidPidLockStaleThreshold?: number
+  /** Mode of a new lock file (umask applies). Default 0o644. */
+  fileWriteMode?: number
+  /** Mode of parent directories created on acquire (umask applies). Default 0o755. */
+  directoryWriteMode?: number
+  /** Overrides the liveness check of a holder's pid; it has the last word, as in Go. A throw counts as alive. */
+  processAppearsAlive?: (pid: number) => boolean
+  /** Milliseconds between heartbeats while held. Integer >= 1. Default 250. */
+  leaseHeartbeatInterval?: number
+  /** Milliseconds without a heartbeat after which a lease may be taken over. Integer > leaseHeartbeatInterval. Default 3000. */
+  leaseStaleThreshold?: number
+  /** Called once (on the JS thread) when a held lease is lost; `held` is already false. A throw becomes a process warning. */
+  onLeaseLost?: (info: LeaseLostInfo) => void
+  /** Stored in the lease for others to read (`PidLock.inspect`, `err.holder.metadata`). */
+  metadata?: LockMetadata | null
+}
+
+export interface LeaseLostInfo {
+  /**
+   * `'owner-changed'`: another owner's lease is at the path (a takeover or an overwrite);
+   * `'removed'`: the file was removed or replaced by something that is not a lease;
+   * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire.
+   */
+  reason: 'owner-changed' | 'removed' | 'heartbeat-failed'
+  path: string
+  /** The lease now at the path, when there is one. */
+  newOwner: LockHolder | null
+  /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`. */
+  error: string | null
+  at: Date
+}
+
+export interface AcquireOptions {
+  /** Milliseconds to wait for a held lock. 0 (default): try once. `Infinity`: until free. */
+  timeout?: number
+  /** Aborting rejects with `signal.reason` and leaves nothing behind. */
+  signal?: AbortSignal
+}
+
+export interface AcquireSyncOptions {
+  /** Milliseconds to wait, blocking the thread. 0 (default): try once. */
+  timeout?: number
+}
+
+export interface AcquireResult {
+  /** What this acquisition took over: `null` when the lock was free or already held by this instance. */
+  reclaimed: LockHolder | null
+}
+
+export interface InspectOptions {
+  /** Default 3000. */
+  leaseStaleThreshold?: number
+  /** Default 1200. */
+  invalidPidLockStaleThreshold?: number
+}
+
+/** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet). */
+export interface LockHeldError extends Error {
+  code: 'ELOCKHELD'
+  path: string
+  /** `null` when the file's content is not a valid lease ("owner unavailable"). */
+  holder: LeaseHolder | null
+}
+
+/**
+ * Error codes, besides the OS ones (`EACCES`, `ENOTDIR`, `EROFS`, ...) which carry `errno`,
+ * `syscall` and `path`:
+ * - `ELOCKHELD`: see {@link LockHeldError}.
+ * - `ELOCKCONTENDED`: the retry budget ran out while a stale lock kept changing under us.
+ * - `ELOCKNOTFILE`: a symlink, directory, FIFO, socket or device is at the lock path (left untouched).
+ * - `ELOCKNOTHELD`: `update()` on a lock this instance does not hold.
+ * - `ELOCKBUSY`: a sync call while an async call runs on the same instance.
+ * - `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`: bad arguments.
+ */
+export type LockErrorCode =
+  | 'ELOCKHELD'
+  | 'ELOCKCONTENDED'
+  | 'ELOCKNOTFILE'
+  | 'ELOCKNOTHELD'
+  | 'ELOCKBUSY'
+
+export declare class PidLock {
+  /** Throws `TypeError`/`RangeError` (with `code`) for bad arguments. */
+  constructor(path: string | URL, options?: PidLockOptions)
+  /** The absolute path, resolved at construction. */
+  get path(): string
+  /** Whether this instance holds the lock. No I/O. */
+  get held(): boolean
+  /** Resolves once held; already held by this instance: resolves at once with `reclaimed: null`. */
+  acquire(options?: AcquireOptions): Promise<AcquireResult>
+  acquireSync(options?: AcquireSyncOptions): AcquireResult
+  /** Resolves once released; not held (never, released, lost): resolves and does nothing. */
+  release(): Promise<void>
+  releaseSync(): void
+  /** Replaces the metadata while held; rejects with `ELOCKNOTHELD` otherwise. */
+  update(metadata: LockMetadata | null): Promise<void>
+  updateSync(metadata: LockMetadata | null): void
+  /** Who holds the lock at `path`, without taking it; `null` when free. */
+  static inspect(path: string | URL, options?: InspectOptions): Promise<LockHolder | null>
+  static inspectSync(path: string | URL, options?: InspectOptions): LockHolder | null
+  /** Same as `release()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void>
+  /** Same as `releaseSync()`, for `using`. */
+  [Symbol.dispose](): void
+}
+
+/** The Go package's defaults, in milliseconds and file modes. */
+export declare const DEFAULTS: Readonly<{
+  acquireRetryLimit: 12
+  acquireRetryDelay: 20
+  invalidPidLockStaleThreshold: 1200
+  fileWriteMode: 0o644
+  directoryWriteMode: 0o755
+  leaseHeartbeatInterval: 250
+  leaseStaleThreshold: 3000
+}>
+
+/** The Go package's held-error text. */
+export declare const HELD_TEXT: 'lock file is already held by another process'

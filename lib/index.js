@@ -1,0 +1,463 @@
+'use strict'
+// The public JavaScript API. The lock engine is native (`../index.js` loads it); this file does
+// what JavaScript does best and the generated binding cannot express: Node-style argument
+// errors, Error objects with codes, Dates, AbortSignal, and the dispose symbols.
+
+const nodePath = require('node:path')
+const { fileURLToPath } = require('node:url')
+const { NativeLock, CancelToken } = require('../index.js')
+
+const DEFAULTS = Object.freeze({
+  acquireRetryLimit: 12,
+  acquireRetryDelay: 20,
+  invalidPidLockStaleThreshold: 1200,
+  fileWriteMode: 0o644,
+  directoryWriteMode: 0o755,
+  leaseHeartbeatInterval: 250,
+  leaseStaleThreshold: 3000,
+})
+const HELD_TEXT = 'lock file is already held by another process'
+const METADATA_LIMIT = 4096
+const MAX_MS = 2 ** 31 - 1
+
+// ---------------------------------------------------------------------------------------------
+// Argument checking, with Node's error codes.
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (typeof value === 'function') return `function ${value.name || '<anonymous>'}`
+  if (typeof value === 'object') {
+    return value.constructor && value.constructor.name
+      ? `an instance of ${value.constructor.name}`
+      : 'an object'
+  }
+  if (typeof value === 'string') return `type string (${JSON.stringify(value.slice(0, 28))})`
+  return `type ${typeof value} (${String(value)})`
+}
+
+function typeError(name, expected, value) {
+  const e = new TypeError(`The "${name}" ${name.includes('.') ? 'property' : 'argument'} must be ${expected}. Received ${describe(value)}`)
+  e.code = 'ERR_INVALID_ARG_TYPE'
+  return e
+}
+
+function rangeError(name, expected, value) {
+  const e = new RangeError(`The value of "${name}" is out of range. It must be ${expected}. Received ${typeof value === 'number' ? String(value) : describe(value)}`)
+  e.code = 'ERR_OUT_OF_RANGE'
+  return e
+}
+
+function valueError(name, reason, value) {
+  const e = new TypeError(`The ${name.includes('.') ? 'property' : 'argument'} '${name}' ${reason}. Received ${describe(value)}`)
+  e.code = 'ERR_INVALID_ARG_VALUE'
+  return e
+}
+
+function integerOption(options, key, min, max = MAX_MS) {
+  const value = options[key]
+  if (value === undefined) return DEFAULTS[key]
+  const name = `options.${key}`
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw rangeError(name, `an integer >= ${min} and <= ${max}`, value)
+  }
+  return value
+}
+
+function functionOption(options, key) {
+  const value = options[key]
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw typeError(`options.${key}`, 'of type function', value)
+  return value
+}
+
+function lockPath(path) {
+  if (path instanceof URL) path = fileURLToPath(path)
+  if (typeof path !== 'string') throw typeError('path', 'of type string or an instance of URL', path)
+  if (path.length === 0) throw valueError('path', 'must be a non-empty string', path)
+  if (path.includes('\0')) throw valueError('path', 'must not contain null bytes', path)
+  return nodePath.resolve(path)
+}
+
+function metadataJson(value, name) {
+  if (value === undefined || value === null) return null
+  if (typeof value !== 'object') throw typeError(name, 'an object or null', value)
+  let json
+  try {
+    json = JSON.stringify(value)
+  } catch (err) {
+    throw valueError(name, `must be JSON-serialisable (${err.message})`, value)
+  }
+  const size = Buffer.byteLength(json)
+  if (size > METADATA_LIMIT) {
+    throw rangeError(name, `at most ${METADATA_LIMIT} bytes as JSON`, `${size} bytes`)
+  }
+  return json
+}
+
+function timeoutOption(options, name) {
+  const value = options.timeout
+  if (value === undefined) return null
+  if (typeof value !== 'number') throw typeError(`${name}.timeout`, 'of type number', value)
+  if (Number.isNaN(value) || value < 0) {
+    throw rangeError(`${name}.timeout`, '>= 0 (milliseconds) or Infinity', value)
+  }
+  return value === 0 ? null : value
+}
+
+function objectArg(value, name) {
+  if (value === undefined) return {}
+  if (value === null || typeof value !== 'object') throw typeError(name, 'of type object', value)
+  return value
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records and errors.
+
+function date(ms) {
+  return ms === undefined || ms === null ? null : new Date(ms)
+}
+
+function holderFromRecord(r) {
+  if (!r) return null
+  if (!r.valid) {
+    return {
+      valid: false,
+      pid: null,
+      ownerId: null,
+      hostname: null,
+      startedAt: null,
+      lastHeartbeat: null,
+      metadata: null,
+      alive: 'unknown',
+      stale: r.stale,
+      size: r.size ?? 0,
+      modifiedAt: date(r.modifiedAt),
+    }
+  }
+  let metadata = null
+  if (r.metadata !== undefined && r.metadata !== null) {
+    try {
+      metadata = JSON.parse(r.metadata)
+    } catch {
+      metadata = null
+    }
+  }
+  return {
+    valid: true,
+    pid: r.pid,
+    ownerId: r.ownerId,
+    hostname: r.hostname ?? null,
+    startedAt: date(r.startedAt),
+    lastHeartbeat: date(r.lastHeartbeat),
+    metadata,
+    alive: r.alive === 'alive' ? true : r.alive === 'dead' ? false : 'unknown',
+    stale: r.stale,
+  }
+}
+
+function ago(when) {
+  const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
+  if (s < 60) return `${s}s ago`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
+  const h = Math.floor(s / 3600)
+  return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
+}
+
+function stopHint(pid) {
+  return process.platform === 'win32' ? `taskkill /PID ${pid} /F` : `kill ${pid}`
+}
+
+/** The lines a person needs: who holds the lock, since when, where, and how to stop it. */
+function holderDetails(holder, path) {
+  const lines = [`  lock: ${path}`]
+  if (holder.startedAt) lines.push(`  started: ${ago(holder.startedAt)} (${holder.startedAt.toISOString()})`)
+  const md = holder.metadata
+  if (md && typeof md === 'object' && typeof md.url === 'string') lines.push(`  running at: ${md.url}`)
+  if (holder.hostname) lines.push(`  host: ${holder.hostname}`)
+  lines.push(`  to stop it: ${stopHint(holder.pid)}`)
+  return lines.join('\n')
+}
+
+function heldError(failure, path, custom) {
+  const holder = holderFromRecord(failure.holder)
+  const base = custom instanceof Error ? custom.message : custom ?? HELD_TEXT
+  const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
+  const message = holder ? `${first}\n${holderDetails(holder, path)}` : `${first}\n  lock: ${path} (its content is not a lease yet; it counts as held until it is older than the invalid-content threshold)`
+  const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
+  err.code = 'ELOCKHELD'
+  err.path = path
+  err.holder = holder
+  return err
+}
+
+function nativeError(failure, path, custom) {
+  switch (failure.code) {
+    case 'ELOCKHELD':
+      return heldError(failure, path, custom)
+    case 'ERR_OUT_OF_RANGE': {
+      const e = new RangeError(failure.message)
+      e.code = failure.code
+      return e
+    }
+    default: {
+      const e = new Error(failure.message)
+      e.code = failure.code
+      if (failure.errno !== undefined && failure.errno !== null) e.errno = -failure.errno
+      if (failure.syscall) e.syscall = failure.syscall
+      if (failure.attempts !== undefined) e.attempts = failure.attempts
+      e.path = path
+      return e
+    }
+  }
+}
+
+function abortReason(signal) {
+  if (signal.reason !== undefined) return signal.reason
+  const e = new Error('The operation was aborted')
+  e.name = 'AbortError'
+  e.code = 'ABORT_ERR'
+  return e
+}
+
+function isAbortSignal(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.aborted === 'boolean' &&
+    typeof value.addEventListener === 'function'
+  )
+}
+
+function warn(what, err) {
+  process.emitWarning(`leaselock: ${what} threw: ${err && err.stack ? err.stack : String(err)}`, {
+    code: 'LEASELOCK_CALLBACK_ERROR',
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A cross-process lock file with a lease heartbeat. See README.md for the full contract.
+ */
+class PidLock {
+  #native
+  #path
+  #onLeaseLost
+  #alive
+  #metadata
+  #heldError
+  /** Counts acquisitions, so a late notice for an old one is dropped. */
+  #generation = 0
+
+  constructor(path, options) {
+    const resolved = lockPath(path)
+    options = objectArg(options, 'options')
+    const heartbeat = integerOption(options, 'leaseHeartbeatInterval', 1)
+    const stale = integerOption(options, 'leaseStaleThreshold', 1)
+    if (stale <= heartbeat) {
+      throw rangeError(
+        'options.leaseStaleThreshold',
+        `greater than options.leaseHeartbeatInterval (${heartbeat})`,
+        stale,
+      )
+    }
+    const held = options.heldError
+    if (held !== undefined && typeof held !== 'string' && !(held instanceof Error)) {
+      throw typeError('options.heldError', 'of type string or an instance of Error', held)
+    }
+    if (typeof held === 'string' && held.length === 0) {
+      throw valueError('options.heldError', 'must be a non-empty string', held)
+    }
+    const native = {
+      retryLimit: integerOption(options, 'acquireRetryLimit', 1, 1e6),
+      retryDelay: integerOption(options, 'acquireRetryDelay', 0),
+      invalidStale: integerOption(options, 'invalidPidLockStaleThreshold', 1),
+      fileMode: integerOption(options, 'fileWriteMode', 1, 0o7777),
+      dirMode: integerOption(options, 'directoryWriteMode', 1, 0o7777),
+      heartbeatInterval: heartbeat,
+      staleThreshold: stale,
+    }
+    this.#onLeaseLost = functionOption(options, 'onLeaseLost')
+    this.#alive = functionOption(options, 'processAppearsAlive')
+    this.#metadata = metadataJson(options.metadata, 'options.metadata')
+    this.#path = resolved
+    this.#heldError = held
+    this.#native = new NativeLock(resolved, native)
+  }
+
+  /** The absolute path of the lock file. */
+  get path() {
+    return this.#path
+  }
+
+  /** Whether this instance holds the lock (no I/O; false as soon as a loss is detected). */
+  get held() {
+    return this.#native.held
+  }
+
+  #callbacks() {
+    const generation = ++this.#generation
+    const user = this.#onLeaseLost
+    // A fresh closure per acquisition: the native side drops it on release or loss, so a
+    // callback that refers to this lock does not keep the lock alive after that.
+    const onLost = user
+      ? (info) => {
+          if (generation !== this.#generation) return
+          const notice = {
+            reason: info.reason,
+            path: this.#path,
+            newOwner: holderFromRecord(info.newOwner),
+            error: info.error ?? null,
+            at: new Date(info.at),
+          }
+          try {
+            user.call(undefined, notice)
+          } catch (err) {
+            warn('onLeaseLost', err)
+          }
+        }
+      : null
+    const fn = this.#alive
+    const alive = fn
+      ? (pid) => {
+          try {
+            return Boolean(fn(pid))
+          } catch (err) {
+            warn('processAppearsAlive', err)
+            return true
+          }
+        }
+      : null
+    return { onLost, alive }
+  }
+
+  /**
+   * Acquires the lock. Resolves with `{ reclaimed }` once held; rejects with `ELOCKHELD` when a
+   * live process holds it (after waiting up to `timeout` ms).
+   */
+  acquire(options) {
+    let timeout
+    let signal
+    try {
+      options = objectArg(options, 'options')
+      timeout = timeoutOption(options, 'options')
+      signal = options.signal
+      if (signal !== undefined && !isAbortSignal(signal)) {
+        throw typeError('options.signal', 'an instance of AbortSignal', signal)
+      }
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (signal && signal.aborted) return Promise.reject(abortReason(signal))
+    const { onLost, alive } = this.#callbacks()
+    const token = signal ? new CancelToken() : null
+    const onAbort = token ? () => token.cancel() : null
+    if (signal) signal.addEventListener('abort', onAbort, { once: true })
+    return this.#native.acquire(timeout, this.#metadata, token, onLost, alive).then((out) => {
+      if (signal) signal.removeEventListener('abort', onAbort)
+      if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+      if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
+      throw nativeError(out.failure, this.#path, this.#heldError)
+    })
+  }
+
+  /** `acquire()` on the JS thread; with a `timeout` it waits natively, blocking the thread. */
+  acquireSync(options) {
+    options = objectArg(options, 'options')
+    const timeout = timeoutOption(options, 'options')
+    if (options.signal !== undefined) {
+      throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
+    }
+    const { onLost, alive } = this.#callbacks()
+    const out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
+    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+    throw nativeError(out.failure, this.#path, this.#heldError)
+  }
+
+  /** Releases the lock if this instance holds it; never removes another owner's file. */
+  release() {
+    return this.#native.release().then((out) => {
+      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    })
+  }
+
+  releaseSync() {
+    const out = this.#native.releaseSync()
+    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+  }
+
+  /** Replaces the holder metadata in the lease while held (readers see old or new, never a mix). */
+  update(metadata) {
+    let json
+    try {
+      json = metadataJson(metadata, 'metadata')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#native.update(json).then((out) => {
+      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+      this.#metadata = json
+    })
+  }
+
+  updateSync(metadata) {
+    const json = metadataJson(metadata, 'metadata')
+    const out = this.#native.updateSync(json)
+    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    this.#metadata = json
+  }
+
+  /** Who holds the lock at `path`, without taking it; `null` when it is free. */
+  static inspect(path, options) {
+    let args
+    try {
+      args = inspectArgs(path, options)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return NativeLock.inspect(...args).then((out) => inspected(out, args[0]))
+  }
+
+  static inspectSync(path, options) {
+    const args = inspectArgs(path, options)
+    return inspected(NativeLock.inspectSync(...args), args[0])
+  }
+}
+
+function inspectArgs(path, options) {
+  const resolved = lockPath(path)
+  options = objectArg(options, 'options')
+  return [
+    resolved,
+    integerOption(options, 'leaseStaleThreshold', 1),
+    integerOption(options, 'invalidPidLockStaleThreshold', 1),
+  ]
+}
+
+function inspected(out, path) {
+  if (!out.ok) throw nativeError(out.failure, path, null)
+  return holderFromRecord(out.record)
+}
+
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Object.defineProperty(PidLock.prototype, Symbol.asyncDispose, {
+    value: function asyncDispose() {
+      return this.release()
+    },
+    writable: true,
+    configurable: true,
+  })
+}
+if (typeof Symbol.dispose === 'symbol') {
+  Object.defineProperty(PidLock.prototype, Symbol.dispose, {
+    value: function dispose() {
+      this.releaseSync()
+    },
+    writable: true,
+    configurable: true,
+  })
+}
+
+module.exports = { PidLock, DEFAULTS, HELD_TEXT }
