@@ -145,7 +145,7 @@ fn failure(e: LockError) -> NativeFailure {
     };
     match e {
         LockError::Held { holder } => NativeFailure {
-            holder: holder.as_ref().map(holder_record),
+            holder: holder.as_deref().map(holder_record),
             ..plain("ELOCKHELD", String::new())
         },
         LockError::RetryBudgetExhausted { attempts } => NativeFailure {
@@ -178,7 +178,7 @@ fn failure(e: LockError) -> NativeFailure {
         LockError::Io { op, path, source } => {
             let errno = source.raw_os_error();
             let code = errno
-                .map(lock::errno_name)
+                .map(crate::sys::errno_name)
                 .unwrap_or_else(|| "EIO".to_string());
             NativeFailure {
                 syscall: Some(op.into()),
@@ -238,10 +238,7 @@ fn env_group(env: &Env) -> u64 {
         // `process.exit()` and an uncaught exception run no environment cleanup hook on the
         // main thread, but they do end in libc's exit(), which runs this. It installs no
         // signal handler and changes neither how the process exits nor its exit code.
-        // SAFETY: registering a plain extern "C" fn with no captured state.
-        unsafe {
-            libc::atexit(release_all);
-        }
+        crate::sys::at_exit(release_all);
     });
     GROUP.with(|g| {
         if g.get() == 0 {
@@ -365,11 +362,7 @@ impl NativeLock {
             None => None,
         };
         let alive = match alive {
-            Some(f) => Some(
-                f.build_threadsafe_function()
-                    .weak::<true>()
-                    .build()?,
-            ),
+            Some(f) => Some(f.build_threadsafe_function().weak::<true>().build()?),
             None => None,
         };
         let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
@@ -405,15 +398,20 @@ impl NativeLock {
             )),
             None => None,
         };
-        let probe = alive.as_ref().map(|f| {
-            move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) }
-        });
+        let probe = alive
+            .as_ref()
+            .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
         let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
         let wait = wait_for(timeout, None);
-        Ok(match self.lock.acquire(&wait, probe_ref, metadata, on_lost, false) {
-            Ok(r) => done(r.map(reclaimed_record), false),
-            Err(e) => failed(e),
-        })
+        Ok(
+            match self
+                .lock
+                .acquire(&wait, probe_ref, metadata, on_lost, false)
+            {
+                Ok(r) => done(r.map(reclaimed_record), false),
+                Err(e) => failed(e),
+            },
+        )
     }
 
     #[napi]

@@ -29,7 +29,7 @@ pub enum Liveness {
 pub enum LockError {
     /// A live owner holds a fresh lease (`holder: Some`), or the file's content is not a lease
     /// and is younger than the invalid-content threshold (`holder: None`).
-    Held { holder: Option<Holder> },
+    Held { holder: Option<Box<Holder>> },
     /// Every attempt found the lock stale, but it changed under us each time.
     RetryBudgetExhausted { attempts: u32 },
     /// Something other than a regular file is at the lock path; it was left untouched.
@@ -42,7 +42,11 @@ pub enum LockError {
     Cancelled,
     /// A synchronous call found an asynchronous one still running on the same instance.
     Busy,
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl LockError {

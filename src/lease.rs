@@ -64,7 +64,11 @@ impl Lease {
             push_json_string(&mut s, &id.process_start);
         }
         if let Some(b) = self.heartbeat_boot_nano {
-            let _ = write!(s, ",\"heartbeatBoot\":\"{b:0width$}\"", width = BOOT_NANO_WIDTH);
+            let _ = write!(
+                s,
+                ",\"heartbeatBoot\":\"{b:0width$}\"",
+                width = BOOT_NANO_WIDTH
+            );
         }
         if let Some(a) = self.acquired_unix_nano {
             let _ = write!(s, ",\"acquiredUnixNano\":{a}");
@@ -652,7 +656,9 @@ mod tests {
         assert!(ok(&format!("{{\"version\":2,\"version\":1,{base}}}")));
         assert!(!ok(&format!("{{\"version\":1,\"version\":2,{base}}}")));
         assert!(ok(&format!("{{\"version\":1,\"version\":null,{base}}}")));
-        assert!(ok(&format!("{{\"version\":1,\"x\":[1,{{\"a\":[]}}],{base}}}")));
+        assert!(ok(&format!(
+            "{{\"version\":1,\"x\":[1,{{\"a\":[]}}],{base}}}"
+        )));
         assert!(!ok(&format!("{{\"version\":1,{base},\"x\":\"\u{1}\"}}")));
         assert!(!ok(&format!("{{\"version\":1.0,{base}}}")));
         assert!(!ok(&format!("{{\"version\":1e0,{base}}}")));
@@ -667,12 +673,18 @@ mod tests {
         assert!(!ok(""));
         assert!(!ok("12345"));
         assert!(!ok("[]"));
-        assert!(!ok(r#"{"version":1,"ownerID":"  ","pid":5,"lastHeartbeatUnixNano":9}"#));
-        assert!(!ok(r#"{"version":1,"ownerID":"o","pid":0,"lastHeartbeatUnixNano":9}"#));
-        assert!(!ok(r#"{"version":1,"ownerID":"o","pid":5,"lastHeartbeatUnixNano":-9}"#));
+        assert!(!ok(
+            r#"{"version":1,"ownerID":"  ","pid":5,"lastHeartbeatUnixNano":9}"#
+        ));
+        assert!(!ok(
+            r#"{"version":1,"ownerID":"o","pid":0,"lastHeartbeatUnixNano":9}"#
+        ));
+        assert!(!ok(
+            r#"{"version":1,"ownerID":"o","pid":5,"lastHeartbeatUnixNano":-9}"#
+        ));
         // Invalid UTF-8 inside a string is fine for Go.
-        let mut v = b"{\"version\":1,\"ownerID\":\"o\xff\",\"pid\":5,\"lastHeartbeatUnixNano\":9}"
-            .to_vec();
+        let mut v =
+            b"{\"version\":1,\"ownerID\":\"o\xff\",\"pid\":5,\"lastHeartbeatUnixNano\":9}".to_vec();
         assert!(parse(&v).is_ok());
         // ...but not outside one.
         v.push(0xff);
@@ -686,7 +698,8 @@ mod tests {
         s.push_str(&"]".repeat(200_000));
         s.push('}');
         assert_eq!(parse(s.as_bytes()), Err(Invalid::Syntax));
-        let mut s = String::from(r#"{"ownerID":"o","pid":5,"lastHeartbeatUnixNano":9,"version":1,"x":"#);
+        let mut s =
+            String::from(r#"{"ownerID":"o","pid":5,"lastHeartbeatUnixNano":9,"version":1,"x":"#);
         s.push_str(&"[".repeat(5000));
         s.push_str(&"]".repeat(5000));
         s.push('}');

@@ -309,7 +309,9 @@ impl Lock {
             return Err(LockError::NotHeld);
         };
         let now = SystemTime::now();
-        let mut next = h.lease.with_heartbeat(owner::unix_nanos(now), sys::boot_nanos());
+        let mut next = h
+            .lease
+            .with_heartbeat(owner::unix_nanos(now), sys::boot_nanos());
         next.metadata_json = metadata;
         let bytes = next.encode();
         let path = &self.inner.path;
@@ -372,7 +374,7 @@ fn check_metadata(m: &str) -> Result<(), LockError> {
 
 enum Attempt {
     Acquired(Box<Holding>, Option<Reclaimed>),
-    Held(Option<Holder>),
+    Held(Option<Box<Holder>>),
     /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
     Contended {
         pause: bool,
@@ -381,7 +383,7 @@ enum Attempt {
 
 /// What a snapshot of the lock path means.
 enum Judgement {
-    Held(Option<Holder>),
+    Held(Option<Box<Holder>>),
     Takeable(Reclaimed),
 }
 
@@ -443,6 +445,9 @@ impl Inner {
         match self.publish(&bytes) {
             Ok(file) => return Ok(Attempt::Acquired(self.holding(file, lease, bytes), None)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if sys::is_transient_create_error(&e) => {
+                return Ok(Attempt::Contended { pause: true })
+            }
             Err(e) => return Err(LockError::io("create", path, e)),
         }
         let snap = match sys::snapshot(path) {
@@ -505,7 +510,7 @@ impl Inner {
                 if liveness == Liveness::Dead || stale {
                     Judgement::Takeable(Reclaimed::Lease(holder))
                 } else {
-                    Judgement::Held(Some(holder))
+                    Judgement::Held(Some(Box::new(holder)))
                 }
             }
             Err(_) => {
@@ -661,7 +666,7 @@ impl Inner {
                 // others may take the lease over: its last good heartbeat plus the stale
                 // threshold, less one interval of margin.
                 let give_up = h.last_ok + self.opts.stale_threshold.saturating_sub(interval);
-                let code = e.raw_os_error().map(errno_name);
+                let code = e.raw_os_error().map(sys::errno_name);
                 h.last_error = Some(e);
                 if now >= give_up {
                     Some((LossReason::HeartbeatFailed, None, code))
@@ -798,34 +803,6 @@ fn is_snapshot(path: &Path, snap: &Snapshot) -> bool {
     }
 }
 
-pub fn errno_name(code: i32) -> String {
-    let name = match code {
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EROFS => "EROFS",
-        libc::ENOSPC => "ENOSPC",
-        libc::EMFILE => "EMFILE",
-        libc::ENFILE => "ENFILE",
-        libc::EIO => "EIO",
-        libc::EEXIST => "EEXIST",
-        libc::ELOOP => "ELOOP",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::EBUSY => "EBUSY",
-        libc::EINVAL => "EINVAL",
-        libc::EXDEV => "EXDEV",
-        libc::EDQUOT => "EDQUOT",
-        libc::ESTALE => "ESTALE",
-        libc::EAGAIN => "EAGAIN",
-        libc::EINTR => "EINTR",
-        libc::ENXIO => "ENXIO",
-        _ => return format!("E{code}"),
-    };
-    name.to_string()
-}
-
 /// Reads the lock at `path` without taking it: `None` when free.
 pub fn inspect(path: &Path, opts: &Options) -> Result<Option<Inspection>, LockError> {
     let snap = match sys::snapshot(path) {
@@ -843,7 +820,11 @@ pub fn inspect(path: &Path, opts: &Options) -> Result<Option<Inspection>, LockEr
         Ok(lease) => {
             let alive = owner::liveness(&lease);
             let stale = owner::is_stale(&lease, opts.stale_threshold, now);
-            Ok(Some(Inspection::Lease(Holder { lease, alive, stale })))
+            Ok(Some(Inspection::Lease(Holder {
+                lease,
+                alive,
+                stale,
+            })))
         }
         Err(_) => {
             let age = now.duration_since(snap.modified).unwrap_or(Duration::ZERO);

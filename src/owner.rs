@@ -39,7 +39,9 @@ pub fn unix_nanos(t: SystemTime) -> i64 {
 /// Whether the lease's owner and this process share a boot (and so a boot clock).
 fn same_boot(lease: &Lease) -> bool {
     match (&lease.identity, &this_process().identity) {
-        (Some(theirs), Some(mine)) => theirs.boot_id == mine.boot_id && theirs.hostname == mine.hostname,
+        (Some(theirs), Some(mine)) => {
+            theirs.boot_id == mine.boot_id && theirs.hostname == mine.hostname
+        }
         _ => false,
     }
 }

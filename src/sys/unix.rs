@@ -24,15 +24,23 @@ impl From<io::Error> for PathError {
     }
 }
 
-fn kind_of(mode: u32) -> FileKind {
-    match mode & libc::S_IFMT as u32 {
-        m if m == libc::S_IFREG as u32 => FileKind::Regular,
-        m if m == libc::S_IFLNK as u32 => FileKind::Symlink,
-        m if m == libc::S_IFDIR as u32 => FileKind::Directory,
-        m if m == libc::S_IFIFO as u32 => FileKind::Fifo,
-        m if m == libc::S_IFSOCK as u32 => FileKind::Socket,
-        m if m == libc::S_IFCHR as u32 || m == libc::S_IFBLK as u32 => FileKind::Device,
-        _ => FileKind::Other,
+fn kind_of(meta: &std::fs::Metadata) -> FileKind {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        FileKind::Regular
+    } else if t.is_symlink() {
+        FileKind::Symlink
+    } else if t.is_dir() {
+        FileKind::Directory
+    } else if t.is_fifo() {
+        FileKind::Fifo
+    } else if t.is_socket() {
+        FileKind::Socket
+    } else if t.is_block_device() || t.is_char_device() {
+        FileKind::Device
+    } else {
+        FileKind::Other
     }
 }
 
@@ -52,7 +60,7 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let kind = kind_of(before.mode());
+    let kind = kind_of(&before);
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
@@ -66,7 +74,7 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
         Err(e) => return Err(e.into()),
     };
     let meta = file.metadata()?;
-    let kind = kind_of(meta.mode());
+    let kind = kind_of(&meta);
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
@@ -160,7 +168,13 @@ pub struct Unpublished {
     temp: Option<std::path::PathBuf>,
 }
 
-fn write_new(dir: &Path, path: &Path, bytes: &[u8], mode: u32, named: bool) -> io::Result<Unpublished> {
+fn write_new(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    named: bool,
+) -> io::Result<Unpublished> {
     #[cfg(target_os = "linux")]
     if !named {
         // An anonymous file: nobody can see it before it is complete, and a crash leaves
@@ -216,29 +230,45 @@ fn write_new(dir: &Path, path: &Path, bytes: &[u8], mode: u32, named: bool) -> i
 pub fn publish(path: &Path, bytes: &[u8], mode: u32) -> io::Result<OwnedFile> {
     let dir = parent_dir(path);
     let new = write_new(dir, path, bytes, mode, false)?;
-    match &new.temp {
-        None => {
-            #[cfg(target_os = "linux")]
-            {
-                let proc_path = format!("/proc/self/fd/{}", {
-                    use std::os::fd::AsRawFd;
-                    new.owned.file.as_raw_fd()
-                });
-                match linkat_follow(Path::new(&proc_path), path) {
-                    Ok(()) => return Ok(new.owned),
-                    // No /proc: publish through a named temp file instead.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && dir_exists(dir) => {
-                        let named = write_new(dir, path, bytes, mode, true)?;
-                        return link_named(named, path);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            unreachable!("anonymous temp files exist only on Linux")
-        }
-        Some(_) => link_named(new, path),
+    if new.temp.is_some() {
+        return link_named(new, path);
     }
+    publish_anonymous(new, dir, path, bytes, mode)
+}
+
+/// Gives an `O_TMPFILE` file its name through `/proc/self/fd`, which needs no privilege
+/// (unlike `linkat(AT_EMPTY_PATH)`).
+#[cfg(target_os = "linux")]
+fn publish_anonymous(
+    new: Unpublished,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<OwnedFile> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", new.owned.file.as_raw_fd());
+    match linkat_follow(Path::new(&proc_path), path) {
+        Ok(()) => Ok(new.owned),
+        // No /proc: publish through a named temp file instead.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && dir_exists(dir) => {
+            let named = write_new(dir, path, bytes, mode, true)?;
+            link_named(named, path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn publish_anonymous(
+    new: Unpublished,
+    _dir: &Path,
+    path: &Path,
+    _bytes: &[u8],
+    _mode: u32,
+) -> io::Result<OwnedFile> {
+    // Only Linux makes anonymous files; elsewhere `write_new` always names them.
+    link_named(new, path)
 }
 
 fn dir_exists(dir: &Path) -> bool {
@@ -287,7 +317,11 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Writes a complete record to a new private name beside `path` (for an exchange).
-pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(std::path::PathBuf, OwnedFile)> {
+pub fn write_private(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<(std::path::PathBuf, OwnedFile)> {
     let new = write_new(parent_dir(path), path, bytes, mode, true)?;
     match new.temp {
         Some(t) => Ok((t, new.owned)),
@@ -333,8 +367,8 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
 pub fn open_private(path: &Path) -> Result<(File, FileId), PathError> {
     let file = open_nofollow(path, false)?;
     let meta = file.metadata()?;
-    if kind_of(meta.mode()) != FileKind::Regular {
-        return Err(PathError::NotRegular(kind_of(meta.mode())));
+    if kind_of(&meta) != FileKind::Regular {
+        return Err(PathError::NotRegular(kind_of(&meta)));
     }
     Ok((file, id_of(&meta)))
 }
@@ -452,5 +486,49 @@ pub fn probe(pid: i64) -> ProcessState {
         } else {
             ProcessState::Unknown
         }
+    }
+}
+
+/// Node-style error code names (`EACCES`...) for errno values.
+pub fn errno_name(code: i32) -> String {
+    let name = match code {
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EROFS => "EROFS",
+        libc::ENOSPC => "ENOSPC",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::EIO => "EIO",
+        libc::EEXIST => "EEXIST",
+        libc::ELOOP => "ELOOP",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::EBUSY => "EBUSY",
+        libc::EINVAL => "EINVAL",
+        libc::EXDEV => "EXDEV",
+        libc::EDQUOT => "EDQUOT",
+        libc::ESTALE => "ESTALE",
+        libc::EAGAIN => "EAGAIN",
+        libc::EINTR => "EINTR",
+        libc::ENXIO => "ENXIO",
+        _ => return format!("E{code}"),
+    };
+    name.to_string()
+}
+
+/// Errors on creating the lock name that mean contention rather than failure. None on Unix:
+/// `EEXIST` is handled by the caller and everything else is real.
+pub fn is_transient_create_error(_e: &io::Error) -> bool {
+    false
+}
+
+/// Runs `f` when the process exits through `exit()` (`process.exit()`, an uncaught exception,
+/// a drained event loop), not on a kill or a default-action signal.
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: registering a plain function pointer with libc.
+    unsafe {
+        libc::atexit(f);
     }
 }

@@ -1,0 +1,335 @@
+//! Windows primitives, with the same contract as `unix.rs`. Not exercised by the test suite
+//! here (Linux is the tested platform); see the README for what Windows guarantees.
+//!
+//! Every handle to a lock file is opened with read, write *and delete* sharing: a file opened
+//! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
+//! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
+
+use super::{FileId, FileKind, ProcessState, Snapshot, READ_CAP};
+use crate::lease::OwnerIdentity;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::windows::fs::{FileExt, OpenOptionsExt};
+use std::os::windows::io::AsRawHandle;
+use std::path::{Path, PathBuf};
+use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
+use windows_sys::Win32::Storage::FileSystem::{
+    GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+};
+use windows_sys::Win32::System::SystemInformation::GetTickCount64;
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+};
+
+const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+/// `GetExitCodeProcess` answers this while the process runs.
+const STILL_ACTIVE: u32 = 259;
+
+#[derive(Debug)]
+pub enum PathError {
+    NotRegular(FileKind),
+    Io(io::Error),
+}
+
+impl From<io::Error> for PathError {
+    fn from(e: io::Error) -> Self {
+        PathError::Io(e)
+    }
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> FileKind {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        FileKind::Symlink
+    } else if t.is_dir() {
+        FileKind::Directory
+    } else if t.is_file() {
+        FileKind::Regular
+    } else {
+        FileKind::Other
+    }
+}
+
+fn handle_info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
+    // SAFETY: an all-zero BY_HANDLE_FILE_INFORMATION is a valid out-buffer.
+    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+    // SAFETY: the handle is open for the duration of the call; info is writable.
+    let ok = unsafe { GetFileInformationByHandle(file.as_raw_handle() as _, &mut info) };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+fn id_of_file(file: &File) -> io::Result<FileId> {
+    let info = handle_info(file)?;
+    Ok(FileId {
+        dev: info.dwVolumeSerialNumber as u64,
+        ino: ((info.nFileIndexHigh as u64) << 32) | info.nFileIndexLow as u64,
+    })
+}
+
+/// Opens without following a reparse point (symlink or junction).
+fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .share_mode(SHARE_ALL)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}
+
+pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = kind_of(&before);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let file = match open_nofollow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    if kind_of(&meta) != FileKind::Regular {
+        return Err(PathError::NotRegular(kind_of(&meta)));
+    }
+    let (bytes, oversized) = read_capped(&file, meta.len())?;
+    Ok(Some(Snapshot {
+        id: id_of_file(&file)?,
+        bytes,
+        oversized,
+        modified: meta.modified()?,
+    }))
+}
+
+pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
+    if len_hint > READ_CAP as u64 {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = vec![0u8; READ_CAP + 1];
+    let mut n = 0;
+    while n < buf.len() {
+        match file.seek_read(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if n > READ_CAP {
+        return Ok((Vec::new(), true));
+    }
+    buf.truncate(n);
+    Ok((buf, false))
+}
+
+#[derive(Debug)]
+pub struct OwnedFile {
+    pub file: File,
+    pub id: FileId,
+}
+
+impl OwnedFile {
+    pub fn rewrite(&self, bytes: &[u8], old_len: usize) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() {
+            at += self.file.seek_write(&bytes[at..], at as u64)?;
+        }
+        if bytes.len() < old_len {
+            self.file.set_len(bytes.len() as u64)?;
+        }
+        Ok(())
+    }
+
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let len = self.file.metadata()?.len();
+        let (bytes, oversized) = read_capped(&self.file, len)?;
+        if oversized {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "lock file grew"));
+        }
+        Ok(bytes)
+    }
+
+    pub fn is_unlinked(&self) -> io::Result<bool> {
+        Ok(handle_info(&self.file)?.nNumberOfLinks == 0)
+    }
+}
+
+pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
+    match open_nofollow(path, false) {
+        Ok(f) => Ok(Some(id_of_file(&f)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_named(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, OwnedFile)> {
+    let _ = mode; // Windows has no permission bits to apply.
+    let temp = super::private_name(path, "new");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .share_mode(SHARE_ALL)
+        .open(&temp)?;
+    if let Err(e) = file.write_all(bytes) {
+        drop(file);
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    let id = id_of_file(&file)?;
+    Ok((temp, OwnedFile { file, id }))
+}
+
+/// Publishes a complete file under `path` with a hard link (which fails when the name exists),
+/// as on Unix: no reader ever sees a partial lock file.
+pub fn publish(path: &Path, bytes: &[u8], mode: u32) -> io::Result<OwnedFile> {
+    let (temp, owned) = write_named(path, bytes, mode)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    linked.map(|()| owned)
+}
+
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, OwnedFile)> {
+    write_named(path, bytes, mode)
+}
+
+/// Windows has no atomic exchange of two names; callers fall back to rename-and-verify.
+pub fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
+pub fn open_private(path: &Path) -> Result<(File, FileId), PathError> {
+    let file = open_nofollow(path, false)?;
+    let meta = file.metadata()?;
+    if kind_of(&meta) != FileKind::Regular {
+        return Err(PathError::NotRegular(kind_of(&meta)));
+    }
+    let id = id_of_file(&file)?;
+    Ok((file, id))
+}
+
+pub fn create_parents(path: &Path, _mode: u32) -> io::Result<()> {
+    std::fs::create_dir_all(parent_dir(path))
+}
+
+/// Windows has no boot clock shared between processes that we rely on; staleness uses the
+/// wall clock, as the Go package does.
+pub fn boot_nanos() -> Option<u64> {
+    None
+}
+
+/// Host, boot and start time. The boot token is the boot moment rounded to 10 s (wall clock
+/// minus uptime): two processes of one boot agree on it, and when they do not (a clock change
+/// in between), the only effect is that a dead owner is not proven dead and its lease must go
+/// stale first - the safe side.
+pub fn this_process() -> Option<OwnerIdentity> {
+    let start = match probe(std::process::id() as i64) {
+        ProcessState::Running { start } => start,
+        _ => return None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    // SAFETY: no arguments.
+    let uptime = unsafe { GetTickCount64() } / 1000;
+    let boot = now.saturating_sub(uptime) / 10 * 10;
+    Some(OwnerIdentity {
+        hostname: hostname(),
+        boot_id: format!("boot-{boot}"),
+        pid_namespace: String::new(),
+        process_start: start,
+    })
+}
+
+pub fn hostname() -> String {
+    std::env::var("COMPUTERNAME").unwrap_or_default()
+}
+
+/// `OpenProcess` + `GetProcessTimes`: the creation time tells a reused pid from the owner, and
+/// an exit code other than STILL_ACTIVE means the process has ended (its handle may linger).
+/// Access denied (a process of another user) is `Unknown`: alive, as far as we can tell.
+pub fn probe(pid: i64) -> ProcessState {
+    if pid <= 0 || pid > u32::MAX as i64 {
+        return ProcessState::Unknown;
+    }
+    // SAFETY: plain Win32 call; a null handle means failure.
+    let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid as u32) };
+    if h.is_null() {
+        // ERROR_INVALID_PARAMETER: no such process.
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(87) => ProcessState::Gone,
+            _ => ProcessState::Unknown,
+        };
+    }
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    let mut code: u32 = 0;
+    // SAFETY: h is a valid process handle until CloseHandle; the out-pointers are valid.
+    let (times_ok, code_ok) = unsafe {
+        let t = GetProcessTimes(h, &mut created, &mut exited, &mut kernel, &mut user);
+        let c = GetExitCodeProcess(h, &mut code);
+        CloseHandle(h);
+        (t != 0, c != 0)
+    };
+    if code_ok && code != STILL_ACTIVE {
+        return ProcessState::Gone;
+    }
+    if !times_ok {
+        return ProcessState::Unknown;
+    }
+    let start = ((created.dwHighDateTime as u64) << 32) | created.dwLowDateTime as u64;
+    ProcessState::Running {
+        start: start.to_string(),
+    }
+}
+
+/// Errors on creating the lock name that mean "somebody is in the middle of something" rather
+/// than a real failure: a file that is delete-pending, or held open without delete sharing by
+/// a scanner, answers access denied or a sharing violation. They are retried as contention.
+pub fn is_transient_create_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(5) | Some(32) | Some(33))
+}
+
+/// Node-style error code names for Windows system error codes.
+pub fn errno_name(code: i32) -> String {
+    match code {
+        2 | 3 => "ENOENT",
+        4 => "EMFILE",
+        5 => "EACCES",
+        19 => "EROFS",
+        32 | 33 => "EBUSY",
+        80 | 183 => "EEXIST",
+        112 => "ENOSPC",
+        123 => "EINVAL",
+        206 => "ENAMETOOLONG",
+        267 => "ENOTDIR",
+        _ => return format!("E{code}"),
+    }
+    .to_string()
+}
+
+/// Runs `f` when the process exits normally (`exit()`), not on a kill.
+pub fn at_exit(f: extern "C" fn()) {
+    // SAFETY: registering a plain function pointer with the C runtime.
+    unsafe {
+        libc::atexit(f);
+    }
+}
