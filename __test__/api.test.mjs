@@ -1,0 +1,408 @@
+// The public API and its options (issue 2, section 2): entry points, getters, the acquire and
+// release contract on one instance, argument errors with Node-style codes, and error shapes.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+import { PidLock, DEFAULTS, HELD_TEXT } from 'leaselock'
+import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil } from './helpers/util.mjs'
+
+const require = createRequire(import.meta.url)
+
+test('require() and import give the same working PidLock', async (t) => {
+  const cjs = require('leaselock')
+  assert.equal(typeof cjs.PidLock, 'function')
+  assert.equal(cjs.PidLock, PidLock, 'the ESM entry re-exports the CommonJS objects')
+  assert.equal(HELD_TEXT, 'lock file is already held by another process')
+  assert.deepEqual({ ...DEFAULTS }, {
+    acquireRetryLimit: 12,
+    acquireRetryDelay: 20,
+    invalidPidLockStaleThreshold: 1200,
+    fileWriteMode: 0o644,
+    directoryWriteMode: 0o755,
+    leaseHeartbeatInterval: 250,
+    leaseStaleThreshold: 3000,
+  })
+  const dir = tempDir(t)
+  const viaRequire = new cjs.PidLock(path.join(dir, 'a.lock'))
+  await viaRequire.acquire()
+  assert.ok(exists(viaRequire.path))
+  await viaRequire.release()
+  assert.ok(!exists(viaRequire.path))
+})
+
+test('path is absolute, resolved at construction; URLs are accepted', (t) => {
+  const dir = tempDir(t)
+  const cwd = process.cwd()
+  let lock
+  try {
+    process.chdir(dir)
+    lock = new PidLock('sub/dev.lock')
+  } finally {
+    process.chdir(cwd)
+  }
+  assert.ok(path.isAbsolute(lock.path))
+  assert.ok(lock.path.endsWith(path.join('sub', 'dev.lock')))
+  assert.equal(fs.realpathSync(path.dirname(path.dirname(lock.path))), fs.realpathSync(dir))
+  // A later chdir does not move it.
+  assert.equal(new PidLock(pathToFileURL(path.join(dir, 'u.lock'))).path, path.join(dir, 'u.lock'))
+  assert.equal(lock.held, false)
+})
+
+test('acquire, held, release; parent directories are created', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'deep', 'er', 'x.lock')
+  const lock = new PidLock(p)
+  assert.equal(lock.held, false)
+  const out = await lock.acquire()
+  assert.deepEqual(out, { reclaimed: null })
+  assert.equal(lock.held, true)
+  const lease = readLease(p)
+  assert.equal(lease.pid, process.pid)
+  assert.equal(lease.version, 1)
+  assert.equal(fs.statSync(path.dirname(p)).isDirectory(), true)
+  await lock.release()
+  assert.equal(lock.held, false)
+  assert.equal(exists(p), false)
+})
+
+test('acquire when already held resolves at once with reclaimed null and keeps the lease', async (t) => {
+  const dir = tempDir(t)
+  const lock = new PidLock(path.join(dir, 'x.lock'))
+  await lock.acquire()
+  const before = readLease(lock.path).ownerID
+  assert.deepEqual(await lock.acquire(), { reclaimed: null })
+  assert.deepEqual(lock.acquireSync(), { reclaimed: null })
+  assert.equal(readLease(lock.path).ownerID, before)
+  await lock.release()
+})
+
+test('concurrent acquire()/release() on one instance are serialised: one owner id, one heartbeat', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const lock = new PidLock(p, { leaseHeartbeatInterval: 20, leaseStaleThreshold: 400 })
+  const results = await Promise.allSettled([lock.acquire(), lock.acquire(), lock.acquire(), lock.acquire()])
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'])
+  assert.equal(lock.held, true)
+  const owner = readLease(p).ownerID
+  // Watch the file through many heartbeats: a second heartbeat or a second acquisition would
+  // show up as a different owner id or as a lost lease.
+  for (let i = 0; i < 30; i++) {
+    await sleep(10)
+    const l = readLease(p)
+    assert.equal(l.ownerID, owner)
+  }
+  assert.equal(lock.held, true)
+  await lock.release()
+  assert.equal(exists(p), false)
+  await sleep(80)
+  assert.equal(exists(p), false, 'no heartbeat recreates the file after release')
+})
+
+test('calls on one instance take effect in call order: acquire(); await release() leaves it free', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  for (let i = 0; i < 40; i++) {
+    const lock = new PidLock(p)
+    const acquiring = lock.acquire()
+    await lock.release()
+    await acquiring
+    const heldAfter = lock.held
+    const fileAfter = exists(p)
+    await lock.release()
+    assert.equal(heldAfter, false, `round ${i}: release() resolved but the acquire() called before it won afterwards`)
+    assert.equal(fileAfter, false, `round ${i}: lock file left behind`)
+  }
+  // And the other way round: release(); acquire() while held ends held, with a new owner.
+  const lock = new PidLock(p)
+  await lock.acquire()
+  for (let i = 0; i < 20; i++) {
+    const releasing = lock.release()
+    await lock.acquire()
+    await releasing
+    assert.equal(lock.held, true, `round ${i}: acquire() resolved but the earlier release() ran after it`)
+  }
+  await lock.release()
+})
+
+test('release when never held, and twice, resolves and does nothing', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const foreign = goLease({ ownerID: 'someone-else' })
+  fs.writeFileSync(p, foreign)
+  const lock = new PidLock(p)
+  await lock.release()
+  lock.releaseSync()
+  assert.equal(fs.readFileSync(p, 'utf8'), foreign, "another owner's file is left alone")
+  // Released twice after a real acquisition: the second one is a no-op too.
+  const q = path.join(dir, 'y.lock')
+  const mine = new PidLock(q)
+  await mine.acquire()
+  await mine.release()
+  fs.writeFileSync(q, foreign)
+  await mine.release()
+  mine.releaseSync()
+  assert.equal(fs.readFileSync(q, 'utf8'), foreign)
+})
+
+test('release after a loss resolves and leaves the new owner alone', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  let lost = 0
+  const lock = new PidLock(p, { leaseHeartbeatInterval: 15, leaseStaleThreshold: 300, onLeaseLost: () => lost++ })
+  await lock.acquire()
+  const foreign = goLease({ ownerID: 'foreign-owner' })
+  fs.writeFileSync(p + '.tmp', foreign)
+  fs.renameSync(p + '.tmp', p)
+  await waitUntil(() => lost === 1, { what: 'onLeaseLost' })
+  assert.equal(lock.held, false)
+  await lock.release()
+  assert.equal(fs.readFileSync(p, 'utf8'), foreign)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Argument errors.
+
+const integerOptions = [
+  'acquireRetryLimit',
+  'acquireRetryDelay',
+  'invalidPidLockStaleThreshold',
+  'fileWriteMode',
+  'directoryWriteMode',
+  'leaseHeartbeatInterval',
+  'leaseStaleThreshold',
+]
+
+function throwsArg(fn, ctor, code, name) {
+  assert.throws(fn, (err) => {
+    assert.ok(err instanceof ctor, `expected ${ctor.name}, got ${err && err.constructor.name}: ${err && err.message}`)
+    assert.equal(err.code, code)
+    if (name) assert.match(err.message, new RegExp(name.replace('.', '\\.')))
+    return true
+  })
+}
+
+test('bad path: wrong type, empty, null byte', () => {
+  throwsArg(() => new PidLock(), TypeError, 'ERR_INVALID_ARG_TYPE', 'path')
+  throwsArg(() => new PidLock(42), TypeError, 'ERR_INVALID_ARG_TYPE', 'path')
+  throwsArg(() => new PidLock(null), TypeError, 'ERR_INVALID_ARG_TYPE', 'path')
+  throwsArg(() => new PidLock(''), TypeError, 'ERR_INVALID_ARG_VALUE', 'path')
+  throwsArg(() => new PidLock('a\0b'), TypeError, 'ERR_INVALID_ARG_VALUE', 'path')
+})
+
+test('bad options object', () => {
+  throwsArg(() => new PidLock('x.lock', 'nope'), TypeError, 'ERR_INVALID_ARG_TYPE', 'options')
+  throwsArg(() => new PidLock('x.lock', null), TypeError, 'ERR_INVALID_ARG_TYPE', 'options')
+})
+
+for (const key of integerOptions) {
+  test(`option ${key}: wrong type, negative, NaN, fractional, Infinity`, () => {
+    const name = `options.${key}`
+    for (const bad of ['10', true, {}, 10n, null]) {
+      throwsArg(() => new PidLock('x.lock', { [key]: bad }), TypeError, 'ERR_INVALID_ARG_TYPE', name)
+    }
+    for (const bad of [-1, NaN, 1.5, Infinity, -Infinity]) {
+      throwsArg(() => new PidLock('x.lock', { [key]: bad }), RangeError, 'ERR_OUT_OF_RANGE', name)
+    }
+    if (key !== 'acquireRetryDelay') {
+      throwsArg(() => new PidLock('x.lock', { [key]: 0 }), RangeError, 'ERR_OUT_OF_RANGE', name)
+    }
+  })
+}
+
+test('acquireRetryDelay 0 is accepted and works', async (t) => {
+  const dir = tempDir(t)
+  const lock = new PidLock(path.join(dir, 'x.lock'), { acquireRetryDelay: 0 })
+  await lock.acquire()
+  await lock.release()
+})
+
+test('leaseStaleThreshold must be greater than leaseHeartbeatInterval', () => {
+  throwsArg(() => new PidLock('x.lock', { leaseHeartbeatInterval: 500, leaseStaleThreshold: 500 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.leaseStaleThreshold')
+  throwsArg(() => new PidLock('x.lock', { leaseHeartbeatInterval: 500, leaseStaleThreshold: 499 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.leaseStaleThreshold')
+  // Against the defaults too: a heartbeat above the default stale threshold.
+  throwsArg(() => new PidLock('x.lock', { leaseHeartbeatInterval: 3000 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.leaseStaleThreshold')
+  throwsArg(() => new PidLock('x.lock', { leaseStaleThreshold: 250 }), RangeError, 'ERR_OUT_OF_RANGE', 'options.leaseStaleThreshold')
+  new PidLock('x.lock', { leaseHeartbeatInterval: 500, leaseStaleThreshold: 501 })
+})
+
+test('function options and heldError and metadata: wrong types', () => {
+  throwsArg(() => new PidLock('x.lock', { onLeaseLost: 'no' }), TypeError, 'ERR_INVALID_ARG_TYPE', 'options.onLeaseLost')
+  throwsArg(() => new PidLock('x.lock', { processAppearsAlive: true }), TypeError, 'ERR_INVALID_ARG_TYPE', 'options.processAppearsAlive')
+  throwsArg(() => new PidLock('x.lock', { heldError: 5 }), TypeError, 'ERR_INVALID_ARG_TYPE', 'options.heldError')
+  throwsArg(() => new PidLock('x.lock', { heldError: { message: 'x' } }), TypeError, 'ERR_INVALID_ARG_TYPE', 'options.heldError')
+  throwsArg(() => new PidLock('x.lock', { heldError: '' }), TypeError, 'ERR_INVALID_ARG_VALUE', 'options.heldError')
+  throwsArg(() => new PidLock('x.lock', { metadata: 'text' }), TypeError, 'ERR_INVALID_ARG_TYPE', 'options.metadata')
+  const cyclic = {}
+  cyclic.self = cyclic
+  throwsArg(() => new PidLock('x.lock', { metadata: cyclic }), TypeError, 'ERR_INVALID_ARG_VALUE', 'options.metadata')
+  throwsArg(() => new PidLock('x.lock', { metadata: { big: 'x'.repeat(5000) } }), RangeError, 'ERR_OUT_OF_RANGE', 'options.metadata')
+  new PidLock('x.lock', { metadata: { fits: 'x'.repeat(4000) } })
+})
+
+test('acquire options: wrong types reject (not throw)', async (t) => {
+  const lock = new PidLock(path.join(tempDir(t), 'x.lock'))
+  for (const [opts, ctor, code] of [
+    ['no', TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ timeout: '5' }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ timeout: -1 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ timeout: NaN }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ signal: {} }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+  ]) {
+    let p
+    assert.doesNotThrow(() => {
+      p = lock.acquire(opts)
+    })
+    await assert.rejects(p, (err) => err instanceof ctor && err.code === code)
+  }
+  assert.equal(lock.held, false)
+  assert.throws(() => lock.acquireSync({ timeout: -5 }), (err) => err instanceof RangeError && err.code === 'ERR_OUT_OF_RANGE')
+  await assert.rejects(PidLock.inspect(''), (err) => err.code === 'ERR_INVALID_ARG_VALUE')
+  assert.throws(() => PidLock.inspectSync(7), (err) => err.code === 'ERR_INVALID_ARG_TYPE')
+})
+
+// ---------------------------------------------------------------------------------------------
+// Held errors.
+
+async function heldByChild(t, p, options = {}) {
+  const h = holder(t, { path: p, options })
+  const got = await h.line('ACQUIRED')
+  assert.equal(got.held, true)
+  return h
+}
+
+test('ELOCKHELD shape: code, path, holder {pid, ownerId, lastHeartbeat Date}, message names the pid', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const h = await heldByChild(t, p, { metadata: { url: 'http://localhost:5173/' } })
+  const lock = new PidLock(p)
+  const err = await lock.acquire().then(() => null, (e) => e)
+  assert.ok(err instanceof Error)
+  assert.equal(err.code, 'ELOCKHELD')
+  assert.equal(err.path, p)
+  assert.ok(err.message.startsWith(`${HELD_TEXT} (pid ${h.pid})`), err.message)
+  assert.match(err.message, new RegExp(`kill ${h.pid}`))
+  assert.match(err.message, /http:\/\/localhost:5173\//)
+  assert.equal(err.holder.pid, h.pid)
+  assert.equal(err.holder.ownerId, readLease(p).ownerID)
+  assert.ok(err.holder.lastHeartbeat instanceof Date)
+  assert.ok(Math.abs(err.holder.lastHeartbeat.getTime() - Date.now()) < 60_000)
+  assert.deepEqual(err.holder.metadata, { url: 'http://localhost:5173/' })
+  assert.equal(err.holder.alive, true)
+  assert.equal(lock.held, false)
+  // The sync twin gives the same error.
+  assert.throws(() => lock.acquireSync(), (e) => e.code === 'ELOCKHELD' && e.holder.pid === h.pid)
+})
+
+test('heldError as a string: message prefix', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const h = await heldByChild(t, p)
+  const lock = new PidLock(p, { heldError: 'dev server already running' })
+  const err = await lock.acquire().then(() => null, (e) => e)
+  assert.equal(err.code, 'ELOCKHELD')
+  assert.ok(err.message.startsWith(`dev server already running (pid ${h.pid})`), err.message)
+  assert.equal(err.cause, undefined)
+})
+
+test('heldError as an Error: new Error with code, its message as prefix, it as cause', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const h = await heldByChild(t, p)
+  const mine = new Error('my custom held error')
+  const lock = new PidLock(p, { heldError: mine })
+  const err = await lock.acquire().then(() => null, (e) => e)
+  assert.notEqual(err, mine)
+  assert.equal(err.code, 'ELOCKHELD')
+  assert.equal(err.cause, mine)
+  assert.ok(err.message.startsWith(`my custom held error (pid ${h.pid})`), err.message)
+  assert.equal(mine.code, undefined, "the user's Error is not modified")
+})
+
+test('invalid content held: holder null and "(owner unavailable)"', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  fs.writeFileSync(p, 'not-a-lease-json')
+  const err = await new PidLock(p).acquire().then(() => null, (e) => e)
+  assert.equal(err.code, 'ELOCKHELD')
+  assert.equal(err.holder, null)
+  assert.ok(err.message.startsWith(`${HELD_TEXT} (owner unavailable)`), err.message)
+  assert.equal(fs.readFileSync(p, 'utf8'), 'not-a-lease-json')
+})
+
+test('ELOCKCONTENDED when the retry budget runs out on a stale lock that keeps changing', async (t) => {
+  // A stale Go lease is rewritten by a child (new bytes, still stale) as fast as it can: every
+  // claim finds the file changed. With a retry limit of 1 and a little luck this is provoked;
+  // both outcomes are checked for their shape, and at least one ELOCKCONTENDED must be seen.
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const churn = script(t, `
+    import fs from 'node:fs'
+    const p = args[0]
+    let i = 0
+    console.log('CHURNING')
+    for (;;) {
+      const hb = BigInt(Date.now() - 60000) * 1000000n + BigInt(i++ % 1000)
+      const body = '{"version":1,"ownerID":"churn-' + i + '","pid":1,"lastHeartbeatUnixNano":' + hb + '}\\n'
+      fs.writeFileSync(p + '.t', body)
+      fs.renameSync(p + '.t', p)
+    }
+  `, { args: [p] })
+  await churn.line('CHURNING')
+  let contended = 0
+  let acquired = 0
+  for (let i = 0; i < 300 && contended === 0; i++) {
+    const lock = new PidLock(p, { acquireRetryLimit: 1, acquireRetryDelay: 0, processAppearsAlive: () => false })
+    try {
+      await lock.acquire()
+      acquired++
+      await lock.release()
+    } catch (err) {
+      if (err.code === 'ELOCKCONTENDED') {
+        contended++
+        assert.equal(err.path, p)
+        assert.match(err.message, /retry budget|contention/i)
+      } else if (err.code !== 'ENOENT') {
+        throw err
+      }
+    }
+  }
+  churn.kill()
+  assert.ok(contended > 0, `no ELOCKCONTENDED in 300 tries (${acquired} acquired)`)
+})
+
+test('OS errors carry the code and the path: a parent that is a regular file', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'plain')
+  fs.writeFileSync(file, 'x')
+  const p = path.join(file, 'sub', 'x.lock')
+  const lock = new PidLock(p)
+  const err = await lock.acquire().then(() => null, (e) => e)
+  assert.ok(err instanceof Error)
+  assert.ok(['ENOTDIR', 'EEXIST'].includes(err.code), `code ${err.code}`)
+  assert.equal(err.path, p)
+  assert.equal(typeof err.message, 'string')
+  assert.equal(lock.held, false)
+  assert.throws(() => lock.acquireSync(), (e) => e.code === err.code && e.path === p)
+})
+
+test('OS errors: a read-only directory gives EACCES (skipped as root)', { skip: process.getuid && process.getuid() === 0 ? 'root ignores permissions' : false }, async (t) => {
+  const dir = tempDir(t)
+  const ro = path.join(dir, 'ro')
+  fs.mkdirSync(ro, 0o555)
+  const err = await new PidLock(path.join(ro, 'x.lock')).acquire().then(() => null, (e) => e)
+  assert.equal(err.code, 'EACCES')
+  assert.equal(err.path, path.join(ro, 'x.lock'))
+})
+
+test('update() when not held rejects with ELOCKNOTHELD', async (t) => {
+  const lock = new PidLock(path.join(tempDir(t), 'x.lock'))
+  await assert.rejects(lock.update({ a: 1 }), (e) => e.code === 'ELOCKNOTHELD')
+  assert.throws(() => lock.updateSync({ a: 1 }), (e) => e.code === 'ELOCKNOTHELD')
+})
+
+test('the package resolves from the repository by name', () => {
+  assert.equal(require.resolve('leaselock'), path.join(repoRoot, 'lib', 'index.js'))
+})

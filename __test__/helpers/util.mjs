@@ -1,0 +1,248 @@
+// Shared helpers for the Node tests: temp directories, child processes that print event lines,
+// hand-made lease files, and facts about processes read from /proc.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+export const repoRoot = path.resolve(here, '..', '..')
+export const libCjs = path.join(repoRoot, 'lib', 'index.js')
+export const libMjs = path.join(repoRoot, 'lib', 'index.mjs')
+export const libMjsUrl = pathToFileURL(libMjs).href
+export const holderScript = path.join(here, 'holder.mjs')
+export const fixturesDir = path.join(here, '..', 'fixtures', 'go-seed')
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A fresh temp directory, removed when the test ends (children are killed first). */
+export function tempDir(t, prefix = 'leaselock-test-') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  t.after(() => {
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  return dir
+}
+
+/** Polls `check` until it returns a truthy value (for state that has no event to await). */
+export async function waitUntil(check, { timeout = 10_000, interval = 10, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
+    await sleep(interval)
+  }
+}
+
+const children = new Set()
+process.on('exit', () => {
+  for (const c of children) {
+    try {
+      c.proc.kill('SIGCONT')
+      c.proc.kill('SIGKILL')
+    } catch {}
+  }
+})
+
+/**
+ * A child process whose stdout lines can be awaited: `await child.line('ACQUIRED')` returns the
+ * parsed JSON after the tag (or the raw rest) of the first not yet consumed line with that tag.
+ */
+export class Child {
+  constructor(args, { env, cwd, t, stdin = 'pipe' } = {}) {
+    this.proc = spawn(process.execPath, args, {
+      cwd: cwd ?? repoRoot,
+      env: { ...process.env, ...env },
+      stdio: [stdin, 'pipe', 'pipe'],
+    })
+    this.pid = this.proc.pid
+    this.lines = []
+    this.consumed = new Set()
+    this.waiters = []
+    this.stderr = ''
+    this.stdout = ''
+    children.add(this)
+    let buf = ''
+    this.proc.stdout.setEncoding('utf8')
+    this.proc.stdout.on('data', (chunk) => {
+      this.stdout += chunk
+      buf += chunk
+      let nl
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 1)
+        this.lines.push(line)
+        this.#wake()
+      }
+    })
+    this.proc.stderr.setEncoding('utf8')
+    this.proc.stderr.on('data', (chunk) => {
+      this.stderr += chunk
+    })
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exitInfo = { code, signal }
+        resolve({ code, signal })
+      })
+    })
+    this.closed = new Promise((resolve) => {
+      this.proc.on('close', (code, signal) => {
+        children.delete(this)
+        this.#wake()
+        resolve({ code, signal })
+      })
+    })
+    if (this.proc.stdin) this.proc.stdin.on('error', () => {})
+    if (t) t.after(() => this.kill())
+  }
+
+  #wake() {
+    for (const w of [...this.waiters]) w()
+  }
+
+  #find(tag) {
+    for (let i = 0; i < this.lines.length; i++) {
+      if (this.consumed.has(i)) continue
+      const line = this.lines[i]
+      if (line === tag || line.startsWith(tag + ' ')) {
+        this.consumed.add(i)
+        const rest = line.slice(tag.length + 1)
+        try {
+          return { value: rest ? JSON.parse(rest) : null }
+        } catch {
+          return { value: rest }
+        }
+      }
+    }
+    return null
+  }
+
+  /** The tag's lines seen so far (not consuming them). */
+  count(tag) {
+    return this.lines.filter((l) => l === tag || l.startsWith(tag + ' ')).length
+  }
+
+  line(tag, timeout = 15_000) {
+    const found = this.#find(tag)
+    if (found) return Promise.resolve(found.value)
+    return new Promise((resolve, reject) => {
+      const waiter = () => {
+        const hit = this.#find(tag)
+        if (hit) {
+          done()
+          resolve(hit.value)
+        } else if (!children.has(this)) {
+          done()
+          reject(new Error(`child ${this.pid} ended without a ${tag} line (exit ${JSON.stringify(this.exitInfo)}); stdout:\n${this.stdout}\nstderr:\n${this.stderr}`))
+        }
+      }
+      const timer = setTimeout(() => {
+        done()
+        reject(new Error(`timed out waiting for ${tag} from child ${this.pid}; stdout:\n${this.stdout}\nstderr:\n${this.stderr}`))
+      }, timeout)
+      const done = () => {
+        clearTimeout(timer)
+        this.waiters = this.waiters.filter((w) => w !== waiter)
+      }
+      this.waiters.push(waiter)
+      if (!children.has(this)) waiter()
+    })
+  }
+
+  send(cmd) {
+    this.proc.stdin.write(cmd + '\n')
+  }
+
+  signal(sig) {
+    process.kill(this.pid, sig)
+  }
+
+  kill() {
+    if (this.exitInfo) return
+    try {
+      this.proc.kill('SIGCONT')
+      this.proc.kill('SIGKILL')
+    } catch {}
+  }
+}
+
+/** Starts `holder.mjs` with a config (see that file for the protocol). */
+export function holder(t, config, { execArgv = [], env } = {}) {
+  return new Child([...execArgv, holderScript, JSON.stringify(config)], { t, env })
+}
+
+/**
+ * Runs an ES module script given as text in a child; `PidLock` (and `lib`, the whole module) are
+ * already imported. Returns the Child.
+ */
+export function script(t, code, { execArgv = [], env, args = [] } = {}) {
+  const prelude = `import * as lib from ${JSON.stringify(libMjsUrl)}; const { PidLock } = lib; const args = process.argv.slice(1);\n`
+  return new Child([...execArgv, '--input-type=module', '-e', prelude + code, '--', ...args], {
+    t,
+    env,
+    stdin: 'ignore',
+  })
+}
+
+/** Go's record, byte for byte as Go's json.Marshal writes it. */
+export function goLease({ ownerID = 'go-owner-1', pid = process.pid, hb = Date.now() } = {}) {
+  const nanos = typeof hb === 'bigint' ? hb : BigInt(Math.round(hb)) * 1_000_000n
+  return `{"version":1,"ownerID":${JSON.stringify(ownerID)},"pid":${pid},"lastHeartbeatUnixNano":${nanos}}\n`
+}
+
+/** A record with our identity fields; `identity` is { hostname, bootId, pidNamespace, processStart }. */
+export function ourLease({ ownerID = 'our-owner-1', pid, hb = Date.now(), identity, extra = {} }) {
+  const nanos = BigInt(Math.round(hb)) * 1_000_000n
+  const fields = [
+    `"version":1`,
+    `"ownerID":${JSON.stringify(ownerID)}`,
+    `"pid":${pid}`,
+    `"lastHeartbeatUnixNano":${nanos}`,
+  ]
+  for (const [k, v] of Object.entries({ ...identity, ...extra })) fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`)
+  return `{${fields.join(',')}}\n`
+}
+
+/** Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot. */
+export function procStart(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const afterComm = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // afterComm[0] is field 3 (state), so field 22 is afterComm[19].
+  return afterComm[19]
+}
+
+/** This host's identity as the package records it: hostname, boot id, PID namespace. */
+export function hostIdentity() {
+  return {
+    hostname: os.hostname(),
+    bootId: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    pidNamespace: String(fs.statSync('/proc/self/ns/pid').ino),
+  }
+}
+
+/** Parses the lock file at `p`, or returns null when it is missing. */
+export function readLease(p) {
+  try {
+    return JSON.parse(fs.readFileSync(p, 'utf8'))
+  } catch (err) {
+    if (err.code === 'ENOENT') return null
+    throw err
+  }
+}
+
+export function exists(p) {
+  try {
+    fs.lstatSync(p)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Sets a file's mtime `ms` milliseconds into the past. */
+export function age(p, ms) {
+  const when = new Date(Date.now() - ms)
+  fs.utimesSync(p, when, when)
+}
