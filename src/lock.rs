@@ -274,7 +274,9 @@ impl Lock {
                     }
                     Attempt::Contended { pause } => {
                         contended += 1;
-                        if contended >= self.inner.opts.retry_limit {
+                        // The retry budget is Go's rule for a single try; a caller that may
+                        // still wait just keeps going.
+                        if contended >= self.inner.opts.retry_limit && wait.expired() {
                             return Err(LockError::RetryBudgetExhausted {
                                 attempts: contended,
                             });

@@ -421,7 +421,22 @@ pub fn this_process() -> Option<OwnerIdentity> {
             process_start: start,
         })
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        // macOS has no PID namespaces; the boot session UUID changes at every boot.
+        let boot_id = macos::sysctl_string("kern.bootsessionuuid")?;
+        let start = match probe(std::process::id() as i64) {
+            ProcessState::Running { start } => start,
+            _ => return None,
+        };
+        Some(OwnerIdentity {
+            hostname: hostname(),
+            boot_id,
+            pid_namespace: String::new(),
+            process_start: start,
+        })
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     None
 }
 
@@ -475,7 +490,11 @@ pub fn probe(pid: i64) -> ProcessState {
             _ => ProcessState::Unknown,
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(target_os = "macos")]
+    {
+        macos::probe(pid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         // Without a start time a live pid proves nothing (it may be reused), but ESRCH still
         // proves the pid is free. The caller only trusts `Gone` within our own boot and host.
@@ -530,5 +549,65 @@ pub fn at_exit(f: extern "C" fn()) {
     // SAFETY: registering a plain function pointer with libc.
     unsafe {
         libc::atexit(f);
+    }
+}
+
+/// macOS: `proc_pidinfo(PROC_PIDTBSDINFO)` gives the state (a zombie is gone) and the start
+/// time in seconds and microseconds, which tells a reused pid from the owner.
+#[cfg(target_os = "macos")]
+mod macos {
+    use super::ProcessState;
+    use std::io;
+
+    pub fn probe(pid: i64) -> ProcessState {
+        // SAFETY: an all-zero proc_bsdinfo is a valid out-buffer of the size we pass.
+        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        // SAFETY: info is writable for `size` bytes.
+        let n = unsafe {
+            libc::proc_pidinfo(
+                pid as libc::c_int,
+                libc::PROC_PIDTBSDINFO,
+                0,
+                (&mut info as *mut libc::proc_bsdinfo).cast(),
+                size,
+            )
+        };
+        if n == size {
+            if info.pbi_status == libc::SZOMB {
+                return ProcessState::Gone;
+            }
+            return ProcessState::Running {
+                start: format!("{}.{:06}", info.pbi_start_tvsec, info.pbi_start_tvusec),
+            };
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => ProcessState::Gone,
+            _ => ProcessState::Unknown,
+        }
+    }
+
+    pub fn sysctl_string(name: &str) -> Option<String> {
+        let cname = std::ffi::CString::new(name).ok()?;
+        let mut buf = [0u8; 128];
+        let mut len: libc::size_t = buf.len();
+        // SAFETY: buf is writable for len bytes; no new value is set.
+        let rc = unsafe {
+            libc::sysctlbyname(
+                cname.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let end = buf[..len.min(buf.len())]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(len.min(buf.len()));
+        Some(String::from_utf8_lossy(&buf[..end]).into_owned())
     }
 }
