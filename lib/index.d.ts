@@ -139,6 +139,11 @@ export type LockErrorCode =
   | 'ELOCKNOTHELD'
   | 'ELOCKBUSY'
 
+/**
+ * Async calls on one instance (`acquire`, `release`, `update`) take effect one after another,
+ * in call order: `lock.acquire(); lock.release()` ends released. A sync call made while async
+ * calls are still queued on the same instance throws `ELOCKBUSY` instead of overtaking them.
+ */
 export declare class PidLock {
   /** Throws `TypeError`/`RangeError` (with `code`) for bad arguments. */
   constructor(path: string | URL, options?: PidLockOptions)

@@ -19,6 +19,7 @@ const DEFAULTS = Object.freeze({
 const HELD_TEXT = 'lock file is already held by another process'
 const METADATA_LIMIT = 4096
 const MAX_MS = 2 ** 31 - 1
+const noop = () => {}
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -250,6 +251,9 @@ class PidLock {
   #heldError
   /** Counts acquisitions, so a late notice for an old one is dropped. */
   #generation = 0
+  /** Async calls on one instance run one after another, in call order. */
+  #tail = Promise.resolve()
+  #pending = 0
 
   constructor(path, options) {
     const resolved = lockPath(path)
@@ -290,6 +294,25 @@ class PidLock {
   /** The absolute path of the lock file. */
   get path() {
     return this.#path
+  }
+
+  #enqueue(run) {
+    this.#pending++
+    const result = this.#tail.then(run)
+    this.#tail = result.then(noop, noop)
+    return result.finally(() => {
+      this.#pending--
+    })
+  }
+
+  /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
+  #checkIdle() {
+    if (this.#pending > 0) {
+      const e = new Error('an asynchronous acquire, release or update is still running on this instance')
+      e.code = 'ELOCKBUSY'
+      e.path = this.#path
+      throw e
+    }
   }
 
   /** Whether this instance holds the lock (no I/O; false as soon as a loss is detected). */
@@ -351,16 +374,28 @@ class PidLock {
       return Promise.reject(err)
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
-    const { onLost, alive } = this.#callbacks()
     const token = signal ? new CancelToken() : null
     const onAbort = token ? () => token.cancel() : null
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
-    return this.#native.acquire(timeout, this.#metadata, token, onLost, alive).then((out) => {
+    const settle = () => {
       if (signal) signal.removeEventListener('abort', onAbort)
-      if (out.ok) return { reclaimed: holderFromRecord(out.record) }
-      if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
-      throw nativeError(out.failure, this.#path, this.#heldError)
-    })
+    }
+    return this.#enqueue(() => {
+      if (signal && signal.aborted) throw abortReason(signal)
+      const { onLost, alive } = this.#callbacks()
+      return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
+    }).then(
+      (out) => {
+        settle()
+        if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+        if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
+        throw nativeError(out.failure, this.#path, this.#heldError)
+      },
+      (err) => {
+        settle()
+        throw err
+      },
+    )
   }
 
   /** `acquire()` on the JS thread; with a `timeout` it waits natively, blocking the thread. */
@@ -370,6 +405,7 @@ class PidLock {
     if (options.signal !== undefined) {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
+    this.#checkIdle()
     const { onLost, alive } = this.#callbacks()
     const out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
     if (out.ok) return { reclaimed: holderFromRecord(out.record) }
@@ -378,12 +414,13 @@ class PidLock {
 
   /** Releases the lock if this instance holds it; never removes another owner's file. */
   release() {
-    return this.#native.release().then((out) => {
+    return this.#enqueue(() => this.#native.release()).then((out) => {
       if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     })
   }
 
   releaseSync() {
+    this.#checkIdle()
     const out = this.#native.releaseSync()
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
   }
@@ -396,7 +433,7 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.#native.update(json).then((out) => {
+    return this.#enqueue(() => this.#native.update(json)).then((out) => {
       if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
       this.#metadata = json
     })
@@ -404,6 +441,7 @@ class PidLock {
 
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
+    this.#checkIdle()
     const out = this.#native.updateSync(json)
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     this.#metadata = json
