@@ -765,11 +765,10 @@ fn renew(path: &Path, h: &mut Holding) -> Renewal {
     }
     h.lease = next;
     h.written = bytes;
-    if let Ok(true) = h.file.is_unlinked() {
-        return lost_to_whatever_is_at(path, true);
-    }
     match sys::id_at(path) {
         Ok(Some(id)) if id == h.file.id => Renewal::Ok,
+        // Our file has no name left: a takeover completed; nothing can bring it back.
+        Ok(_) if matches!(h.file.is_unlinked(), Ok(true)) => lost_to_whatever_is_at(path, true),
         Ok(_) => lost_to_whatever_is_at(path, false),
         Err(e) => Renewal::Failed(e),
     }
