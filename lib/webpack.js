@@ -1,0 +1,260 @@
+'use strict'
+// `SingleInstancePlugin`: one `webpack serve` / `webpack --watch` per project.
+//
+// Where the lock is taken, and why there:
+// - `webpack serve` and `webpack --watch` (or `watch: true`): synchronously in `apply()`, which
+//   runs while the compiler is created. webpack-dev-server is constructed only after that, and it
+//   probes and binds its port in `start()`; taking the lock any later (say in `watchRun`) would
+//   let the second server bind a port and start compiling before it is refused. webpack-dev-server
+//   sets `process.env.WEBPACK_SERVE` when it is loaded, which `webpack serve` does first.
+// - `compiler.watch()` called by a program without `watch: true`: in `watchRun`, before the
+//   first compilation; a refusal fails that compilation with the error.
+// Released on `watchClose` (watching or serving ends) and on `shutdown` (compiler.close()).
+//
+// The URL is recorded when the dev server listens: through `devServer.onListening` when the
+// configuration has a `devServer` object (the plugin wraps the user's own callback, which
+// webpack-cli copies into the server's options), otherwise from the "Loopback:" and "On Your
+// Network" lines webpack-dev-server logs through the compiler's infrastructure logger.
+
+const nodePath = require('node:path')
+const fs = require('node:fs')
+const {
+  ALLOW_ENV,
+  Hold,
+  allowMultiple,
+  commandLine,
+  isHeld,
+  leaseLostMessage,
+  packageRoot,
+  refusalError,
+} = require('./guard.js')
+
+const PLUGIN_NAME = 'LeaselockSingleInstancePlugin'
+const WHAT = { 'dev-server': 'webpack dev server', watch: 'webpack --watch' }
+
+function optionError(name, expected, value) {
+  const e = new TypeError(`SingleInstancePlugin: "${name}" must be ${expected}, got ${value === null ? 'null' : typeof value}`)
+  e.code = 'ERR_INVALID_ARG_TYPE'
+  return e
+}
+
+function checkOptions(options) {
+  if (options === undefined) return {}
+  if (options === null || typeof options !== 'object') throw optionError('options', 'an object', options)
+  for (const key of ['serve', 'watch', 'allowMultiple']) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw optionError(key, 'a boolean', options[key])
+  }
+  if (options.lockfile !== undefined && (typeof options.lockfile !== 'string' || !options.lockfile)) {
+    throw optionError('lockfile', 'a non-empty string', options.lockfile)
+  }
+  const lost = options.onLeaseLost
+  if (lost !== undefined && typeof lost !== 'function' && !['warn', 'exit'].includes(lost)) {
+    throw optionError('onLeaseLost', "'warn', 'exit' or a function", lost)
+  }
+  if (options.wait !== undefined && (typeof options.wait !== 'number' || !(options.wait >= 0))) {
+    throw optionError('wait', 'a number >= 0 (milliseconds)', options.wait)
+  }
+  if (options.lockOptions !== undefined && (options.lockOptions === null || typeof options.lockOptions !== 'object')) {
+    throw optionError('lockOptions', 'an object', options.lockOptions)
+  }
+  if (options.metadata !== undefined && (options.metadata === null || typeof options.metadata !== 'object')) {
+    throw optionError('metadata', 'an object', options.metadata)
+  }
+  return options
+}
+
+/** Whether this process is the webpack command line (not a program using the webpack API). */
+function runByWebpackCli() {
+  const main = process.argv[1]
+  if (!main) return false
+  let real = main
+  try {
+    real = fs.realpathSync(main)
+  } catch {
+    // keep the path as given
+  }
+  return /[\\/](webpack[\\/]bin[\\/]webpack|webpack-cli[\\/]bin[\\/]cli)\.js$/.test(real)
+}
+
+function hostForUrl(host) {
+  if (!host || host === '0.0.0.0' || host === '::' || host === 'local-ip' || host === 'local-ipv4' || host === 'local-ipv6') return 'localhost'
+  return host.includes(':') ? `[${host}]` : host
+}
+
+/** URL and port of a listening webpack-dev-server instance. */
+function devServerInfo(devServer) {
+  const http = devServer && devServer.server
+  const addr = http && typeof http.address === 'function' ? http.address() : null
+  if (!addr || typeof addr !== 'object') return { url: null, urls: [], port: null }
+  const protocol = devServer.isTlsServer ? 'https' : 'http'
+  const configured = devServer.options && typeof devServer.options.host === 'string' ? devServer.options.host : null
+  const url = `${protocol}://${hostForUrl(configured || addr.address)}:${addr.port}/`
+  return { url, urls: [url], port: addr.port }
+}
+
+const URL_RE = /\bhttps?:\/\/[^\s,"']+/g
+// eslint-disable-next-line no-control-regex
+const ANSI_RE = /\u001b\[[0-9;]*m/g
+
+class SingleInstancePlugin {
+  #opts
+
+  constructor(options) {
+    this.#opts = checkOptions(options)
+  }
+
+  apply(compiler) {
+    const opts = this.#opts
+    const serving = opts.serve !== false && Boolean(process.env.WEBPACK_SERVE)
+    const watching = opts.watch !== false && compiler.options.watch === true
+    const projectDir = packageRoot(compiler.context || process.cwd())
+    let hold = null
+    let settled = false
+    let kindTaken = null
+
+    const lockPath = (kind) => {
+      if (opts.lockfile) return nodePath.resolve(compiler.context || process.cwd(), opts.lockfile)
+      const name = compiler.name ? `-${String(compiler.name).replace(/[^\w.-]+/g, '_')}` : ''
+      return nodePath.join(projectDir, 'node_modules', '.cache', 'leaselock', `webpack-${kind}${name}.lock`)
+    }
+
+    const onLost = (kind, info) => {
+      const message = leaseLostMessage(WHAT[kind], info)
+      const policy = opts.onLeaseLost ?? 'warn'
+      const logger = compiler.getInfrastructureLogger('leaselock')
+      if (typeof policy === 'function') {
+        try {
+          policy(info, { compiler, message })
+        } catch (err) {
+          logger.error(`onLeaseLost threw: ${err && err.stack ? err.stack : err}`)
+        }
+        return
+      }
+      if (policy === 'warn') {
+        logger.warn(message)
+        return
+      }
+      logger.error(`${message}\nleaselock: stopping (onLeaseLost: 'exit').`)
+      compiler.close(() => process.exit(1))
+    }
+
+    const newHold = (kind) =>
+      new Hold(lockPath(kind), {
+        lockOptions: opts.lockOptions,
+        metadata: {
+          ...(opts.metadata || {}),
+          tool: 'webpack',
+          command: kind,
+          root: projectDir,
+          cwd: process.cwd(),
+          commandLine: commandLine(),
+        },
+        onLost: (info) => onLost(kind, info),
+      })
+
+    /** Turns ELOCKHELD into the refusal, or into a warning with the override; null = go on. */
+    const refused = (kind, err) => {
+      if (!isHeld(err)) return err
+      if (allowMultiple(opts.allowMultiple)) {
+        const who = err.holder ? `pid ${err.holder.pid}` : 'another process'
+        compiler
+          .getInfrastructureLogger('leaselock')
+          .warn(`${who} already runs a ${WHAT[kind]} for this project; starting another one anyway (${opts.allowMultiple === true ? 'allowMultiple: true' : `${ALLOW_ENV} is set`}).`)
+        return null
+      }
+      return refusalError(err, {
+        what: WHAT[kind],
+        projectDir,
+        override: `set ${ALLOW_ENV}=1, or pass new SingleInstancePlugin({ allowMultiple: true })`,
+      })
+    }
+
+    if (serving || watching) {
+      const kind = serving ? 'dev-server' : 'watch'
+      settled = true
+      const h = newHold(kind)
+      try {
+        h.acquireSync(opts.wait ?? 0)
+        hold = h
+        kindTaken = kind
+      } catch (err) {
+        const out = refused(kind, err)
+        if (out) {
+          if (out.code === 'ELOCKHELD' && runByWebpackCli()) {
+            // The webpack CLI would print this with "[webpack-cli]" and exit with 2, the code
+            // of a broken configuration; a refusal is not that.
+            process.stderr.write(`${out.message}\n`)
+            process.exit(1)
+          }
+          throw out
+        }
+      }
+    }
+
+    // A program that calls compiler.watch() itself: take the lock before the first compilation.
+    compiler.hooks.watchRun.tapPromise(PLUGIN_NAME, async () => {
+      if (settled || opts.watch === false) return
+      settled = true
+      const h = newHold('watch')
+      try {
+        await h.acquire(opts.wait ?? 0)
+        hold = h
+        kindTaken = 'watch'
+      } catch (err) {
+        const out = refused('watch', err)
+        if (out) throw out
+      }
+    })
+
+    const release = () => {
+      const h = hold
+      hold = null
+      settled = false
+      if (h) h.releaseSync()
+    }
+    compiler.hooks.watchClose.tap(PLUGIN_NAME, release)
+    compiler.hooks.shutdown.tap(PLUGIN_NAME, release)
+
+    if (!serving) return
+
+    // Record where the dev server listens.
+    const publish = (info) => {
+      if (!hold || kindTaken !== 'dev-server' || !info.url) return
+      hold.update({ ...info, listeningAt: new Date().toISOString() }).catch((err) => {
+        compiler.getInfrastructureLogger('leaselock').warn(`could not record the server URL in the lock: ${err.message}`)
+      })
+    }
+    const devServer = compiler.options.devServer
+    if (devServer && typeof devServer === 'object') {
+      const user = devServer.onListening
+      devServer.onListening = function leaselockOnListening(server) {
+        publish(devServerInfo(server))
+        if (typeof user === 'function') return user.call(this, server)
+      }
+      return
+    }
+    let urls = null
+    compiler.hooks.infrastructureLog.tap(PLUGIN_NAME, (origin, type, args) => {
+      if (origin !== 'webpack-dev-server' || !args || typeof args[0] !== 'string') return undefined
+      const text = args[0].replace(ANSI_RE, '')
+      if (!/^(Project is running at|Loopback|On Your Network)/.test(text)) return undefined
+      const found = text.match(URL_RE) || []
+      if (urls === null) {
+        urls = []
+        // The status lines are logged one after another; record them together.
+        setImmediate(() => {
+          const list = urls
+          urls = null
+          const port = list.length ? Number(new URL(list[0]).port) || null : null
+          publish({ url: list[0] || null, urls: list.slice(0, 8), port })
+        })
+      }
+      urls.push(...found)
+      return undefined
+    })
+  }
+}
+
+module.exports = SingleInstancePlugin
+module.exports.SingleInstancePlugin = SingleInstancePlugin
+module.exports.default = SingleInstancePlugin
