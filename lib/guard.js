@@ -53,6 +53,7 @@ function holderLines(holder, lockPath, projectDir) {
   if (url) rows.push(['url', url])
   const project = mdString(md, 'root') || projectDir
   if (project) rows.push(['project', project])
+  else if (mdString(md, 'cwd')) rows.push(['directory', md.cwd])
   const command = mdString(md, 'commandLine')
   if (command) rows.push(['command', command])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
