@@ -254,15 +254,28 @@ async function benchSync() {
   const floorFile = path.join(dir, 'floor.lock')
   // As large as a Go-written lease.
   const lease = Buffer.from(`{"version":1,"ownerID":"${process.pid}-1740700000123456789-1","pid":${process.pid},"lastHeartbeatUnixNano":1740700000123456789}\n`)
+  // A sync call that meets the heartbeat thread inside the lock's state can be refused with
+  // ELOCKBUSY although no asynchronous call runs; such calls are retried, counted and reported.
+  let busy = 0
+  const retryBusy = (fn) => {
+    for (;;) {
+      try {
+        return fn()
+      } catch (err) {
+        if (err.code !== 'ELOCKBUSY') throw err
+        busy++
+      }
+    }
+  }
   const variants = [
     ['ours, new PidLock each time', () => {
       const l = new PidLock(fresh)
-      l.acquireSync()
-      l.releaseSync()
+      retryBusy(() => l.acquireSync())
+      retryBusy(() => l.releaseSync())
     }],
     ['ours, one PidLock reused', () => {
-      reused.acquireSync()
-      reused.releaseSync()
+      retryBusy(() => reused.acquireSync())
+      retryBusy(() => reused.releaseSync())
     }],
     ['proper-lockfile lockSync+release', () => {
       const release = proper.lockSync(properFile)
@@ -287,8 +300,10 @@ async function benchSync() {
     return { variant: name, unit: 'ms', stats: s, note: name === floorName ? '1.00x floor' : `${(s.median / floor).toFixed(2)}x floor` }
   })
   const worst = Math.max(...rows.filter((r) => r.variant.startsWith('ours')).map((r) => r.stats.median / floor))
+  if (busy) rows[0].note += `; ${busy} spurious ELOCKBUSY retried`
   return {
     title: 'Uncontended acquire+release, sync',
+    spuriousBusy: busy,
     rows,
     verdict: verdict(worst <= 1.5, `<= 1.5x floor (worst: ${worst.toFixed(2)}x)`),
   }
