@@ -337,7 +337,7 @@ test("process.exit() in the main thread also releases a worker's lock", async (t
     const w = new Worker(
       'const { PidLock } = require(' + JSON.stringify(process.env.LIB) + '); const { parentPort, workerData } = require("node:worker_threads");' +
       '(async () => { await new PidLock(workerData).acquire(); parentPort.postMessage("acquired"); setInterval(() => {}, 1000) })()',
-      { eval: true, workerData: args[0] },
+      { eval: true, workerData: args[0], execArgv: [] },
     )
     w.once('message', () => { console.log('ACQUIRED'); process.exit(4) })
   `, { args: [p], env: { LIB: libCjs } })
