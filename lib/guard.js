@@ -255,6 +255,17 @@ class Hold {
     }
   }
 
+  updateSync(patch) {
+    this.metadata = fitMetadata({ ...this.metadata, ...patch })
+    const e = this.#entry
+    if (!e || !e.lock.held || this.#released) return
+    try {
+      e.lock.updateSync(this.metadata)
+    } catch (err) {
+      if (err.code !== 'ELOCKNOTHELD') throw err
+    }
+  }
+
   #leave() {
     const e = this.#entry
     if (!e || this.#released) return null

@@ -58,7 +58,7 @@ function checkOptions(options) {
 }
 
 /** URLs of a listening Vite server: local ones first, as Vite prints them. */
-function serverUrls(server) {
+function serverUrls(server, https) {
   const urls = []
   const r = server.resolvedUrls
   if (r) urls.push(...(r.local || []), ...(r.network || []))
@@ -66,8 +66,8 @@ function serverUrls(server) {
   const addr = http && typeof http.address === 'function' ? http.address() : null
   const port = addr && typeof addr === 'object' ? addr.port : null
   if (urls.length === 0 && port) {
-    const https = Boolean(server.config.server && server.config.server.https)
-    urls.push(`${https ? 'https' : 'http'}://localhost:${port}${server.config.base || '/'}`)
+    const host = addr.address === '0.0.0.0' || addr.address === '::' ? 'localhost' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+    urls.push(`${https ? 'https' : 'http'}://${host}:${port}${server.config.base || '/'}`)
   }
   return { url: urls[0] || null, urls: urls.slice(0, 8), port }
 }
@@ -154,18 +154,19 @@ function singleInstance(options) {
     }
   }
 
-  function publishWhenListening(server, h) {
+  function publishWhenListening(server, h, https) {
     const http = server.httpServer
     if (!http) return
+    // Synchronously, in the 'listening' event: the URL is in the lease before `listen()`
+    // resolves. Vite's own listener (prepended) has filled `resolvedUrls` by then.
     const publish = () => {
-      // Vite fills `resolvedUrls` in its own 'listening' listener; read them after it ran.
-      setImmediate(() => {
-        if (!h.held) return
-        const { url, urls, port } = serverUrls(server)
-        h.update({ url, urls, port, listeningAt: new Date().toISOString() }).catch((err) => {
-          config.logger.warn(`leaselock: could not record the server URL in the lock: ${err.message}`)
-        })
-      })
+      if (!h.held) return
+      const { url, urls, port } = serverUrls(server, https)
+      try {
+        h.updateSync({ url, urls, port, listeningAt: new Date().toISOString() })
+      } catch (err) {
+        config.logger.warn(`leaselock: could not record the server URL in the lock: ${err.message}`)
+      }
     }
     http.on('listening', publish)
     http.once('close', () => http.off('listening', publish))
@@ -205,7 +206,7 @@ function singleInstance(options) {
           return Hold.restarting(path, () => restart.apply(this, args))
         }
       }
-      publishWhenListening(server, h)
+      publishWhenListening(server, h, Boolean(config.server && config.server.https))
       // Older Vite versions have no closeServer hook; the HTTP server's close covers them.
       if (server.httpServer) server.httpServer.once('close', () => h.release().catch(() => {}))
     },
@@ -230,7 +231,7 @@ function singleInstance(options) {
       }
       if (!h) return
       hold = h
-      publishWhenListening(server, h)
+      publishWhenListening(server, h, Boolean(config.preview && config.preview.https))
       if (server.httpServer) server.httpServer.once('close', () => h.release().catch(() => {}))
     }
     plugin.closePreviewServer = async function () {

@@ -1,0 +1,193 @@
+// leaselock/vite with the real Vite CLI and API, in throwaway projects.
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { test } from 'node:test'
+import { PidLock } from '../lib/index.mjs'
+import { LISTEN_MARK, Proc, bin, freePort, isListening, tempProject } from './integrations/helpers.mjs'
+
+const config = (options = '') => `import { singleInstance } from 'leaselock/vite'
+export default { plugins: [singleInstance(${options})], server: { host: '127.0.0.1' }, clearScreen: false }
+`
+
+// Runs inside the project: uses Vite's API the way a test runner or a custom server would.
+const programmatic = `import { createServer } from 'vite'
+import { PidLock } from 'leaselock'
+const [mode, portText] = process.argv.slice(2)
+const port = Number(portText)
+const lockPath = 'node_modules/.vite/leaselock/dev-server.lock'
+const opts = () => ({ root: process.cwd(), logLevel: 'silent', server: { port, strictPort: true, host: '127.0.0.1' } })
+const say = (tag, v) => console.log(tag + ' ' + JSON.stringify(v ?? null))
+const refusal = (err) => ({ code: err.code ?? null, pid: err.holder?.pid ?? null, message: err.message })
+if (mode === 'second') {
+  try {
+    await createServer(opts())
+    say('CREATED')
+  } catch (err) {
+    say('THROWN', refusal(err))
+  }
+  // No process.exit: the process must end by itself, so nothing may be left open.
+} else {
+  const server = await createServer(opts())
+  await server.listen()
+  const holder = await PidLock.inspect(lockPath)
+  say('LISTENING', { pid: holder?.pid, url: holder?.metadata?.url, port: holder?.metadata?.port, root: holder?.metadata?.root })
+  try {
+    await createServer({ ...opts(), server: { ...opts().server, port: port + 1 } })
+    say('SECOND-CREATED')
+  } catch (err) {
+    say('SECOND-THROWN', refusal(err))
+  }
+  await server.close()
+  say('CLOSED', await PidLock.inspect(lockPath))
+}
+`
+
+function viteProject(t, extra = {}) {
+  return tempProject(t, 'vite', {
+    'index.html': '<!doctype html><html><body><script type="module" src="/main.js"></script></body></html>\n',
+    'main.js': 'document.body.append("throwaway")\n',
+    'vite.config.js': config(),
+    'programmatic.mjs': programmatic,
+    ...extra,
+  })
+}
+
+const lockOf = (dir) => path.join(dir, 'node_modules', '.vite', 'leaselock', 'dev-server.lock')
+
+async function startVite(t, dir, port, { env, args = [], traceListen = false } = {}) {
+  const p = new Proc(t, process.execPath, [bin.vite, '--port', String(port), '--strictPort', ...args], { cwd: dir, env, traceListen })
+  return p
+}
+
+test('a second `vite` refuses with the running URL and PID, exits 1 and never binds a port', async (t) => {
+  const dir = viteProject(t)
+  const [p1, p2] = [await freePort(), await freePort()]
+  const first = await startVite(t, dir, p1)
+  await first.waitFor(/Local:\s+http:\/\/127\.0\.0\.1:\d+/)
+  // The URL reaches the lease once the server listens.
+  let holder
+  for (let i = 0; i < 100 && !holder?.metadata?.url; i++) {
+    holder = await PidLock.inspect(lockOf(dir))
+    if (!holder?.metadata?.url) await new Promise((r) => setTimeout(r, 50))
+  }
+  assert.equal(holder.pid, first.pid)
+  assert.equal(holder.metadata.url, `http://127.0.0.1:${p1}/`)
+  assert.equal(holder.metadata.port, p1)
+  assert.equal(holder.metadata.root, dir)
+
+  const second = await startVite(t, dir, p2, { traceListen: true })
+  const { code } = await second.exit()
+  assert.equal(code, 1, second.out)
+  assert.match(second.out, /Another Vite dev server is already running for this project/)
+  assert.ok(second.out.includes(`http://127.0.0.1:${p1}/`), second.out)
+  assert.ok(second.out.includes(`pid ${first.pid}`), second.out)
+  assert.ok(second.out.includes(`kill ${first.pid}`), second.out)
+  assert.ok(second.out.includes(`project: ${dir}`), second.out)
+  assert.match(second.out, /started:\s+\d+s ago/)
+  assert.match(second.out, /LEASELOCK_ALLOW_MULTIPLE=1/)
+  assert.doesNotMatch(second.out, /Local:/)
+  assert.ok(!second.out.includes(LISTEN_MARK), `the refused server tried to listen:\n${second.out}`)
+  assert.equal(await isListening(p2), false)
+  // The first one is untouched.
+  assert.equal(first.status, null)
+  assert.equal((await PidLock.inspect(lockOf(dir))).pid, first.pid)
+})
+
+test('after SIGKILL of the running server a new one starts at once', async (t) => {
+  const dir = viteProject(t)
+  const first = await startVite(t, dir, await freePort())
+  await first.waitFor(/Local:/)
+  first.kill('SIGKILL')
+  await first.exit()
+  assert.equal((await PidLock.inspect(lockOf(dir)))?.alive, false, 'the killed server left its lease behind')
+
+  const next = await startVite(t, dir, await freePort())
+  await next.waitFor(/Local:/)
+  assert.doesNotMatch(next.out, /already running/)
+  assert.equal((await PidLock.inspect(lockOf(dir))).pid, next.pid)
+})
+
+test('after Ctrl+C (SIGINT) of the running server a new one starts at once', async (t) => {
+  const dir = viteProject(t)
+  const first = await startVite(t, dir, await freePort())
+  await first.waitFor(/Local:/)
+  first.kill('SIGINT')
+  await first.exit()
+  const next = await startVite(t, dir, await freePort())
+  await next.waitFor(/Local:/)
+  assert.equal((await PidLock.inspect(lockOf(dir))).pid, next.pid)
+})
+
+test('a second server on purpose: LEASELOCK_ALLOW_MULTIPLE=1 or allowMultiple: true', async (t) => {
+  const dir = viteProject(t, { 'vite.multi.config.js': config('{ allowMultiple: true }') })
+  const first = await startVite(t, dir, await freePort())
+  await first.waitFor(/Local:/)
+
+  const byEnv = await startVite(t, dir, await freePort(), { env: { LEASELOCK_ALLOW_MULTIPLE: '1' } })
+  await byEnv.waitFor(/Local:/)
+  assert.match(byEnv.out, new RegExp(`pid ${first.pid} already runs a Vite dev server for this project; starting another one anyway \\(LEASELOCK_ALLOW_MULTIPLE is set\\)`))
+
+  const byOption = await startVite(t, dir, await freePort(), { args: ['--config', 'vite.multi.config.js'] })
+  await byOption.waitFor(/Local:/)
+  assert.match(byOption.out, /starting another one anyway \(allowMultiple: true\)/)
+  // The lock still names the first server.
+  assert.equal((await PidLock.inspect(lockOf(dir))).pid, first.pid)
+})
+
+test('createServer() rejects with ELOCKHELD (no exit) and leaves nothing open; close() releases', async (t) => {
+  const dir = viteProject(t)
+  const first = await startVite(t, dir, await freePort())
+  await first.waitFor(/Local:/)
+  const port = await freePort()
+  const second = new Proc(t, process.execPath, ['programmatic.mjs', 'second', String(port)], { cwd: dir, traceListen: true })
+  const [, json] = await second.waitFor(/THROWN (.*)\n/)
+  const err = JSON.parse(json)
+  assert.equal(err.code, 'ELOCKHELD')
+  assert.equal(err.pid, first.pid)
+  assert.match(err.message, /Another Vite dev server is already running/)
+  // It ends by itself: the refused server closed its watcher and WebSocket server.
+  assert.deepEqual(await second.exit(15_000), { code: 0, signal: null })
+  assert.ok(!second.out.includes(LISTEN_MARK), second.out)
+
+  first.kill('SIGTERM')
+  await first.exit()
+  const own = new Proc(t, process.execPath, ['programmatic.mjs', 'own', String(port)], { cwd: dir })
+  const [, listening] = await own.waitFor(/LISTENING (.*)\n/)
+  assert.deepEqual(JSON.parse(listening), { pid: own.pid, url: `http://127.0.0.1:${port}/`, port, root: dir })
+  // A second server in the same process is refused too.
+  const [, inProcess] = await own.waitFor(/SECOND-THROWN (.*)\n/)
+  assert.equal(JSON.parse(inProcess).pid, own.pid)
+  await own.waitFor(/CLOSED null/)
+  assert.deepEqual(await own.exit(15_000), { code: 0, signal: null })
+  assert.equal(fs.existsSync(lockOf(dir)), false)
+})
+
+test('a restart (config file changed) keeps the lock; a lost lease is reported in the log', async (t) => {
+  const dir = viteProject(t)
+  const server = await startVite(t, dir, await freePort())
+  await server.waitFor(/Local:/)
+  const before = await PidLock.inspect(lockOf(dir))
+  fs.appendFileSync(path.join(dir, 'vite.config.js'), '// changed\n')
+  await server.waitFor(/server restarted/)
+  assert.doesNotMatch(server.out, /already running|restart failed/)
+  const after = await PidLock.inspect(lockOf(dir))
+  assert.equal(after.pid, server.pid)
+  assert.equal(after.ownerId, before.ownerId, 'the restarted server kept the same lease')
+
+  fs.rmSync(lockOf(dir))
+  await server.waitFor(/this Vite dev server lost its lock .*: the lock file was removed or replaced/)
+  assert.equal(server.status, null, 'by default a lost lease only warns')
+})
+
+test("onLeaseLost: 'exit' stops the server when its lease is lost", async (t) => {
+  const dir = viteProject(t, { 'vite.config.js': config("{ onLeaseLost: 'exit' }") })
+  const port = await freePort()
+  const server = await startVite(t, dir, port)
+  await server.waitFor(/Local:/)
+  fs.rmSync(lockOf(dir))
+  const { code } = await server.exit()
+  assert.equal(code, 1)
+  assert.match(server.out, /stopping the server/)
+  assert.equal(await isListening(port), false)
+})
