@@ -104,7 +104,7 @@ test('concurrent acquire()/release() on one instance are serialised: one owner i
 test('calls on one instance take effect in call order: acquire(); await release() leaves it free', async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < 300; i++) {
     const lock = new PidLock(p)
     const acquiring = lock.acquire()
     await lock.release()
@@ -118,7 +118,7 @@ test('calls on one instance take effect in call order: acquire(); await release(
   // And the other way round: release(); acquire() while held ends held, with a new owner.
   const lock = new PidLock(p)
   await lock.acquire()
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 300; i++) {
     const releasing = lock.release()
     await lock.acquire()
     await releasing
@@ -405,4 +405,54 @@ test('update() when not held rejects with ELOCKNOTHELD', async (t) => {
 
 test('the package resolves from the repository by name', () => {
   assert.equal(require.resolve('leaselock'), path.join(repoRoot, 'lib', 'index.js'))
+})
+
+test('fileWriteMode and directoryWriteMode apply to what acquire creates (umask applies)', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'made', 'x.lock')
+  const umask = process.umask()
+  const lock = new PidLock(p, { fileWriteMode: 0o600, directoryWriteMode: 0o700 })
+  await lock.acquire()
+  assert.equal(fs.statSync(p).mode & 0o777, 0o600 & ~umask)
+  assert.equal(fs.statSync(path.dirname(p)).mode & 0o777, 0o700 & ~umask)
+  await lock.release()
+  const q = path.join(dir, 'made2', 'x.lock')
+  const dflt = new PidLock(q)
+  await dflt.acquire()
+  assert.equal(fs.statSync(q).mode & 0o777, 0o644 & ~umask)
+  assert.equal(fs.statSync(path.dirname(q)).mode & 0o777, 0o755 & ~umask)
+  await dflt.release()
+})
+
+test('after release() has been called, onLeaseLost is not called for that acquisition any more', async (t) => {
+  // The loss is detected by the native heartbeat while the JS thread is blocked, so its notice
+  // is still queued when release() is called in the same tick.
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const calls = []
+  const lock = new PidLock(p, { leaseHeartbeatInterval: 5, leaseStaleThreshold: 1000, onLeaseLost: (info) => calls.push(info) })
+  await lock.acquire()
+  fs.writeFileSync(p + '.n', goLease({ ownerID: 'foreign-owner' }))
+  fs.renameSync(p + '.n', p)
+  const until = Date.now() + 300
+  while (Date.now() < until) {
+    // keep the JS thread busy while heartbeats notice the loss
+  }
+  const heldBefore = lock.held
+  lock.releaseSync()
+  await sleep(200)
+  assert.equal(heldBefore, false, 'the loss was detected during the busy wait')
+  assert.equal(calls.length, 0, 'onLeaseLost ran after release() had been called')
+  assert.match(fs.readFileSync(p, 'utf8'), /foreign-owner/)
+})
+
+test('the ELOCKHELD message says how long ago the holder started and how to stop it', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const err = await new PidLock(p).acquire().then(() => null, (e) => e)
+  assert.match(err.message, /started: \d+s ago/)
+  assert.match(err.message, new RegExp(`kill ${h.pid}\\b`))
+  assert.match(err.message, new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
 })
