@@ -19,14 +19,20 @@ export declare class CancelToken {
 export declare class NativeLock {
   constructor(path: string, options: NativeOptions)
   get held(): boolean
-  /** Acquires off the JS thread. `timeout`: `null` tries once; `Infinity` waits forever. */
-  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): Promise<NativeOutcome>
+  /**
+   * Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
+   * work on a local disk) and its outcome is returned as is; only when the lock is held and
+   * `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
+   * thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+   * without end.
+   */
+  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome | Promise<NativeOutcome>
   /** Acquires on the JS thread; waiting (when `timeout` allows) blocks it. */
   acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome
-  release(): Promise<NativeOutcome>
-  releaseSync(): NativeOutcome
-  update(metadata?: string | undefined | null): Promise<NativeOutcome>
-  updateSync(metadata?: string | undefined | null): NativeOutcome
+  /** Releases on the JS thread: a rename, a stat and an unlink. */
+  release(): NativeOutcome
+  /** Replaces the metadata on the JS thread (a few file operations). */
+  update(metadata?: string | undefined | null): NativeOutcome
   /** The record this instance wrote, while it holds the lock. */
   lease(): LeaseRecord | null
   static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<NativeOutcome>

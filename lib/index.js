@@ -20,6 +20,7 @@ const HELD_TEXT = 'lock file is already held by another process'
 const METADATA_LIMIT = 4096
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
+const ALREADY_HELD = Object.freeze({ ok: true })
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -382,6 +383,9 @@ class PidLock {
     }
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)
+      // Already held by this instance: nothing to do, and the current acquisition keeps its
+      // onLeaseLost.
+      if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
       return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
     }).then(
@@ -406,6 +410,7 @@ class PidLock {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
     this.#checkIdle()
+    if (this.#native.held) return { reclaimed: null }
     const { onLost, alive } = this.#callbacks()
     const out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
     if (out.ok) return { reclaimed: holderFromRecord(out.record) }
@@ -414,6 +419,8 @@ class PidLock {
 
   /** Releases the lock if this instance holds it; never removes another owner's file. */
   release() {
+    // From here on, no notice for the current acquisition reaches onLeaseLost.
+    this.#generation++
     return this.#enqueue(() => this.#native.release()).then((out) => {
       if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     })
@@ -421,7 +428,8 @@ class PidLock {
 
   releaseSync() {
     this.#checkIdle()
-    const out = this.#native.releaseSync()
+    this.#generation++
+    const out = this.#native.release()
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
   }
 
@@ -442,7 +450,7 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle()
-    const out = this.#native.updateSync(json)
+    const out = this.#native.update(json)
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     this.#metadata = json
   }

@@ -242,4 +242,7 @@ function singleInstance(options) {
   return plugin
 }
 
-module.exports = { singleInstance, default: singleInstance }
+// The function itself, so that `require('leaselock/vite')` and the default import are it too.
+module.exports = singleInstance
+singleInstance.singleInstance = singleInstance
+singleInstance.default = singleInstance

@@ -1,5 +1,5 @@
 // ESM entry: the same function as the CommonJS entry.
 import cjs from './vite.js'
 
-export const { singleInstance } = cjs
-export default cjs.singleInstance
+export const singleInstance = cjs
+export default cjs

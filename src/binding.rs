@@ -171,9 +171,9 @@ fn failure(e: LockError) -> NativeFailure {
             "the lock is not held by this instance".into(),
         ),
         LockError::Cancelled => plain("ABORT_ERR", "The operation was aborted".into()),
-        LockError::Busy => plain(
-            "ELOCKBUSY",
-            "an asynchronous acquire, release or update is still running on this instance".into(),
+        LockError::WouldWait => plain(
+            "ELOCKWOULDWAIT",
+            "internal: the attempt needed to wait".into(),
         ),
         LockError::Io { op, path, source } => {
             let errno = source.raw_os_error();
@@ -210,13 +210,16 @@ fn failed(e: LockError) -> NativeOutcome {
     }
 }
 
-fn lost_info(l: LeaseLost) -> LostInfo {
+fn lost_info(l: LeaseLost, stale_threshold: Duration) -> LostInfo {
     LostInfo {
         reason: l.reason.as_str().into(),
-        new_owner: l
-            .new_owner
-            .as_ref()
-            .map(|o| lease_record(o, Liveness::Unknown, false)),
+        new_owner: l.new_owner.as_ref().map(|o| {
+            lease_record(
+                o,
+                owner::liveness(o),
+                owner::is_stale(o, stale_threshold, SystemTime::now()),
+            )
+        }),
         error: l.error_code,
         at: epoch_ms(l.at),
     }
@@ -284,10 +287,13 @@ pub struct NativeLock {
     lock: Arc<Lock>,
 }
 
-fn loss_handler(tsfn: LostFn) -> lock::LossHandler {
+fn loss_handler(tsfn: LostFn, stale_threshold: Duration) -> lock::LossHandler {
     Arc::new(move |lost: LeaseLost| {
         // Closing (the environment is gone) or a full queue: nobody is left to tell.
-        let _ = tsfn.call(lost_info(lost), ThreadsafeFunctionCallMode::NonBlocking);
+        let _ = tsfn.call(
+            lost_info(lost, stale_threshold),
+            ThreadsafeFunctionCallMode::NonBlocking,
+        );
     })
 }
 
@@ -342,9 +348,14 @@ impl NativeLock {
         self.lock.held()
     }
 
-    /// Acquires off the JS thread. `timeout`: `null` tries once; `Infinity` waits forever.
+    /// Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
+    /// work on a local disk) and its outcome is returned as is; only when the lock is held and
+    /// `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
+    /// thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+    /// without end.
     #[napi(
-        ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null"
+        ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
+        ts_return_type = "NativeOutcome | Promise<NativeOutcome>"
     )]
     pub fn acquire<'env>(
         &self,
@@ -354,31 +365,50 @@ impl NativeLock {
         cancel: Option<&CancelToken>,
         on_lost: Option<Function<LostInfo, ()>>,
         alive: Option<Function<f64, bool>>,
-    ) -> Result<PromiseRaw<'env, NativeOutcome>> {
+    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
         let on_lost = match on_lost {
             Some(f) => Some(loss_handler(
                 f.build_threadsafe_function().weak::<true>().build()?,
+                self.lock.options().stale_threshold,
             )),
             None => None,
         };
+        let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
+        let first = {
+            let probe = alive
+                .as_ref()
+                .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
+            let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
+            self.lock.acquire(
+                &wait.without_sleeping(),
+                probe_ref,
+                metadata.clone(),
+                on_lost.clone(),
+            )
+        };
+        match first {
+            Ok(r) => return Ok(Either::A(done(r.map(reclaimed_record), false))),
+            Err(LockError::WouldWait) => {}
+            Err(e) => return Ok(Either::A(failed(e))),
+        }
         let alive = match alive {
             Some(f) => Some(f.build_threadsafe_function().weak::<true>().build()?),
             None => None,
         };
-        let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
         let lock = self.lock.clone();
-        env.spawn_future(async move {
+        let promise = env.spawn_future(async move {
             let outcome = tokio::task::spawn_blocking(move || {
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
-                match lock.acquire(&wait, probe_ref, metadata, on_lost, true) {
+                match lock.acquire(&wait, probe_ref, metadata, on_lost) {
                     Ok(r) => done(r.map(reclaimed_record), false),
                     Err(e) => failed(e),
                 }
             })
             .await;
             outcome.map_err(|e| Error::from_reason(format!("acquire task failed: {e}")))
-        })
+        })?;
+        Ok(Either::B(promise))
     }
 
     /// Acquires on the JS thread; waiting (when `timeout` allows) blocks it.
@@ -395,6 +425,7 @@ impl NativeLock {
         let on_lost = match on_lost {
             Some(f) => Some(loss_handler(
                 f.build_threadsafe_function().weak::<true>().build()?,
+                self.lock.options().stale_threshold,
             )),
             None => None,
         };
@@ -404,57 +435,26 @@ impl NativeLock {
         let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
         let wait = wait_for(timeout, None);
         Ok(
-            match self
-                .lock
-                .acquire(&wait, probe_ref, metadata, on_lost, false)
-            {
+            match self.lock.acquire(&wait, probe_ref, metadata, on_lost) {
                 Ok(r) => done(r.map(reclaimed_record), false),
                 Err(e) => failed(e),
             },
         )
     }
 
+    /// Releases on the JS thread: a rename, a stat and an unlink.
     #[napi]
-    pub fn release<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, NativeOutcome>> {
-        let lock = self.lock.clone();
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || match lock.release(true) {
-                Ok(removed) => done(None, removed),
-                Err(e) => failed(e),
-            })
-            .await
-            .map_err(|e| Error::from_reason(format!("release task failed: {e}")))
-        })
-    }
-
-    #[napi]
-    pub fn release_sync(&self) -> NativeOutcome {
-        match self.lock.release(false) {
+    pub fn release(&self) -> NativeOutcome {
+        match self.lock.release() {
             Ok(removed) => done(None, removed),
             Err(e) => failed(e),
         }
     }
 
+    /// Replaces the metadata on the JS thread (a few file operations).
     #[napi]
-    pub fn update<'env>(
-        &self,
-        env: &'env Env,
-        metadata: Option<String>,
-    ) -> Result<PromiseRaw<'env, NativeOutcome>> {
-        let lock = self.lock.clone();
-        env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || match lock.update(metadata, true) {
-                Ok(()) => done(None, false),
-                Err(e) => failed(e),
-            })
-            .await
-            .map_err(|e| Error::from_reason(format!("update task failed: {e}")))
-        })
-    }
-
-    #[napi]
-    pub fn update_sync(&self, metadata: Option<String>) -> NativeOutcome {
-        match self.lock.update(metadata, false) {
+    pub fn update(&self, metadata: Option<String>) -> NativeOutcome {
+        match self.lock.update(metadata) {
             Ok(()) => done(None, false),
             Err(e) => failed(e),
         }

@@ -40,8 +40,8 @@ pub enum LockError {
     NotHeld,
     /// The wait was cancelled (abort signal) before the lock was acquired.
     Cancelled,
-    /// A synchronous call found an asynchronous one still running on the same instance.
-    Busy,
+    /// The attempt would have to sleep, and the caller asked it not to.
+    WouldWait,
     Io {
         op: &'static str,
         path: PathBuf,

@@ -3,24 +3,23 @@
 //! A native thread, not a task on the JS event loop or on a shared async runtime: garbage
 //! collection pauses, a blocked event loop or a busy runtime cannot starve it, and it never
 //! keeps Node alive. One thread with a deadline queue costs the same whether the process holds
-//! one lock or a thousand. The registry of held locks also keeps each held lock alive when its
-//! JS object is collected: a lock is released by `release()` or by the end of the process or
-//! worker, never by garbage collection.
+//! one lock or a thousand. The registry of scheduled locks also keeps each held lock alive when
+//! its JS object is collected: a lock is released by `release()` or by the end of the process
+//! or worker, never by garbage collection.
 
 use crate::lock::Inner;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How early a beat may run to share a wake-up with others.
-const SLACK: std::time::Duration = std::time::Duration::from_millis(5);
+const SLACK: Duration = Duration::from_millis(5);
 
 struct Due {
     at: Instant,
     seq: u64,
     lock: Arc<Inner>,
-    generation: u64,
 }
 
 impl PartialEq for Due {
@@ -45,8 +44,9 @@ impl Ord for Due {
 struct Queue {
     heap: BinaryHeap<Due>,
     seq: u64,
-    /// Every held lock by id: what exit-time release walks.
-    held: HashMap<u64, Arc<Inner>>,
+    /// Every lock with an entry in `heap` - exactly one each - by id. Held locks are always
+    /// here; this is what exit-time release walks.
+    scheduled: HashMap<u64, Arc<Inner>>,
     thread_started: bool,
 }
 
@@ -67,21 +67,26 @@ fn guard(s: &Scheduler) -> MutexGuard<'_, Queue> {
     s.queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts heartbeats for a lock just acquired; the first one interval from now, as in Go.
-pub(crate) fn start(lock: Arc<Inner>, generation: u64) {
+/// Makes sure a lock just acquired gets heartbeats, the first about one interval from now. A
+/// lock released and acquired again keeps its one queue entry (a beat that comes early is
+/// harmless), so tight acquire/release loops do not pile up entries.
+pub(crate) fn start(lock: &Arc<Inner>) {
     let s = scheduler();
-    let at = Instant::now() + lock_interval(&lock);
     let mut q = guard(s);
-    q.held.insert(lock.id(), lock.clone());
+    if q.scheduled.contains_key(&lock.id()) {
+        return;
+    }
+    q.scheduled.insert(lock.id(), lock.clone());
+    let at = Instant::now() + lock.heartbeat_interval();
     // Wake the thread only when this beat is due before everything it already waits for.
     let wake = q.heap.peek().is_none_or(|top| at < top.at);
-    push(&mut q, lock, generation, at);
+    push(&mut q, lock.clone(), at);
     if !q.thread_started {
         let spawned = std::thread::Builder::new()
             .name("leaselock-heartbeat".into())
             .spawn(run);
-        // Without a thread the lease would go stale and be taken over, which is safe; but say
-        // so rather than pretend (the binding reports it when the lease is lost).
+        // Without a thread the lease would go stale and be taken over: unsafe for nobody,
+        // and the holder hears of it if it ever checks. Try again at the next acquire.
         q.thread_started = spawned.is_ok();
     }
     drop(q);
@@ -90,24 +95,10 @@ pub(crate) fn start(lock: Arc<Inner>, generation: u64) {
     }
 }
 
-fn lock_interval(lock: &Inner) -> std::time::Duration {
-    lock.heartbeat_interval()
-}
-
-fn push(q: &mut Queue, lock: Arc<Inner>, generation: u64, at: Instant) {
+fn push(q: &mut Queue, lock: Arc<Inner>, at: Instant) {
     q.seq += 1;
     let seq = q.seq;
-    q.heap.push(Due {
-        at,
-        seq,
-        lock,
-        generation,
-    });
-}
-
-/// Forgets a lock that is no longer held (released or lost).
-pub(crate) fn forget(id: u64) {
-    guard(scheduler()).held.remove(&id);
+    q.heap.push(Due { at, seq, lock });
 }
 
 fn run() {
@@ -131,16 +122,21 @@ fn run() {
             Some(_) => {
                 let Some(due) = q.heap.pop() else { continue };
                 drop(q);
-                let (next, loss) = due.lock.beat(due.generation);
+                let (next, loss) = due.lock.beat();
                 if let Some((handler, lost)) = loss {
-                    forget(due.lock.id());
                     handler(lost);
-                } else if next.is_none() && !due.lock.is_held() {
-                    forget(due.lock.id());
                 }
                 q = guard(s);
-                if let Some(at) = next {
-                    push(&mut q, due.lock, due.generation, at);
+                match next {
+                    Some(at) => push(&mut q, due.lock, at),
+                    // Acquired again since the beat found it idle: keep beating.
+                    None if due.lock.is_held() => {
+                        let at = Instant::now() + due.lock.heartbeat_interval();
+                        push(&mut q, due.lock, at);
+                    }
+                    None => {
+                        q.scheduled.remove(&due.lock.id());
+                    }
                 }
             }
         }
@@ -150,9 +146,9 @@ fn run() {
 /// Every lock held in the process (for exit), or only those of one group (a worker's).
 pub(crate) fn held_locks(group: Option<u64>) -> Vec<Arc<Inner>> {
     guard(scheduler())
-        .held
+        .scheduled
         .values()
-        .filter(|l| group.is_none_or(|g| l.group() == g))
+        .filter(|l| l.is_held() && group.is_none_or(|g| l.group() == g))
         .cloned()
         .collect()
 }

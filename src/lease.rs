@@ -94,6 +94,32 @@ impl Lease {
     }
 }
 
+/// The bytes of `written` with the heartbeat times of `next` patched in, without encoding the
+/// whole record again; `None` when a field changed width (then encode it).
+pub fn patch_heartbeat(written: &[u8], next: &Lease) -> Option<Vec<u8>> {
+    let mut out = written.to_vec();
+    let digits = next.last_heartbeat_unix_nano.to_string();
+    patch_after(&mut out, b"\"lastHeartbeatUnixNano\":", digits.as_bytes())?;
+    if let Some(b) = next.heartbeat_boot_nano {
+        let padded = format!("{b:0width$}", width = BOOT_NANO_WIDTH);
+        patch_after(&mut out, b"\"heartbeatBoot\":\"", padded.as_bytes())?;
+    }
+    Some(out)
+}
+
+/// Overwrites the run of digits right after the first `marker` with `digits` of equal length.
+/// The first match is the field itself: the Go fields and ours come before the metadata, and a
+/// marker with bare quotes cannot occur inside an earlier JSON string.
+fn patch_after(buf: &mut [u8], marker: &[u8], digits: &[u8]) -> Option<()> {
+    let at = buf.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    let len = buf[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if len != digits.len() {
+        return None;
+    }
+    buf[at..at + len].copy_from_slice(digits);
+    Some(())
+}
+
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -634,9 +660,10 @@ mod tests {
         assert!(text.starts_with("{\"version\":1,\"ownerID\":\"42-1700000000000000000-1\",\"pid\":42,\"lastHeartbeatUnixNano\":1700000000123456789,"));
         assert!(text.ends_with("}\n") && !text.ends_with("}\n\n"));
         assert_eq!(parse(&bytes).unwrap(), l);
-        // The heartbeat rewrite keeps the length.
+        // The heartbeat rewrite keeps the length, and patching equals encoding.
         let hb = l.with_heartbeat(1_700_000_009_999_999_999, Some(123_456_789_012_345));
         assert_eq!(hb.encode().len(), bytes.len());
+        assert_eq!(patch_heartbeat(&bytes, &hb), Some(hb.encode()));
     }
 
     #[test]

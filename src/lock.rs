@@ -87,6 +87,9 @@ pub struct Wait {
     /// `None`: try once (Go's behaviour). `Some(None)`: wait without end.
     pub until: Option<Option<Instant>>,
     pub cancel: Option<Arc<Cancel>>,
+    /// Answer `WouldWait` instead of sleeping: the binding makes its first attempt on the JS
+    /// thread, where it must not block, and only moves to a worker thread when it has to wait.
+    pub no_sleep: bool,
 }
 
 impl Wait {
@@ -98,6 +101,15 @@ impl Wait {
         Wait {
             until: Some(d.map(|d| Instant::now() + d)),
             cancel,
+            no_sleep: false,
+        }
+    }
+
+    /// The same wait, answering `WouldWait` where it would sleep.
+    pub fn without_sleeping(&self) -> Self {
+        Wait {
+            no_sleep: true,
+            ..self.clone()
         }
     }
 
@@ -111,6 +123,9 @@ impl Wait {
 
     /// Sleeps `d` (cut short by the deadline), or returns `Cancelled` as soon as cancelled.
     fn sleep(&self, d: Duration) -> Result<(), LockError> {
+        if self.no_sleep {
+            return Err(LockError::WouldWait);
+        }
         let d = match self.until {
             Some(Some(t)) => d.min(t.saturating_duration_since(Instant::now())),
             _ => d,
@@ -181,8 +196,6 @@ pub(crate) struct Inner {
     group: u64,
     state: Mutex<State>,
     held: AtomicBool,
-    /// Bumped on every acquisition, so a heartbeat scheduled for an earlier one is ignored.
-    generation: AtomicU64,
 }
 
 enum State {
@@ -194,7 +207,6 @@ struct Holding {
     file: OwnedFile,
     lease: Lease,
     written: Vec<u8>,
-    generation: u64,
     last_ok: Instant,
     displaced_since: Option<Instant>,
     last_error: Option<io::Error>,
@@ -212,7 +224,6 @@ impl Lock {
                 group,
                 state: Mutex::new(State::Idle),
                 held: AtomicBool::new(false),
-                generation: AtomicU64::new(0),
             }),
         }
     }
@@ -231,15 +242,13 @@ impl Lock {
     }
 
     /// Acquires the lock, waiting as `wait` allows. `alive` overrides the liveness probe (the
-    /// user's `processAppearsAlive`). `blocking`: wait for a concurrent call on this instance;
-    /// otherwise answer `Busy` (a synchronous call must not wait for an asynchronous one).
+    /// user's `processAppearsAlive`). Calls on one instance are serialised.
     pub fn acquire(
         &self,
         wait: &Wait,
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
-        blocking: bool,
     ) -> Result<Option<Reclaimed>, LockError> {
         if let Some(m) = &metadata {
             check_metadata(m)?;
@@ -252,7 +261,7 @@ impl Lock {
                 }
             }
             {
-                let mut st = self.inner.state_guard(blocking)?;
+                let mut st = lock(&self.inner.state);
                 if matches!(*st, State::Held(_)) {
                     return Ok(None);
                 }
@@ -260,11 +269,10 @@ impl Lock {
                     Attempt::Acquired(holding, reclaimed) => {
                         let mut holding = holding;
                         holding.on_lost = on_lost;
-                        let generation = holding.generation;
                         *st = State::Held(holding);
                         self.inner.held.store(true, Ordering::Release);
                         drop(st);
-                        heartbeat::start(self.inner.clone(), generation);
+                        heartbeat::start(&self.inner);
                         return Ok(reclaimed);
                     }
                     Attempt::Held(holder) => {
@@ -285,7 +293,9 @@ impl Lock {
                             continue;
                         }
                         drop(st);
-                        wait.sleep(self.inner.opts.retry_delay)?;
+                        if !self.inner.opts.retry_delay.is_zero() {
+                            wait.sleep(self.inner.opts.retry_delay)?;
+                        }
                         continue;
                     }
                 }
@@ -296,17 +306,17 @@ impl Lock {
 
     /// Releases the lock if this instance holds it. `Ok(true)` when it removed the file,
     /// `Ok(false)` when there was nothing of ours to remove.
-    pub fn release(&self, blocking: bool) -> Result<bool, LockError> {
-        let mut st = self.inner.state_guard(blocking)?;
+    pub fn release(&self) -> Result<bool, LockError> {
+        let mut st = lock(&self.inner.state);
         self.inner.release_locked(&mut st)
     }
 
     /// Replaces the metadata of a held lease. Readers see the old record or the new one.
-    pub fn update(&self, metadata: Option<String>, blocking: bool) -> Result<(), LockError> {
+    pub fn update(&self, metadata: Option<String>) -> Result<(), LockError> {
         if let Some(m) = &metadata {
             check_metadata(m)?;
         }
-        let mut st = self.inner.state_guard(blocking)?;
+        let mut st = lock(&self.inner.state);
         let State::Held(h) = &mut *st else {
             return Err(LockError::NotHeld);
         };
@@ -390,17 +400,6 @@ enum Judgement {
 }
 
 impl Inner {
-    fn state_guard(&self, blocking: bool) -> Result<MutexGuard<'_, State>, LockError> {
-        if blocking {
-            return Ok(lock(&self.state));
-        }
-        match self.state.try_lock() {
-            Ok(g) => Ok(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => Err(LockError::Busy),
-        }
-    }
-
     fn new_lease(&self, metadata: Option<String>) -> Lease {
         let now = SystemTime::now();
         let now_nano = owner::unix_nanos(now);
@@ -425,7 +424,6 @@ impl Inner {
             file,
             lease,
             written,
-            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             last_ok: Instant::now(),
             displaced_since: None,
             last_error: None,
@@ -603,10 +601,23 @@ impl Inner {
         };
         self.held.store(false, Ordering::Release);
         let path = &self.path;
-        match sys::id_at(path) {
-            Ok(Some(id)) if id == h.file.id => {}
-            // Not ours any more (lost, or removed by hand): leave it alone.
-            _ => return Ok(false),
+        // Someone may have written their own record into our very file (the Go package's
+        // tests do exactly that): then it is theirs, whatever its inode.
+        if let Ok(current) = h.file.read_expecting(h.written.len()) {
+            if current != h.written && !carries_owner(&current, &h.lease.owner_id) {
+                return Ok(false);
+            }
+        }
+        // Nobody may take a lease over while it is fresh, so within one stale threshold of our
+        // last confirmed heartbeat the path is still ours and the claim below can go first.
+        // Past that, look before claiming, so that a lock already taken from us is not even
+        // moved for a moment.
+        if h.last_ok.elapsed() + self.opts.heartbeat_interval >= self.opts.stale_threshold {
+            match sys::id_at(path) {
+                Ok(Some(id)) if id == h.file.id => {}
+                // Not ours any more (lost, or removed by hand): leave it alone.
+                _ => return Ok(false),
+            }
         }
         crate::faults::point("release.before-claim");
         let private = sys::private_name(path, "release");
@@ -632,17 +643,15 @@ impl Inner {
     }
 
     /// One heartbeat. Returns when to beat next (`None`: stop), and a loss to report.
-    pub(crate) fn beat(
-        self: &Arc<Self>,
-        generation: u64,
-    ) -> (Option<Instant>, Option<(LossHandler, LeaseLost)>) {
+    pub(crate) fn beat(&self) -> (Option<Instant>, Option<(LossHandler, LeaseLost)>) {
+        // Released locks are skipped without touching the mutex a caller may be using.
+        if !self.is_held() {
+            return (None, None);
+        }
         let mut st = lock(&self.state);
         let State::Held(h) = &mut *st else {
             return (None, None);
         };
-        if h.generation != generation {
-            return (None, None);
-        }
         let now = Instant::now();
         let interval = self.opts.heartbeat_interval;
         let verdict = renew(&self.path, h);
@@ -745,21 +754,17 @@ enum Renewal {
 /// Checks that the lease is still ours and rewrites its heartbeat, through the file we keep
 /// open (never by path), then checks that the path still names that file.
 fn renew(path: &Path, h: &mut Holding) -> Renewal {
-    let current = match h.file.read() {
+    let current = match h.file.read_expecting(h.written.len()) {
         Ok(b) => b,
         Err(e) => return Renewal::Failed(e),
     };
-    if current != h.written {
-        match lease::parse(&current) {
-            Ok(l) if l.owner_id == h.lease.owner_id => {}
-            Ok(l) => return Renewal::Lost(LossReason::OwnerChanged, Some(l)),
-            Err(_) => return Renewal::Lost(LossReason::OwnerChanged, None),
-        }
+    if current != h.written && !carries_owner(&current, &h.lease.owner_id) {
+        return Renewal::Lost(LossReason::OwnerChanged, lease::parse(&current).ok());
     }
     let next = h
         .lease
         .with_heartbeat(owner::unix_nanos(SystemTime::now()), sys::boot_nanos());
-    let bytes = next.encode();
+    let bytes = lease::patch_heartbeat(&h.written, &next).unwrap_or_else(|| next.encode());
     if let Err(e) = h.file.rewrite(&bytes, h.written.len()) {
         return Renewal::Failed(e);
     }
@@ -787,6 +792,11 @@ fn lost_to_whatever_is_at(path: &Path, definitive: bool) -> Renewal {
     } else {
         Renewal::Displaced(reason, owner)
     }
+}
+
+/// Whether `bytes` are a valid lease with this owner id.
+fn carries_owner(bytes: &[u8], owner_id: &str) -> bool {
+    matches!(lease::parse(bytes), Ok(l) if l.owner_id == owner_id)
 }
 
 /// Whether `path` (a private name) holds exactly the file judged in `snap`.
@@ -903,13 +913,13 @@ mod tests {
         let a = Lock::new(path.clone(), fast(), 0);
         let b = Lock::new(path.clone(), fast(), 0);
         assert!(a
-            .acquire(&Wait::once(), None, None, None, true)
+            .acquire(&Wait::once(), None, None, None)
             .unwrap()
             .is_none());
         assert!(a.held());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("{\"version\":1,\"ownerID\":\""));
-        match b.acquire(&Wait::once(), None, None, None, true) {
+        match b.acquire(&Wait::once(), None, None, None) {
             Err(LockError::Held { holder: Some(h) }) => {
                 assert_eq!(h.lease.pid, std::process::id() as i64);
                 assert_eq!(h.alive, Liveness::Alive);
@@ -918,19 +928,19 @@ mod tests {
         }
         // Acquire on a holder is a no-op; heartbeats keep it fresh past the stale threshold.
         assert!(a
-            .acquire(&Wait::once(), None, None, None, true)
+            .acquire(&Wait::once(), None, None, None)
             .unwrap()
             .is_none());
         std::thread::sleep(Duration::from_millis(500));
         assert!(matches!(
-            b.acquire(&Wait::once(), None, None, None, true),
+            b.acquire(&Wait::once(), None, None, None),
             Err(LockError::Held { .. })
         ));
-        assert!(a.release(true).unwrap());
+        assert!(a.release().unwrap());
         assert!(!path.exists());
-        assert!(!a.release(true).unwrap());
-        assert!(b.acquire(&Wait::once(), None, None, None, true).is_ok());
-        assert!(b.release(true).unwrap());
+        assert!(!a.release().unwrap());
+        assert!(b.acquire(&Wait::once(), None, None, None).is_ok());
+        assert!(b.release().unwrap());
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -952,7 +962,7 @@ mod tests {
                     std::thread::spawn(move || {
                         let l = Lock::new(path, fast(), 0);
                         barrier.wait();
-                        let r = l.acquire(&Wait::once(), None, None, None, true);
+                        let r = l.acquire(&Wait::once(), None, None, None);
                         (r.is_ok(), l)
                     })
                 })
@@ -966,7 +976,7 @@ mod tests {
                 winners[0].1.current_lease().map(|l| l.owner_id)
             );
             for (_, l) in &results {
-                l.release(true).unwrap();
+                l.release().unwrap();
             }
             assert!(!path.exists());
         }
@@ -981,19 +991,16 @@ mod tests {
         let path = dir.join("x.lock");
         let a = Lock::new(path.clone(), fast(), 0);
         let (on_lost, lost) = loss_channel();
-        a.acquire(&Wait::once(), None, None, Some(on_lost), true)
-            .unwrap();
+        a.acquire(&Wait::once(), None, None, Some(on_lost)).unwrap();
         // B proves A "dead" through the override and takes over.
         let b = Lock::new(path.clone(), fast(), 0);
         let dead = |_pid: i64| false;
-        let reclaimed = b
-            .acquire(&Wait::once(), Some(&dead), None, None, true)
-            .unwrap();
+        let reclaimed = b.acquire(&Wait::once(), Some(&dead), None, None).unwrap();
         assert!(matches!(reclaimed, Some(Reclaimed::Lease(_))));
         let notice = lost.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(notice.reason, LossReason::OwnerChanged);
         assert!(!a.held());
-        assert!(!a.release(true).unwrap());
+        assert!(!a.release().unwrap());
         let on_disk = lease::parse(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(
             Some(on_disk.owner_id),
@@ -1003,7 +1010,7 @@ mod tests {
             lost.recv_timeout(Duration::from_millis(200)).is_err(),
             "only once"
         );
-        b.release(true).unwrap();
+        b.release().unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1013,8 +1020,7 @@ mod tests {
         let path = dir.join("x.lock");
         let a = Lock::new(path.clone(), fast(), 0);
         let (on_lost, lost) = loss_channel();
-        a.acquire(&Wait::once(), None, None, Some(on_lost), true)
-            .unwrap();
+        a.acquire(&Wait::once(), None, None, Some(on_lost)).unwrap();
         std::fs::write(&path, go_lease(4242, Duration::ZERO)).unwrap();
         let notice = lost.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(notice.reason, LossReason::OwnerChanged);
@@ -1023,8 +1029,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
 
         let (on_lost, lost) = loss_channel();
-        a.acquire(&Wait::once(), None, None, Some(on_lost), true)
-            .unwrap();
+        a.acquire(&Wait::once(), None, None, Some(on_lost)).unwrap();
         std::fs::remove_file(&path).unwrap();
         let notice = lost.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(notice.reason, LossReason::Removed);
@@ -1038,18 +1043,18 @@ mod tests {
         std::fs::write(&path, b"not-a-lease-json").unwrap();
         let l = Lock::new(path.clone(), fast(), 0);
         assert!(matches!(
-            l.acquire(&Wait::once(), None, None, None, true),
+            l.acquire(&Wait::once(), None, None, None),
             Err(LockError::Held { holder: None })
         ));
         let f = std::fs::File::options().write(true).open(&path).unwrap();
         f.set_modified(SystemTime::now() - Duration::from_secs(2))
             .unwrap();
         drop(f);
-        match l.acquire(&Wait::once(), None, None, None, true) {
+        match l.acquire(&Wait::once(), None, None, None) {
             Ok(Some(Reclaimed::Invalid { bytes, .. })) => assert_eq!(bytes, 16),
             other => panic!("expected reclaim of invalid content, got {other:?}"),
         }
-        l.release(true).unwrap();
+        l.release().unwrap();
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1058,20 +1063,14 @@ mod tests {
         let dir = temp_dir("wait");
         let path = dir.join("x.lock");
         let a = Arc::new(Lock::new(path.clone(), fast(), 0));
-        a.acquire(&Wait::once(), None, None, None, true).unwrap();
+        a.acquire(&Wait::once(), None, None, None).unwrap();
         let cancel = Arc::new(Cancel::default());
         let waiter = {
             let (path, cancel) = (path.clone(), cancel.clone());
             std::thread::spawn(move || {
                 let b = Lock::new(path, fast(), 0);
-                b.acquire(
-                    &Wait::for_duration(None, Some(cancel)),
-                    None,
-                    None,
-                    None,
-                    true,
-                )
-                .map(|_| ())
+                b.acquire(&Wait::for_duration(None, Some(cancel)), None, None, None)
+                    .map(|_| ())
             })
         };
         std::thread::sleep(Duration::from_millis(100));
@@ -1087,13 +1086,12 @@ mod tests {
                     None,
                     None,
                     None,
-                    true,
                 );
-                (r.is_ok(), b.release(true))
+                (r.is_ok(), b.release())
             })
         };
         std::thread::sleep(Duration::from_millis(100));
-        a.release(true).unwrap();
+        a.release().unwrap();
         let (ok, released) = waiter.join().unwrap();
         assert!(ok);
         assert!(released.unwrap());
@@ -1105,10 +1103,10 @@ mod tests {
         let dir = temp_dir("meta");
         let path = dir.join("x.lock");
         let a = Lock::new(path.clone(), fast(), 0);
-        a.acquire(&Wait::once(), None, Some("{\"a\":1}".into()), None, true)
+        a.acquire(&Wait::once(), None, Some("{\"a\":1}".into()), None)
             .unwrap();
         let owner = a.current_lease().unwrap().owner_id;
-        a.update(Some("{\"url\":\"http://127.0.0.1:5173/\"}".into()), true)
+        a.update(Some("{\"url\":\"http://127.0.0.1:5173/\"}".into()))
             .unwrap();
         let l = lease::parse(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(l.owner_id, owner);
@@ -1120,11 +1118,11 @@ mod tests {
         assert!(a.held(), "heartbeats go on through the new file");
         let big = format!("\"{}\"", "x".repeat(METADATA_LIMIT));
         assert!(matches!(
-            a.update(Some(big), true),
+            a.update(Some(big)),
             Err(LockError::MetadataTooLarge { .. })
         ));
-        a.release(true).unwrap();
-        assert!(matches!(a.update(None, true), Err(LockError::NotHeld)));
+        a.release().unwrap();
+        assert!(matches!(a.update(None), Err(LockError::NotHeld)));
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1137,7 +1135,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let l = Lock::new(link.clone(), fast(), 0);
         assert!(matches!(
-            l.acquire(&Wait::once(), None, None, None, true),
+            l.acquire(&Wait::once(), None, None, None),
             Err(LockError::NotAFile {
                 kind: crate::sys::FileKind::Symlink
             })
@@ -1147,7 +1145,7 @@ mod tests {
         std::fs::create_dir(&d).unwrap();
         let l = Lock::new(d.clone(), fast(), 0);
         assert!(matches!(
-            l.acquire(&Wait::once(), None, None, None, true),
+            l.acquire(&Wait::once(), None, None, None),
             Err(LockError::NotAFile {
                 kind: crate::sys::FileKind::Directory
             })

@@ -75,7 +75,7 @@ fn child_role() {
                 let dead = |_: i64| false;
                 let alive: Option<&dyn Fn(i64) -> bool> =
                     if judge_dead { Some(&dead) } else { None };
-                match lock.acquire(&Wait::once(), alive, None, Some(on_lost.clone()), true) {
+                match lock.acquire(&Wait::once(), alive, None, Some(on_lost.clone())) {
                     Ok(r) => {
                         let kind = match r {
                             None => "none",
@@ -99,7 +99,7 @@ fn child_role() {
             "release" => {
                 say("RELEASING".into());
                 let t = Instant::now();
-                match lock.release(true) {
+                match lock.release() {
                     Ok(removed) => say(format!("RELEASED {removed} {}", t.elapsed().as_millis())),
                     Err(e) => say(format!("ERROR {e:?}")),
                 }
@@ -450,7 +450,7 @@ fn release_stalled_before_claim_leaves_the_new_owners_file() {
     let (on_lost, lost) = loss_channel();
     let dead = |_: i64| false;
     let r = new
-        .acquire(&Wait::once(), Some(&dead), None, Some(on_lost), true)
+        .acquire(&Wait::once(), Some(&dead), None, Some(on_lost))
         .expect("takeover of a holder judged dead");
     assert!(matches!(r, Some(Reclaimed::Lease(_))));
     let ours = new.current_lease().unwrap().owner_id;
@@ -481,7 +481,7 @@ fn release_stalled_before_claim_leaves_the_new_owners_file() {
         "{:?}",
         dir.leftovers("r.lock")
     );
-    assert!(new.release(true).unwrap());
+    assert!(new.release().unwrap());
     assert!(dir.leftovers("r.lock").is_empty());
 }
 
@@ -499,7 +499,7 @@ fn release_stalled_after_claim_deletes_only_its_own_file() {
     let new = Lock::new(path.clone(), Options::default(), 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match new.acquire(&Wait::once(), None, None, None, true) {
+        match new.acquire(&Wait::once(), None, None, None) {
             Ok(r) => {
                 assert!(r.is_none(), "a free path, nothing reclaimed");
                 break;
@@ -520,7 +520,7 @@ fn release_stalled_after_claim_deletes_only_its_own_file() {
         "{:?}",
         dir.leftovers("r.lock")
     );
-    new.release(true).unwrap();
+    new.release().unwrap();
 }
 
 /// A heartbeat stalled past the stale threshold is a frozen holder: it is taken over, and when
@@ -544,7 +544,7 @@ fn heartbeat_stalled_past_the_threshold_is_taken_over_and_told() {
     let new = Lock::new(path.clone(), opts, 0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let reclaimed = loop {
-        match new.acquire(&Wait::once(), None, None, None, true) {
+        match new.acquire(&Wait::once(), None, None, None) {
             Ok(r) => break r,
             Err(LockError::Held { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -565,7 +565,7 @@ fn heartbeat_stalled_past_the_threshold_is_taken_over_and_told() {
     assert!(old.expect("RELEASED").starts_with("RELEASED false "));
     assert_eq!(owner_at(&path), Some(ours));
     assert!(new.held());
-    new.release(true).unwrap();
+    new.release().unwrap();
     assert!(
         dir.leftovers("h.lock").is_empty(),
         "{:?}",
@@ -590,7 +590,7 @@ fn takeover_judged_on_old_bytes_is_undone_when_the_holder_heartbeats() {
         let holder = Lock::new(path.clone(), opts, 0);
         let (on_lost, lost) = loss_channel();
         holder
-            .acquire(&Wait::once(), None, None, Some(on_lost), true)
+            .acquire(&Wait::once(), None, None, Some(on_lost))
             .unwrap();
         let ours = holder.current_lease().unwrap().owner_id;
         let ours_ino = ino(&path);
@@ -618,7 +618,7 @@ fn takeover_judged_on_old_bytes_is_undone_when_the_holder_heartbeats() {
             "{faults}: {:?}",
             dir.leftovers("o.lock")
         );
-        holder.release(true).unwrap();
+        holder.release().unwrap();
     }
 }
 
@@ -637,7 +637,7 @@ fn contender_stalled_mid_exchange_costs_the_holder_its_lease_safely() {
     let holder = Lock::new(path.clone(), opts, 0);
     let (on_lost, lost) = loss_channel();
     holder
-        .acquire(&Wait::once(), None, None, Some(on_lost), true)
+        .acquire(&Wait::once(), None, None, Some(on_lost))
         .unwrap();
     let mut c = Party::start(
         &path,
@@ -668,7 +668,7 @@ fn contender_stalled_mid_exchange_costs_the_holder_its_lease_safely() {
     let id = answer.split(' ').nth(1).unwrap().to_string();
     assert_eq!(owner_at(&path), Some(id));
     assert!(
-        !holder.release(true).unwrap(),
+        !holder.release().unwrap(),
         "release leaves the new owner's file"
     );
     c.send("held");

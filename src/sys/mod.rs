@@ -91,6 +91,6 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
         .unwrap_or(0);
     path.with_file_name(format!(
         ".{name}.{tag}.{}.{n}.{nonce:x}",
-        std::process::id()
+        crate::owner::this_process().pid
     ))
 }

@@ -137,6 +137,24 @@ impl OwnedFile {
         Ok(())
     }
 
+    /// Reads the file expecting about `expected` bytes: one `pread` in the usual case where it
+    /// is unchanged (every heartbeat does this), a full capped read otherwise.
+    pub fn read_expecting(&self, expected: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; expected + 1];
+        let n = loop {
+            match self.file.read_at(&mut buf, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n <= expected {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        self.read()
+    }
+
     pub fn read(&self) -> io::Result<Vec<u8>> {
         // No fstat first: this runs on every heartbeat, and the read itself tells the length.
         let (bytes, oversized) = read_capped(&self.file, 0)?;

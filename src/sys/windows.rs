@@ -147,6 +147,10 @@ impl OwnedFile {
         Ok(())
     }
 
+    pub fn read_expecting(&self, _expected: usize) -> io::Result<Vec<u8>> {
+        self.read()
+    }
+
     pub fn read(&self) -> io::Result<Vec<u8>> {
         let len = self.file.metadata()?.len();
         let (bytes, oversized) = read_capped(&self.file, len)?;
