@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { PidLock } from '../lib/index.mjs'
-import { LISTEN_MARK, Proc, bin, freePort, isListening, tempProject } from './integrations/helpers.mjs'
+import { LISTEN_MARK, Proc, bin, freePort, isListening, repoRoot, tempProject } from './integrations/helpers.mjs'
 
 const config = (options = '') => `import { singleInstance } from 'leaselock/vite'
 export default { plugins: [singleInstance(${options})], server: { host: '127.0.0.1' }, clearScreen: false }
@@ -190,4 +190,35 @@ test("onLeaseLost: 'exit' stops the server when its lease is lost", async (t) =>
   assert.equal(code, 1)
   assert.match(server.out, /stopping the server/)
   assert.equal(await isListening(port), false)
+})
+
+test('entry points: the types compile (tsc --strict) and match what the modules export', async (t) => {
+  const { createRequire } = await import('node:module')
+  const require = createRequire(import.meta.url)
+  const cjs = require('../lib/vite.js')
+  const esm = await import('../lib/vite.mjs')
+  assert.equal(typeof cjs, 'function')
+  assert.equal(cjs.singleInstance, cjs)
+  assert.equal(cjs.default, cjs)
+  assert.equal(esm.default, cjs)
+  assert.equal(esm.singleInstance, cjs)
+  const plugin = cjs()
+  assert.equal(plugin.name, 'leaselock:single-instance')
+  assert.equal(plugin.enforce, 'pre')
+  assert.equal('configurePreviewServer' in plugin, false, 'preview is guarded only when asked')
+  assert.equal(typeof cjs({ preview: true }).configurePreviewServer, 'function')
+  assert.throws(() => cjs({ onLeaseLost: 'ignore' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  assert.throws(() => cjs({ lockfile: '' }), { code: 'ERR_INVALID_ARG_TYPE' })
+  const wp = require('../lib/webpack.js')
+  const wpEsm = await import('../lib/webpack.mjs')
+  assert.equal(wp.SingleInstancePlugin, wp)
+  assert.equal(wp.default, wp)
+  assert.equal(wpEsm.default, wp)
+  assert.equal(wpEsm.SingleInstancePlugin, wp)
+  assert.throws(() => new wp({ onLeaseLost: 'close' }), { code: 'ERR_INVALID_ARG_TYPE' })
+
+  const { spawnSync } = await import('node:child_process')
+  const tsc = path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc')
+  const r = spawnSync(process.execPath, [tsc, '-p', path.join(repoRoot, '__test__', 'integrations', 'types', 'tsconfig.json')], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stdout + r.stderr)
 })

@@ -34,7 +34,6 @@ run      Runs <command> while holding <lockfile>; refuses when another live proc
   --metadata <json>    a JSON object stored in the lease for others to read, e.g. '{"url":"http://localhost:3000"}'
   --on-lost <policy>   when the lock is lost while the command runs: "warn" (default) or "term"
                        (send SIGTERM to the command)
-  --quiet              print nothing on success
 
 status   Tells who holds <lockfile>, or that it is free.
   --json               print the state as JSON: {"state", "path", "holder"}
@@ -195,7 +194,6 @@ async function run(args, io) {
     wait: 'value',
     metadata: 'value',
     'on-lost': 'value',
-    quiet: 'flag',
     __commandAfter: 1,
   })
   if (positional.length < 1) throw new UsageError('run needs a <lockfile>')
