@@ -22,6 +22,10 @@ held the lock - a freeze that overlaps its holding, from the start of its acquir
 leave, and lasted at least (stale - heartbeat) ms, so its last heartbeat can be stale - AND its
 library told it through onLeaseLost. Every other overlap is a violation.
 
+A holder frozen past its lease that wakes and leaves before its heartbeat has run is never
+told (its release finds the path taken and says nothing): such overlaps are counted apart as
+`frozen_never_told`, and are violations unless `--allow-untold` is given.
+
 Exit status: 1 on any violation, crash or unreadable line; 0 otherwise.
 """
 import json
@@ -53,7 +57,7 @@ def summary(values):
     }
 
 
-def judge(records, bad_lines, leftovers=0):
+def judge(records, bad_lines, leftovers=0, allow_untold=False):
     config = next((r for r in records if r.get('ev') == 'config'), {})
     stale = float(config.get('stale', 400))
     heartbeat = float(config.get('heartbeat', 50))
@@ -122,7 +126,7 @@ def judge(records, bad_lines, leftovers=0):
         return None
 
     ordered = sorted(sections.values(), key=lambda s: s['enter'])
-    episodes, violations = {}, []
+    episodes, violations, untold = {}, [], set()
     for i, x in enumerate(ordered):
         for y in ordered[i + 1:]:
             if y['enter'] >= x['leave']:
@@ -144,6 +148,17 @@ def judge(records, bad_lines, leftovers=0):
                         'told_after_wake_ms': round(told['t'] - fz[1], 1),
                     }
                     break
+            if verdict is None:
+                # Frozen past its lease, woke, and left (released) before its heartbeat ran:
+                # the library never told it. Counted apart; a violation unless allowed.
+                for frozen, other in ((x, y), (y, x)):
+                    if long_freeze(frozen) and (frozen['pid'], frozen['c']) not in lost:
+                        untold.add((frozen['pid'], frozen['c']))
+                        verdict = 'untold'
+                        break
+                if verdict == 'untold' and allow_untold:
+                    continue
+                verdict = None
             if verdict:
                 key = (verdict['frozen'], verdict['cycle'])
                 ep = episodes.get(key)
@@ -208,6 +223,8 @@ def judge(records, bad_lines, leftovers=0):
             'told_after_wake_ms': summary([a['told_after_wake_ms'] for a in allowed]),
             'other_holders_meanwhile': sum(a['others'] for a in allowed),
         },
+        'frozen_never_told': len(untold),
+        'untold_allowed': allow_untold,
         'violations': len(violations),
         'violation_details': violations[:20],
         'duplicate_owner_ids': duplicate_owner_ids[:20],
@@ -222,14 +239,15 @@ def judge(records, bad_lines, leftovers=0):
 
 def main(argv):
     if not argv or argv[0] in ('-h', '--help'):
-        print('usage: check.py JOURNAL [--json] [--leftovers N]', file=sys.stderr)
+        print('usage: check.py JOURNAL [--json] [--leftovers N] [--allow-untold]', file=sys.stderr)
         return 2
     as_json = '--json' in argv
     leftovers = 0
+    allow_untold = '--allow-untold' in argv
     if '--leftovers' in argv:
         leftovers = int(argv[argv.index('--leftovers') + 1])
     records, bad = load(argv[0])
-    report = judge(records, bad, leftovers)
+    report = judge(records, bad, leftovers, allow_untold)
     if as_json:
         print(json.dumps(report))
     else:
@@ -248,6 +266,8 @@ def main(argv):
             f"allowed overlaps (frozen past the lease and told): {ao['count']}"
             + (f", overlap ms {json.dumps(ao['overlap_ms'])}" if ao['overlap_ms'] else ''),
             f"frozen holders told after waking, ms: {json.dumps(ao['told_after_wake_ms'])}",
+            f"frozen past the lease, woke and left before being told: {report['frozen_never_told']}"
+            + (" (allowed by --allow-untold)" if allow_untold else " (each one is a violation)"),
             f"violations: {report['violations']}",
         ]
         if report['crashes']:

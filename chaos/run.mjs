@@ -7,6 +7,7 @@
 //
 //   node chaos/run.mjs [--duration 60 | --cycles N] [--workers 8] [--heartbeat 50] [--stale 400]
 //                      [--hold-max 120] [--gap-max 20] [--seed N] [--dir D] [--keep] [--json]
+//                      [--allow-untold]   (see chaos/check.py: frozen holders never told)
 //
 // Exit status: the checker's (non-zero on any violation or crash). `--json` prints the
 // checker's report as one JSON object on the last line of stdout.
@@ -31,6 +32,7 @@ function parseArgs(argv) {
     dir: null,
     keep: false,
     json: false,
+    allowUntold: false,
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -51,6 +53,7 @@ function parseArgs(argv) {
       case '--dir': o.dir = val(); break
       case '--keep': o.keep = true; break
       case '--json': o.json = true; break
+      case '--allow-untold': o.allowUntold = true; break
       default: throw new Error(`unknown argument ${a}`)
     }
   }
@@ -238,6 +241,7 @@ const leftovers = fs.readdirSync(lockDir).filter((n) => n !== 'chaos.lock')
 
 const args = [path.join(here, 'check.py'), journal, '--leftovers', String(leftovers.length)]
 if (opts.json) args.push('--json')
+if (opts.allowUntold) args.push('--allow-untold')
 const check = spawnSync('python3', args, { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' })
 process.stdout.write(check.stdout)
 const workerErr = fs.readFileSync(stderrPath, 'utf8').trim()
