@@ -222,3 +222,30 @@ test('entry points: the types compile (tsc --strict) and match what the modules 
   const r = spawnSync(process.execPath, [tsc, '-p', path.join(repoRoot, '__test__', 'integrations', 'types', 'tsconfig.json')], { encoding: 'utf8' })
   assert.equal(r.status, 0, r.stdout + r.stderr)
 })
+
+test('when asked: `vite preview` and `vite build --watch` are guarded too; `vite build` is not', async (t) => {
+  const dir = viteProject(t, { 'vite.config.js': config('{ preview: true, buildWatch: true }').replace("server: { host: '127.0.0.1' }", "server: { host: '127.0.0.1' }, preview: { host: '127.0.0.1' }") })
+  const build = new Proc(t, process.execPath, [bin.vite, 'build'], { cwd: dir })
+  assert.equal((await build.exit()).code, 0, build.out)
+  const locks = path.join(dir, 'node_modules', '.vite', 'leaselock')
+  assert.equal(fs.existsSync(path.join(locks, 'build-watch.lock')), false)
+
+  const watch = new Proc(t, process.execPath, [bin.vite, 'build', '--watch'], { cwd: dir })
+  await watch.waitFor(/built in/)
+  const preview = new Proc(t, process.execPath, [bin.vite, 'preview', '--port', String(await freePort()), '--strictPort'], { cwd: dir })
+  await preview.waitFor(/Local:/)
+
+  const watch2 = new Proc(t, process.execPath, [bin.vite, 'build', '--watch'], { cwd: dir })
+  assert.equal((await watch2.exit()).code, 1, watch2.out)
+  assert.ok(watch2.out.includes(`Another vite build --watch is already running for this project (pid ${watch.pid})`), watch2.out)
+  const port = await freePort()
+  const preview2 = new Proc(t, process.execPath, [bin.vite, 'preview', '--port', String(port), '--strictPort'], { cwd: dir, traceListen: true })
+  assert.equal((await preview2.exit()).code, 1, preview2.out)
+  assert.ok(preview2.out.includes(`Another Vite preview server is already running for this project (pid ${preview.pid}`), preview2.out)
+  assert.ok(!preview2.out.includes(LISTEN_MARK), preview2.out)
+
+  // The preview server releases its lock when it closes (SIGTERM).
+  preview.kill('SIGTERM')
+  await preview.exit()
+  assert.equal(fs.existsSync(path.join(locks, 'preview.lock')), false)
+})
