@@ -154,16 +154,22 @@ export declare class PidLock {
   /** Resolves once held; already held by this instance: resolves at once with `reclaimed: null`. */
   acquire(options?: AcquireOptions): Promise<AcquireResult>
   acquireSync(options?: AcquireSyncOptions): AcquireResult
-  /** Resolves once released; not held (never, released, lost): resolves and does nothing. */
-  release(): Promise<void>
-  releaseSync(): void
+  /**
+   * Resolves once released: `true` when it removed this instance's lock file; `false` when
+   * there was nothing of ours to remove - never held, already released, or the lease was lost
+   * (taken over while this process was frozen, say), in which case the file at the path is
+   * somebody else's and was left alone. A holder that was frozen past its lease learns it here
+   * at the latest, even if it releases before `onLeaseLost` could reach it.
+   */
+  release(): Promise<boolean>
+  releaseSync(): boolean
   /** Replaces the metadata while held; rejects with `ELOCKNOTHELD` otherwise. */
   update(metadata: LockMetadata | null): Promise<void>
   updateSync(metadata: LockMetadata | null): void
   /** Who holds the lock at `path`, without taking it; `null` when free. */
   static inspect(path: string | URL, options?: InspectOptions): Promise<LockHolder | null>
   static inspectSync(path: string | URL, options?: InspectOptions): LockHolder | null
-  /** Same as `release()`, for `await using`. */
+  /** Same as `release()` (its result dropped), for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
   /** Same as `releaseSync()`, for `using`. */
   [Symbol.dispose](): void

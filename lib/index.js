@@ -417,12 +417,16 @@ class PidLock {
     throw nativeError(out.failure, this.#path, this.#heldError)
   }
 
-  /** Releases the lock if this instance holds it; never removes another owner's file. */
+  /**
+   * Releases the lock if this instance holds it; never removes another owner's file. Resolves
+   * `true` when it removed our lock file, `false` when nothing of ours was there.
+   */
   release() {
     // From here on, no notice for the current acquisition reaches onLeaseLost.
     this.#generation++
     return this.#enqueue(() => this.#native.release()).then((out) => {
       if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+      return out.removed
     })
   }
 
@@ -431,6 +435,7 @@ class PidLock {
     this.#generation++
     const out = this.#native.release()
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    return out.removed
   }
 
   /** Replaces the holder metadata in the lease while held (readers see old or new, never a mix). */
@@ -490,7 +495,7 @@ function inspected(out, path) {
 if (typeof Symbol.asyncDispose === 'symbol') {
   Object.defineProperty(PidLock.prototype, Symbol.asyncDispose, {
     value: function asyncDispose() {
-      return this.release()
+      return this.release().then(noop)
     },
     writable: true,
     configurable: true,
