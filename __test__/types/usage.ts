@@ -87,10 +87,10 @@ async function everything(): Promise<void> {
   const syncOptions: AcquireSyncOptions = { timeout: 50 }
   full.acquireSync(syncOptions)
   void s1
-  const released: Promise<void> = full.release()
+  const released: Promise<boolean> = full.release()
   await released
-  const nothing: void = full.releaseSync()
-  void nothing
+  const removed: boolean = full.releaseSync()
+  void removed
 
   // Metadata.
   await full.update({ url: 'http://localhost:5174/' })
