@@ -1,3 +1,4 @@
+/// <reference types="node" />
 /**
  * leaselock: cross-process lock files that cannot get stuck.
  *
