@@ -6,6 +6,7 @@
 const nodePath = require('node:path')
 const fs = require('node:fs')
 const { PidLock } = require('./index.js')
+const { ago, formatRows, holderLines, mdString } = require('./holder.js')
 
 const ALLOW_ENV = 'LEASELOCK_ALLOW_MULTIPLE'
 const METADATA_LIMIT = 4096
@@ -16,55 +17,6 @@ function allowMultiple(option) {
   if (option === true || option === false) return option
   const env = process.env[ALLOW_ENV]
   return env !== undefined && /^(1|true|yes|on)$/i.test(env.trim())
-}
-
-function ago(when) {
-  const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
-  if (s < 60) return `${s}s ago`
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
-  const h = Math.floor(s / 3600)
-  return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
-}
-
-function stopHint(holder) {
-  const kill = process.platform === 'win32' ? `taskkill /PID ${holder.pid} /F` : `kill ${holder.pid}`
-  const os = require('node:os')
-  return holder.hostname && holder.hostname !== os.hostname() ? `on ${holder.hostname}: ${kill}` : kill
-}
-
-function mdString(md, key) {
-  return md && typeof md === 'object' && typeof md[key] === 'string' && md[key] ? md[key] : null
-}
-
-/**
- * The lines that describe a holder: what a person needs to find it (URL, PID, project, command),
- * when it started, and how to stop it.
- */
-function holderLines(holder, lockPath, projectDir) {
-  const rows = []
-  if (!holder) {
-    rows.push(['lock', lockPath])
-    rows.push(['state', 'the file does not hold a lease (yet); it counts as held for about a second, then it is reclaimed'])
-    return rows
-  }
-  const md = holder.metadata
-  rows.push(['pid', String(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${holder.hostname})` : '')])
-  const url = mdString(md, 'url')
-  if (url) rows.push(['url', url])
-  const project = mdString(md, 'root') || projectDir
-  if (project) rows.push(['project', project])
-  else if (mdString(md, 'cwd')) rows.push(['directory', md.cwd])
-  const command = mdString(md, 'commandLine')
-  if (command) rows.push(['command', command])
-  if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
-  rows.push(['lock', lockPath])
-  rows.push(['stop it', stopHint(holder)])
-  return rows
-}
-
-function formatRows(rows) {
-  const width = Math.max(...rows.map(([k]) => k.length)) + 2
-  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
 }
 
 /**

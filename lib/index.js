@@ -6,6 +6,7 @@
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
 const { NativeLock, CancelToken } = require('../index.js')
+const { formatRows, holderLines } = require('./holder.js')
 
 const DEFAULTS = Object.freeze({
   acquireRetryLimit: 12,
@@ -159,34 +160,11 @@ function holderFromRecord(r) {
   }
 }
 
-function ago(when) {
-  const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
-  if (s < 60) return `${s}s ago`
-  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
-  const h = Math.floor(s / 3600)
-  return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
-}
-
-function stopHint(pid) {
-  return process.platform === 'win32' ? `taskkill /PID ${pid} /F` : `kill ${pid}`
-}
-
-/** The lines a person needs: who holds the lock, since when, where, and how to stop it. */
-function holderDetails(holder, path) {
-  const lines = [`  lock: ${path}`]
-  if (holder.startedAt) lines.push(`  started: ${ago(holder.startedAt)} (${holder.startedAt.toISOString()})`)
-  const md = holder.metadata
-  if (md && typeof md === 'object' && typeof md.url === 'string') lines.push(`  running at: ${md.url}`)
-  if (holder.hostname) lines.push(`  host: ${holder.hostname}`)
-  lines.push(`  to stop it: ${stopHint(holder.pid)}`)
-  return lines.join('\n')
-}
-
 function heldError(failure, path, custom) {
   const holder = holderFromRecord(failure.holder)
   const base = custom instanceof Error ? custom.message : custom ?? HELD_TEXT
   const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
-  const message = holder ? `${first}\n${holderDetails(holder, path)}` : `${first}\n  lock: ${path} (its content is not a lease yet; it counts as held until it is older than the invalid-content threshold)`
+  const message = `${first}\n${formatRows(holderLines(holder, path, null))}`
   const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
   err.code = 'ELOCKHELD'
   err.path = path

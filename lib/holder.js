@@ -1,0 +1,55 @@
+'use strict'
+// How a lock holder is described to a person: one place for the lines that the ELOCKHELD
+// message, the Vite and webpack refusals and the `leaselock` command all print.
+
+const os = require('node:os')
+
+function ago(when) {
+  const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
+  if (s < 60) return `${s}s ago`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s ago`
+  const h = Math.floor(s / 3600)
+  return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
+}
+
+function stopHint(holder) {
+  const kill = process.platform === 'win32' ? `taskkill /PID ${holder.pid} /F` : `kill ${holder.pid}`
+  return holder.hostname && holder.hostname !== os.hostname() ? `on ${holder.hostname}: ${kill}` : kill
+}
+
+function mdString(md, key) {
+  return md && typeof md === 'object' && typeof md[key] === 'string' && md[key] ? md[key] : null
+}
+
+/**
+ * The lines that describe a holder: what a person needs to find it (URL, PID, project, command),
+ * when it started, and how to stop it.
+ */
+function holderLines(holder, lockPath, projectDir) {
+  const rows = []
+  if (!holder) {
+    rows.push(['lock', lockPath])
+    rows.push(['state', 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
+    return rows
+  }
+  const md = holder.metadata
+  rows.push(['pid', String(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${holder.hostname})` : '')])
+  const url = mdString(md, 'url')
+  if (url) rows.push(['url', url])
+  const project = mdString(md, 'root') || projectDir
+  if (project) rows.push(['project', project])
+  else if (mdString(md, 'cwd')) rows.push(['directory', md.cwd])
+  const command = mdString(md, 'commandLine')
+  if (command) rows.push(['command', command])
+  if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
+  rows.push(['lock', lockPath])
+  rows.push(['stop it', stopHint(holder)])
+  return rows
+}
+
+function formatRows(rows) {
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2
+  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
+}
+
+module.exports = { ago, stopHint, mdString, holderLines, formatRows }
