@@ -23,6 +23,32 @@ pub use windows::*;
 /// reads more than this from a lock path, whatever is there.
 pub const READ_CAP: usize = 16 * 1024;
 
+/// Reads at most [`READ_CAP`] bytes from offset 0 through `read_at`; `(bytes, oversized)`.
+/// A file longer than the cap is never read at all (a lease is never that long).
+pub(crate) fn read_capped_with(
+    len_hint: u64,
+    mut read_at: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    if len_hint > READ_CAP as u64 {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = vec![0u8; READ_CAP + 1];
+    let mut n = 0;
+    while n < buf.len() {
+        match read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if n > READ_CAP {
+        return Ok((Vec::new(), true));
+    }
+    buf.truncate(n);
+    Ok((buf, false))
+}
+
 /// The identity of a file, valid while somebody holds it open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {

@@ -1,7 +1,7 @@
 //! Unix primitives. Linux is the tested platform; the Linux-only calls (`O_TMPFILE`,
 //! `renameat2`, `/proc`) each have a portable fallback that macOS and the BSDs use.
 
-use super::{FileId, FileKind, ProcessState, Snapshot, READ_CAP};
+use super::{FileId, FileKind, ProcessState, Snapshot};
 use crate::lease::OwnerIdentity;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -89,24 +89,7 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
 
 /// Reads at most [`READ_CAP`] bytes from the start of an open lock file.
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
-    if len_hint > READ_CAP as u64 {
-        return Ok((Vec::new(), true));
-    }
-    let mut buf = vec![0u8; READ_CAP + 1];
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if n > READ_CAP {
-        return Ok((Vec::new(), true));
-    }
-    buf.truncate(n);
-    Ok((buf, false))
+    super::read_capped_with(len_hint, |buf, at| file.read_at(buf, at))
 }
 
 fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {

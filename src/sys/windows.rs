@@ -5,7 +5,7 @@
 //! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
 //! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
 
-use super::{FileId, FileKind, ProcessState, Snapshot, READ_CAP};
+use super::{FileId, FileKind, ProcessState, Snapshot};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -109,24 +109,7 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
 }
 
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
-    if len_hint > READ_CAP as u64 {
-        return Ok((Vec::new(), true));
-    }
-    let mut buf = vec![0u8; READ_CAP + 1];
-    let mut n = 0;
-    while n < buf.len() {
-        match file.seek_read(&mut buf[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if n > READ_CAP {
-        return Ok((Vec::new(), true));
-    }
-    buf.truncate(n);
-    Ok((buf, false))
+    super::read_capped_with(len_hint, |buf, at| file.seek_read(buf, at))
 }
 
 #[derive(Debug)]
