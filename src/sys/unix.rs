@@ -3,10 +3,8 @@
 
 use super::{FileId, FileKind, ProcessState, Snapshot};
 use crate::lease::OwnerIdentity;
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -272,6 +270,7 @@ fn publish_anonymous(
     link_named(new, path)
 }
 
+#[cfg(target_os = "linux")]
 fn dir_exists(dir: &Path) -> bool {
     std::fs::metadata(dir).map(|m| m.is_dir()).unwrap_or(false)
 }
@@ -304,8 +303,10 @@ fn linkat_follow(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
+#[cfg(target_os = "linux")]
+fn cstr(p: &Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
