@@ -43,6 +43,7 @@ export const EXPECTED_FILES = [
   'index.js',
   'lib/cli.js',
   'lib/guard.js',
+  'lib/holder.js',
   'lib/index.d.ts',
   'lib/index.js',
   'lib/index.mjs',
