@@ -120,10 +120,11 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
 
     def long_freeze(s):
         """A freeze of s's process past its lease while it held (or was acquiring) the lock."""
+        found = None
         for stop, cont in freezes.get(s['pid'], []):
             if cont - stop >= stale - heartbeat and stop < s['leave'] and cont > s['a']:
-                return (stop, cont)
-        return None
+                found = (stop, cont)  # the latest one: what it woke from last
+        return found
 
     ordered = sorted(sections.values(), key=lambda s: s['enter'])
     episodes, violations, untold = {}, [], set()
@@ -198,6 +199,13 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
         any_freeze = any(stop < r['t'] for stop, _ in freezes.get(key[0], []))
         if not any_freeze:
             unexplained_losses += 1
+    # How long an untold frozen holder carried on after waking, until it left.
+    untold_after_wake = []
+    for key in untold:
+        s = sections[key]
+        fz = long_freeze(s)
+        if fz:
+            untold_after_wake.append(max(0.0, s['leave'] - fz[1]))
     n_stops = sum(len(v) for v in freezes.values())
     long_stops = sum(1 for v in freezes.values() for a, b in v if b - a >= stale - heartbeat)
     span = (end_t - first_t) / 1000 if first_t is not None else 0
@@ -224,6 +232,7 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
             'other_holders_meanwhile': sum(a['others'] for a in allowed),
         },
         'frozen_never_told': len(untold),
+        'untold_left_after_wake_ms': summary(untold_after_wake),
         'untold_allowed': allow_untold,
         'violations': len(violations),
         'violation_details': violations[:20],
@@ -267,7 +276,9 @@ def main(argv):
             + (f", overlap ms {json.dumps(ao['overlap_ms'])}" if ao['overlap_ms'] else ''),
             f"frozen holders told after waking, ms: {json.dumps(ao['told_after_wake_ms'])}",
             f"frozen past the lease, woke and left before being told: {report['frozen_never_told']}"
-            + (" (allowed by --allow-untold)" if allow_untold else " (each one is a violation)"),
+            + (" (allowed by --allow-untold)" if allow_untold else " (each one is a violation)")
+            + (f", left after waking, ms {json.dumps(report['untold_left_after_wake_ms'])}"
+               if report['untold_left_after_wake_ms'] else ''),
             f"violations: {report['violations']}",
         ]
         if report['crashes']:
