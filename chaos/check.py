@@ -13,6 +13,7 @@ Journal lines (one JSON object each; times are CLOCK_MONOTONIC milliseconds):
   leave   {w, pid, c, t, held}                            ... and left it
   lost    {w, pid, c, t, reason, by}                      onLeaseLost for cycle c of that process
   skip    {w, pid, c, t}                                  acquired, but lost before entering
+  release-found-lost {w, pid, c, t}                       release() removed nothing: lost
 
 A critical section (CS) runs from its enter record to its leave record, or to the kill of its
 process (SIGKILL, or the end of the run). Two CS overlap when one enters before the other left.
@@ -68,6 +69,7 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
     kills = {}           # pid -> earliest kill time
     freezes = {}         # pid -> [[stop, cont]]
     crashes, skips, acquire_errors = [], 0, {}
+    found_at_release = set()
     owner_ids = {}
     duplicate_owner_ids = []
     first_t = None
@@ -105,6 +107,8 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
             crashes.append(r)
         elif ev == 'skip':
             skips += 1
+        elif ev == 'release-found-lost':
+            found_at_release.add((r['pid'], r['c']))
         elif ev == 'acquire-error':
             acquire_errors[r.get('code')] = acquire_errors.get(r.get('code'), 0) + 1
 
@@ -233,6 +237,7 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
         },
         'frozen_never_told': len(untold),
         'untold_left_after_wake_ms': summary(untold_after_wake),
+        'untold_but_release_said_lost': len(untold & found_at_release),
         'untold_allowed': allow_untold,
         'violations': len(violations),
         'violation_details': violations[:20],
@@ -278,7 +283,8 @@ def main(argv):
             f"frozen past the lease, woke and left before being told: {report['frozen_never_told']}"
             + (" (allowed by --allow-untold)" if allow_untold else " (each one is a violation)")
             + (f", left after waking, ms {json.dumps(report['untold_left_after_wake_ms'])}"
-               if report['untold_left_after_wake_ms'] else ''),
+               if report['untold_left_after_wake_ms'] else '')
+            + f"; release() then said so for {report['untold_but_release_said_lost']}",
             f"violations: {report['violations']}",
         ]
         if report['crashes']:

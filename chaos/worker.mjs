@@ -89,7 +89,9 @@ for (let c = 1; ; c++) {
     await sleep(Math.min(10, left))
   }
   rec({ ev: 'leave', w, pid, c, t: now(), held: lock.held })
-  await lock.release()
+  // `false`: there was no file of ours to remove - the lease had been lost (a late notice).
+  const removed = await lock.release()
+  if (removed === false) rec({ ev: 'release-found-lost', w, pid, c, t: now() })
   const gap = rnd(Number(gapMax))
   if (gap > 0) await sleep(gap)
 }
