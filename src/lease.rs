@@ -94,30 +94,49 @@ impl Lease {
     }
 }
 
-/// The bytes of `written` with the heartbeat times of `next` patched in, without encoding the
-/// whole record again; `None` when a field changed width (then encode it).
-pub fn patch_heartbeat(written: &[u8], next: &Lease) -> Option<Vec<u8>> {
-    let mut out = written.to_vec();
-    let digits = next.last_heartbeat_unix_nano.to_string();
-    patch_after(&mut out, b"\"lastHeartbeatUnixNano\":", digits.as_bytes())?;
-    if let Some(b) = next.heartbeat_boot_nano {
-        let padded = format!("{b:0width$}", width = BOOT_NANO_WIDTH);
-        patch_after(&mut out, b"\"heartbeatBoot\":\"", padded.as_bytes())?;
+/// Patches the heartbeat times of `next` into `written` (the bytes of the same record with
+/// older times) without encoding the record again or allocating; `false` when a field would
+/// change width, and then the caller encodes it.
+pub fn patch_heartbeat(written: &mut [u8], next: &Lease) -> bool {
+    let Ok(unix) = u64::try_from(next.last_heartbeat_unix_nano) else {
+        return false;
+    };
+    if !patch_after(written, b"\"lastHeartbeatUnixNano\":", unix, 0) {
+        return false;
     }
-    Some(out)
+    match next.heartbeat_boot_nano {
+        Some(b) => patch_after(written, b"\"heartbeatBoot\":\"", b, BOOT_NANO_WIDTH),
+        None => true,
+    }
 }
 
-/// Overwrites the run of digits right after the first `marker` with `digits` of equal length.
-/// The first match is the field itself: the Go fields and ours come before the metadata, and a
-/// marker with bare quotes cannot occur inside an earlier JSON string.
-fn patch_after(buf: &mut [u8], marker: &[u8], digits: &[u8]) -> Option<()> {
-    let at = buf.windows(marker.len()).position(|w| w == marker)? + marker.len();
+/// Overwrites the run of digits right after the first `marker` with `value`, zero-padded to
+/// `width`, if that takes exactly as many digits. The first match is the field itself: the Go
+/// fields and ours come before the metadata, and a marker with bare quotes cannot occur inside
+/// an earlier JSON string.
+fn patch_after(buf: &mut [u8], marker: &[u8], value: u64, width: usize) -> bool {
+    let Some(found) = buf.windows(marker.len()).position(|w| w == marker) else {
+        return false;
+    };
+    let at = found + marker.len();
     let len = buf[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-    if len != digits.len() {
-        return None;
+    let mut digits = [b'0'; 20];
+    let mut n = value;
+    let mut used = 0;
+    loop {
+        digits[19 - used] = b'0' + (n % 10) as u8;
+        used += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
-    buf[at..at + len].copy_from_slice(digits);
-    Some(())
+    let shown = used.max(width);
+    if shown != len || shown > 20 {
+        return false;
+    }
+    buf[at..at + len].copy_from_slice(&digits[20 - len..]);
+    true
 }
 
 fn push_json_string(out: &mut String, s: &str) {
@@ -663,7 +682,13 @@ mod tests {
         // The heartbeat rewrite keeps the length, and patching equals encoding.
         let hb = l.with_heartbeat(1_700_000_009_999_999_999, Some(123_456_789_012_345));
         assert_eq!(hb.encode().len(), bytes.len());
-        assert_eq!(patch_heartbeat(&bytes, &hb), Some(hb.encode()));
+        let mut patched = bytes.clone();
+        assert!(patch_heartbeat(&mut patched, &hb));
+        assert_eq!(patched, hb.encode());
+        // A width change is refused, not mangled.
+        let mut short = bytes.clone();
+        assert!(!patch_heartbeat(&mut short, &l.with_heartbeat(5, Some(1))));
+        assert_eq!(short, bytes);
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub const DISPLACED_GRACE: Duration = Duration::from_millis(25);
 pub const WAIT_POLL: Duration = Duration::from_millis(20);
 /// Metadata larger than this (as compact JSON) is refused.
 pub const METADATA_LIMIT: usize = 4096;
+/// A heartbeat checks that the lock path still names our file on every this many beats (and on
+/// every beat while anything looked wrong); the other beats check our open file only.
+pub const PATH_CHECK_EVERY: u32 = 4;
 
 /// Options, with the Go package's defaults. The binding validates them.
 #[derive(Debug, Clone)]
@@ -208,6 +211,7 @@ struct Holding {
     lease: Lease,
     written: Vec<u8>,
     last_ok: Instant,
+    beats: u32,
     displaced_since: Option<Instant>,
     last_error: Option<io::Error>,
     on_lost: Option<LossHandler>,
@@ -425,6 +429,7 @@ impl Inner {
             lease,
             written,
             last_ok: Instant::now(),
+            beats: 0,
             displaced_since: None,
             last_error: None,
             on_lost: None,
@@ -754,27 +759,48 @@ enum Renewal {
 /// Checks that the lease is still ours and rewrites its heartbeat, through the file we keep
 /// open (never by path), then checks that the path still names that file.
 fn renew(path: &Path, h: &mut Holding) -> Renewal {
-    let current = match h.file.read_expecting(h.written.len()) {
-        Ok(b) => b,
+    // First our own file, through the handle: still linked, still the length we wrote? A
+    // completed takeover unlinks it, so this cheap check sees every lasting loss of the lock.
+    let (len, links) = match h.file.stat() {
+        Ok(found) => found,
         Err(e) => return Renewal::Failed(e),
     };
-    if current != h.written && !carries_owner(&current, &h.lease.owner_id) {
-        return Renewal::Lost(LossReason::OwnerChanged, lease::parse(&current).ok());
+    if links == 0 {
+        return lost_to_whatever_is_at(path, true);
     }
-    let next = h
-        .lease
-        .with_heartbeat(owner::unix_nanos(SystemTime::now()), sys::boot_nanos());
-    let bytes = lease::patch_heartbeat(&h.written, &next).unwrap_or_else(|| next.encode());
-    if let Err(e) = h.file.rewrite(&bytes, h.written.len()) {
-        return Renewal::Failed(e);
+    // The path itself (renamed away, replaced while our file lives on elsewhere) is looked at
+    // every few beats, and at every beat while something looked wrong.
+    h.beats = h.beats.wrapping_add(1);
+    if h.beats.is_multiple_of(PATH_CHECK_EVERY) || h.displaced_since.is_some() {
+        match sys::id_at(path) {
+            Ok(Some(id)) if id == h.file.id => {}
+            Ok(_) => return lost_to_whatever_is_at(path, false),
+            Err(e) => return Renewal::Failed(e),
+        }
     }
-    h.lease = next;
-    h.written = bytes;
-    match sys::id_at(path) {
-        Ok(Some(id)) if id == h.file.id => Renewal::Ok,
-        // Our file has no name left: a takeover completed; nothing can bring it back.
-        Ok(_) if matches!(h.file.is_unlinked(), Ok(true)) => lost_to_whatever_is_at(path, true),
-        Ok(_) => lost_to_whatever_is_at(path, false),
+    if len != h.written.len() as u64 {
+        // Someone wrote into our very file. Theirs, unless it still carries our owner id.
+        match h.file.read() {
+            Ok(current) if !carries_owner(&current, &h.lease.owner_id) => {
+                return Renewal::Lost(LossReason::OwnerChanged, lease::parse(&current).ok());
+            }
+            Ok(_) => {}
+            Err(e) => return Renewal::Failed(e),
+        }
+    }
+    // Then the write, through the file we keep open - never by path. If a takeover slipped in
+    // since the checks, this lands in our own displaced file, harmlessly, and a later beat
+    // sees it.
+    let old_len = h.written.len();
+    h.lease.last_heartbeat_unix_nano = owner::unix_nanos(SystemTime::now());
+    if h.lease.heartbeat_boot_nano.is_some() {
+        h.lease.heartbeat_boot_nano = sys::boot_nanos();
+    }
+    if !lease::patch_heartbeat(&mut h.written, &h.lease) {
+        h.written = h.lease.encode();
+    }
+    match h.file.rewrite(&h.written, old_len) {
+        Ok(()) => Renewal::Ok,
         Err(e) => Renewal::Failed(e),
     }
 }

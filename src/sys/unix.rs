@@ -145,6 +145,12 @@ impl OwnedFile {
         Ok(bytes)
     }
 
+    /// The file's length and number of names, through the handle.
+    pub fn stat(&self) -> io::Result<(u64, u64)> {
+        let m = self.file.metadata()?;
+        Ok((m.len(), m.nlink()))
+    }
+
     /// Whether the file has been unlinked from every name.
     pub fn is_unlinked(&self) -> io::Result<bool> {
         Ok(self.file.metadata()?.nlink() == 0)

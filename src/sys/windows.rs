@@ -143,6 +143,12 @@ impl OwnedFile {
         Ok(bytes)
     }
 
+    pub fn stat(&self) -> io::Result<(u64, u64)> {
+        let info = handle_info(&self.file)?;
+        let len = ((info.nFileSizeHigh as u64) << 32) | info.nFileSizeLow as u64;
+        Ok((len, info.nNumberOfLinks as u64))
+    }
+
     pub fn is_unlinked(&self) -> io::Result<bool> {
         Ok(handle_info(&self.file)?.nNumberOfLinks == 0)
     }
