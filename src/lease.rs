@@ -191,7 +191,7 @@ pub fn parse(input: &[u8]) -> Result<Lease, Invalid> {
         Some(b'{') => p.top_object(&mut raw, &mut type_error)?,
         Some(b'n') => p.literal(b"null")?,
         Some(_) => {
-            p.skip_value()?;
+            p.skip_value_at(0)?;
             type_error = true;
         }
         None => return Err(Invalid::Syntax),
@@ -387,7 +387,7 @@ impl Parser<'_> {
             self.ws();
             match go_field(&key) {
                 Some(field) => self.field(field, raw, type_error)?,
-                None => self.skip_value()?,
+                None => self.skip_value_at(1)?,
             }
             self.ws();
             match self.peek() {
@@ -417,7 +417,7 @@ impl Parser<'_> {
                 // Only Go's own fields make a type error; Go ignores ours.
                 let go_owned = !matches!(field, Field::Acquired);
                 if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
-                    self.skip_value()?;
+                    self.skip_value_at(1)?;
                     *type_error |= go_owned;
                     return Ok(());
                 }
@@ -434,12 +434,12 @@ impl Parser<'_> {
             }
             Field::Metadata => {
                 let start = self.i;
-                self.skip_value()?;
+                self.skip_value_at(1)?;
                 raw.metadata = Some(String::from_utf8_lossy(&self.b[start..self.i]).into_owned());
             }
             _ => {
                 if self.peek() != Some(b'"') {
-                    self.skip_value()?;
+                    self.skip_value_at(1)?;
                     *type_error |= matches!(field, Field::OwnerId);
                     return Ok(());
                 }
@@ -556,7 +556,9 @@ impl Parser<'_> {
 
     /// Skips any one JSON value without recursion, so hostile nesting cannot overflow the
     /// stack. Depth is limited as Go limits it.
-    fn skip_value(&mut self) -> Result<(), Invalid> {
+    /// `outer`: how many containers enclose this value, as Go counts them (every `{` and `[`
+    /// opened, the lease object itself included, empty ones too; at most 10 000).
+    fn skip_value_at(&mut self, outer: usize) -> Result<(), Invalid> {
         // Each entry: true = inside an object, false = inside an array.
         let mut stack: Vec<bool> = Vec::new();
         loop {
@@ -564,29 +566,29 @@ impl Parser<'_> {
             // A value.
             match self.peek().ok_or(Invalid::Syntax)? {
                 b'{' => {
+                    if outer + stack.len() + 1 > GO_MAX_DEPTH {
+                        return Err(Invalid::Syntax);
+                    }
                     self.i += 1;
                     self.ws();
                     if self.peek() == Some(b'}') {
                         self.i += 1;
                     } else {
                         stack.push(true);
-                        if stack.len() > GO_MAX_DEPTH {
-                            return Err(Invalid::Syntax);
-                        }
                         self.object_key()?;
                         continue;
                     }
                 }
                 b'[' => {
+                    if outer + stack.len() + 1 > GO_MAX_DEPTH {
+                        return Err(Invalid::Syntax);
+                    }
                     self.i += 1;
                     self.ws();
                     if self.peek() == Some(b']') {
                         self.i += 1;
                     } else {
                         stack.push(false);
-                        if stack.len() > GO_MAX_DEPTH {
-                            return Err(Invalid::Syntax);
-                        }
                         continue;
                     }
                 }

@@ -702,13 +702,7 @@ fn model_and_parser_agree_on_the_known_quirks() {
 
 /// Nesting right at Go's limit: 10000 containers including the lease object itself, empty
 /// innermost containers included (Go's scanner counts a container when it opens).
-///
-/// Known bug in `Parser::skip_value` (src/lease.rs): it does not count the lease object nor an
-/// empty innermost container, so it accepts two levels more than Go - a lease with 10000 or
-/// 10001 nested containers in an unknown field is valid to us and invalid to Go. Ignored
-/// until fixed: `cargo test --test lease_parse -- --ignored`.
 #[test]
-#[ignore = "known bug: the nesting limit is two levels looser than Go's (see the doc comment)"]
 fn nesting_depth_matches_go() {
     let run = || {
         let mut failures = Vec::new();
