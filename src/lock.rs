@@ -42,6 +42,8 @@ pub const DISPLACED_GRACE: Duration = Duration::from_millis(25);
 pub const WAIT_POLL: Duration = Duration::from_millis(20);
 /// Metadata larger than this (as compact JSON) is refused.
 pub const METADATA_LIMIT: usize = 4096;
+/// A takeover claim older than this is broken: its taker stalled or died mid-takeover.
+pub const CLAIM_STALE: Duration = Duration::from_secs(1);
 /// A heartbeat checks that the lock path still names our file on every this many beats (and on
 /// every beat while anything looked wrong); the other beats check our open file only.
 pub const PATH_CHECK_EVERY: u32 = 4;
@@ -532,9 +534,24 @@ impl Inner {
         }
     }
 
-    /// Replaces the stale file `snap` with our lease; `None` if it changed under us. See the
-    /// module documentation for why this is safe with any number of contenders.
+    /// Replaces the stale file `snap` with our lease; `None` if it changed under us or another
+    /// contender is taking it over right now. See the module documentation for why this is
+    /// safe with any number of contenders.
     fn take_over(&self, snap: &Snapshot, bytes: &[u8]) -> Result<Option<OwnedFile>, LockError> {
+        let Some(claim) = self.claim_takeover()? else {
+            return Ok(None);
+        };
+        crate::faults::point("takeover.after-claim");
+        let taken = self.take_over_claimed(snap, bytes);
+        claim.give_up();
+        taken
+    }
+
+    fn take_over_claimed(
+        &self,
+        snap: &Snapshot,
+        bytes: &[u8],
+    ) -> Result<Option<OwnedFile>, LockError> {
         let path = &self.path;
         let (temp, ours) = sys::write_private(path, bytes, self.opts.file_mode)
             .map_err(|e| LockError::io("create", path, e))?;
@@ -559,21 +576,57 @@ impl Inner {
             let _ = std::fs::remove_file(&temp);
             return Ok(Some(ours));
         }
-        // Somebody else's lock, or a holder that woke up: undo.
+        // Somebody else's lock (a Go contender that does not take the claim), or a holder that
+        // woke up: undo, and delete only our own file - never one that came back instead.
         match sys::exchange(&temp, path) {
             Ok(true) => {
-                let _ = std::fs::remove_file(&temp);
+                if sys::id_at(&temp).ok().flatten() == Some(ours.id) {
+                    let _ = std::fs::remove_file(&temp);
+                }
             }
             _ => {
-                // The path vanished meanwhile (its owner released): our file is there no more
-                // than theirs is; put theirs back if nothing else appeared.
-                let _ = std::fs::hard_link(&temp, path);
-                let _ = std::fs::remove_file(&temp);
+                // The path vanished meanwhile: put theirs back if nothing else appeared.
+                if std::fs::hard_link(&temp, path).is_ok() {
+                    let _ = std::fs::remove_file(&temp);
+                }
             }
         }
         Ok(None)
     }
 
+    /// Takes the right to take this lock over: a small file beside it, published like a lock
+    /// (`.<name>.takeover`). Contenders of this package take over one at a time, so an exchange
+    /// is never undone while another contender's exchange is in flight - the chained undo that
+    /// could otherwise hand the path to a loser and delete the winner's file. `None`: somebody
+    /// else holds the claim; try again after the retry delay. A claim whose taker died, or
+    /// older than [`CLAIM_STALE`] (a takeover takes microseconds), is broken.
+    fn claim_takeover(&self) -> Result<Option<Claim>, LockError> {
+        let path = sys::sibling(&self.path, "takeover");
+        let record = self.new_lease(None).encode();
+        for _ in 0..2 {
+            match sys::publish(&path, &record, self.opts.file_mode) {
+                Ok(file) => return Ok(Some(Claim { path, file })),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if sys::is_transient_create_error(&e) => return Ok(None),
+                Err(e) => return Err(LockError::io("create", &path, e)),
+            }
+            let snap = match sys::snapshot(&path) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(_) => return Ok(None),
+            };
+            let age = SystemTime::now()
+                .duration_since(snap.modified)
+                .unwrap_or(Duration::ZERO);
+            let taker_dead =
+                matches!(lease::parse(&snap.bytes), Ok(l) if owner::liveness(&l) == Liveness::Dead);
+            if !taker_dead && age < CLAIM_STALE {
+                return Ok(None);
+            }
+            remove_if_unchanged(&path, &snap);
+        }
+        Ok(None)
+    }
     /// The fallback claim where an atomic exchange is not available.
     fn take_over_by_rename(
         &self,
@@ -817,6 +870,34 @@ fn lost_to_whatever_is_at(path: &Path, definitive: bool) -> Renewal {
         Renewal::Lost(reason, owner)
     } else {
         Renewal::Displaced(reason, owner)
+    }
+}
+
+/// The right to take one lock over; see `Inner::claim_takeover`.
+struct Claim {
+    path: PathBuf,
+    file: OwnedFile,
+}
+
+impl Claim {
+    fn give_up(self) {
+        if sys::id_at(&self.path).ok().flatten() == Some(self.file.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes the file at `path` if it is still the one in `snap`: claimed by a rename first, so
+/// a newer file is never removed, and put back if the claim caught one.
+fn remove_if_unchanged(path: &Path, snap: &Snapshot) {
+    let private = sys::private_name(path, "stale");
+    if std::fs::rename(path, &private).is_err() {
+        return;
+    }
+    // Ours to delete if it is the stale one; otherwise it goes back (unless something newer
+    // took the name meanwhile, and then it stays at the private name rather than be lost).
+    if is_snapshot(&private, snap) || std::fs::hard_link(&private, path).is_ok() {
+        let _ = std::fs::remove_file(&private);
     }
 }
 

@@ -355,7 +355,7 @@ impl Race {
             .map(|i| &self.answers[i])
             .collect();
         if !others.is_empty() {
-            eprintln!("{tag}: losers saw another contender's orphaned lease: {others:?} (see chained_undo_deletes_the_winners_file)");
+            eprintln!("{tag}: losers saw another contender's orphaned lease: {others:?} (see chained_takeovers_leave_the_winner_its_file)");
         }
         let w = &mut self.parties[self.winner];
         if owner_at(&self.path).as_deref() == Some(self.winner_id.as_str()) {
@@ -376,7 +376,7 @@ impl Race {
             told.starts_with("LOST "),
             "{tag}: the winner is told: {told}"
         );
-        eprintln!("{tag}: the winner lost its file in the race and was told: {told} (see chained_undo_deletes_the_winners_file)");
+        eprintln!("{tag}: the winner lost its file in the race and was told: {told} (see chained_takeovers_leave_the_winner_its_file)");
     }
 }
 
@@ -424,18 +424,13 @@ fn stale_lock_many_stalled_contenders_exactly_one_wins() {
     stale_race("stale-race-serial", &faults).assert_winner_keeps_its_file("stale-race-serial");
 }
 
-/// Three contenders judge the same stale file S, then exchange in the order A, B, C and check
-/// in the same order. A finds S and wins. B's undo swaps A's file back in and receives C's
-/// file, which it deletes; C's undo swaps B's file in and receives A's - the winner's - file,
-/// which it deletes. The path is left with B's lease (B itself answered "held"), and the
-/// winner holds a deleted file until its next heartbeat tells it so.
-///
-/// Known bug in `take_over` (src/lock.rs): the undo deletes whatever the second exchange
-/// returns, which is only our own file if nobody exchanged after us. Ignored until fixed:
-/// `cargo test --features fault-injection --test faults -- --ignored`.
+/// Three contenders judge the same stale file S, then would exchange in the order A, B, C and
+/// check in the same order. Without a takeover claim, B's undo would swap A's file back in and
+/// receive C's, and C's undo would receive - and delete - A's, the winner's. With the claim,
+/// only one contender takes over at a time; the others find the claim taken, retry, and find
+/// the winner's fresh lease. The winner keeps its file.
 #[test]
-#[ignore = "known bug: a chained takeover undo deletes the winner's file (see the doc comment)"]
-fn chained_undo_deletes_the_winners_file() {
+fn chained_takeovers_leave_the_winner_its_file() {
     let faults = [
         "takeover.after-judge=150,takeover.after-exchange=100".to_string(),
         "takeover.after-judge=150,takeover.before-exchange=30,takeover.after-exchange=120"

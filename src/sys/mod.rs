@@ -101,6 +101,15 @@ pub enum FileKind {
     Other,
 }
 
+/// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.
+pub fn sibling(path: &Path, tag: &str) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{tag}"))
+}
+
 /// A private name beside `path` for a file in transit (takeover, release, publish fallback).
 /// Unique per process and call, and it starts with a dot so directory listings stay tidy.
 pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
