@@ -150,7 +150,14 @@ export declare class PidLock {
   constructor(path: string | URL, options?: PidLockOptions)
   /** The absolute path, resolved at construction. */
   get path(): string
-  /** Whether this instance holds the lock. No I/O. */
+  /**
+   * Whether this instance holds the lock with a lease it can vouch for. No I/O. False once a
+   * loss is known; also false while the last confirmed heartbeat is older than
+   * `leaseStaleThreshold - leaseHeartbeatInterval` - after this process was frozen or asleep
+   * that long the lock may have been taken, so a holder that checks `held` before acting never
+   * acts on a lease it may have lost. The heartbeat runs at once on waking and either confirms
+   * the lease (`held` is true again) or reports the loss through `onLeaseLost`.
+   */
   get held(): boolean
   /** Resolves once held; already held by this instance: resolves at once with `reclaimed: null`. */
   acquire(options?: AcquireOptions): Promise<AcquireResult>

@@ -294,7 +294,7 @@ class PidLock {
     }
   }
 
-  /** Whether this instance holds the lock (no I/O; false as soon as a loss is detected). */
+  /** Whether this instance holds the lock with a lease it can vouch for (no I/O; see index.d.ts). */
   get held() {
     return this.#native.held
   }

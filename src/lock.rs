@@ -201,6 +201,8 @@ pub(crate) struct Inner {
     group: u64,
     state: Mutex<State>,
     held: AtomicBool,
+    /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
+    confirmed_at: AtomicU64,
 }
 
 enum State {
@@ -230,6 +232,7 @@ impl Lock {
                 group,
                 state: Mutex::new(State::Idle),
                 held: AtomicBool::new(false),
+                confirmed_at: AtomicU64::new(0),
             }),
         }
     }
@@ -242,9 +245,22 @@ impl Lock {
         &self.inner.opts
     }
 
-    /// Whether this instance holds the lock, as far as its heartbeat knows. No I/O.
+    /// Whether this instance holds the lock with a lease it can vouch for. No I/O: false once a
+    /// loss is known, and also while the last confirmed heartbeat is older than the stale
+    /// threshold less one interval - after the process was frozen or asleep that long, the
+    /// lock may have been taken, and it counts as held again only once the heartbeat (which
+    /// runs at once on waking) has confirmed it.
     pub fn held(&self) -> bool {
-        self.inner.held.load(Ordering::Acquire)
+        if !self.inner.held.load(Ordering::Acquire) {
+            return false;
+        }
+        let confirmed = self.inner.confirmed_at.load(Ordering::Acquire);
+        let trust = self
+            .inner
+            .opts
+            .stale_threshold
+            .saturating_sub(self.inner.opts.heartbeat_interval);
+        owner::clock_nanos().saturating_sub(confirmed) < trust.as_nanos() as u64
     }
 
     /// Acquires the lock, waiting as `wait` allows. `alive` overrides the liveness probe (the
@@ -276,6 +292,7 @@ impl Lock {
                         let mut holding = holding;
                         holding.on_lost = on_lost;
                         *st = State::Held(holding);
+                        self.inner.confirm();
                         self.inner.held.store(true, Ordering::Release);
                         drop(st);
                         heartbeat::start(&self.inner);
@@ -716,6 +733,7 @@ impl Inner {
         crate::faults::point("heartbeat.after-write");
         let loss = match verdict {
             Renewal::Ok => {
+                self.confirm();
                 h.last_ok = now;
                 h.displaced_since = None;
                 h.last_error = None;
@@ -767,6 +785,11 @@ impl Inner {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    fn confirm(&self) {
+        self.confirmed_at
+            .store(owner::clock_nanos(), Ordering::Release);
     }
 
     pub(crate) fn heartbeat_interval(&self) -> Duration {

@@ -36,6 +36,21 @@ pub fn unix_nanos(t: SystemTime) -> i64 {
     }
 }
 
+/// A clock for this process's own lease age: the boot clock where there is one (it counts
+/// time asleep, as a lease's age does), else a monotonic one. Nanoseconds.
+pub fn clock_nanos() -> u64 {
+    if let Some(n) = sys::boot_nanos() {
+        return n;
+    }
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    // Offset by one so that a never-confirmed zero is always old.
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+        + 1
+}
+
 /// Whether the lease's owner and this process share a boot (and so a boot clock).
 fn same_boot(lease: &Lease) -> bool {
     match (&lease.identity, &this_process().identity) {
