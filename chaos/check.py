@@ -21,11 +21,14 @@ process (SIGKILL, or the end of the run). Two CS overlap when one enters before 
 The only overlap the design allows: one of the two was frozen (SIGSTOP) past its lease while it
 held the lock - a freeze that overlaps its holding, from the start of its acquire to its
 leave, and lasted at least (stale - heartbeat) ms, so its last heartbeat can be stale - AND its
-library told it through onLeaseLost. Every other overlap is a violation.
+library told it: through onLeaseLost, or through `held` turning false (the worker checks `held`
+before every step and leaves at once when it is false; the library turns it false on waking
+when the last confirmed heartbeat is too old, before its heartbeat thread has even run). Every
+other overlap is a violation.
 
-A holder frozen past its lease that wakes and leaves before its heartbeat has run is never
-told (its release finds the path taken and says nothing): such overlaps are counted apart as
-`frozen_never_told`, and are violations unless `--allow-untold` is given.
+A holder frozen past its lease that wakes and leaves while `held` still said true, without
+onLeaseLost, was never told: such overlaps are counted apart as `frozen_never_told`, and are
+violations unless `--allow-untold` is given.
 
 Exit status: 1 on any violation, crash or unreadable line; 0 otherwise.
 """
@@ -92,6 +95,8 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
             s = sections.get((r['pid'], r['c']))
             if s is not None:
                 s['leave'] = r['t']
+                # It left because its library said `held` was false.
+                s['left_unheld'] = r.get('held') is False
         elif ev == 'lost':
             lost.setdefault((r['pid'], r['c']), r)
         elif ev == 'kill':
@@ -143,6 +148,8 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
             for frozen, other in ((x, y), (y, x)):
                 fz = long_freeze(frozen)
                 told = lost.get((frozen['pid'], frozen['c']))
+                if told is None and frozen.get('left_unheld'):
+                    told = {'t': frozen['leave'], 'reason': 'held-false'}
                 if fz and told:
                     # It lasted until the frozen holder was told, or left, whichever came first.
                     until = min(stop, max(start, told['t']))
@@ -157,7 +164,8 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
                 # Frozen past its lease, woke, and left (released) before its heartbeat ran:
                 # the library never told it. Counted apart; a violation unless allowed.
                 for frozen, other in ((x, y), (y, x)):
-                    if long_freeze(frozen) and (frozen['pid'], frozen['c']) not in lost:
+                    if (long_freeze(frozen) and (frozen['pid'], frozen['c']) not in lost
+                            and not frozen.get('left_unheld')):
                         untold.add((frozen['pid'], frozen['c']))
                         verdict = 'untold'
                         break
