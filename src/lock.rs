@@ -2,16 +2,21 @@
 //!
 //! # Why takeover is race-free
 //! A contender that finds the lock stale (or its owner dead) keeps a snapshot of what it judged:
-//! the file's identity (device, inode) and its bytes. It then writes its own complete lease to a
-//! private name and swaps that name with the lock path in one `renameat2(RENAME_EXCHANGE)`.
-//! The lock path is never empty, so no third contender can slip a new lock in. The file that
-//! came out of the path is then compared with the snapshot: same inode and same bytes means it
-//! is the very file judged stale, unchanged since (a live holder rewrites its heartbeat in
-//! place, which changes the bytes), and it is deleted - the takeover is complete. Anything else
-//! means somebody won the race or the holder woke up: the exchange is undone (the path gets its
-//! file back) and we report contention. Nobody ever deletes a lock that was fresh when deleted,
-//! because the only deletion is of a file proven to be the stale one, after it has left the
-//! path. The holder whose file is briefly swapped out sees its path name another file for a
+//! the file's identity (device, inode) and its bytes. It first takes the takeover claim - a
+//! small file `.<name>.takeover` beside the lock, published like a lock - so contenders of this
+//! package take over one at a time (a claim whose taker died, or older than [`CLAIM_STALE`], is
+//! broken). It then writes its own complete lease to a private name and swaps that name with
+//! the lock path in one `renameat2(RENAME_EXCHANGE)`. The lock path is never empty, so no
+//! third contender can slip a new lock in. The file that came out of the path is compared with
+//! the snapshot: same inode and same bytes means it is the very file judged stale, unchanged
+//! since (a live holder rewrites its heartbeat in place, which changes the bytes), and it is
+//! deleted - the takeover is complete. Anything else means somebody else won (a Go contender,
+//! which takes no claim) or the holder woke up: the exchange is undone (the path gets its file
+//! back), only our own file is deleted, and we report contention. Without the claim, undos of
+//! several contenders could chain and hand the path to a loser; with it, an exchange is never
+//! undone while another of ours is in flight. Nobody deletes a lock that was fresh when
+//! deleted: the only deletion is of a file proven to be the stale one, after it has left the
+//! path. The holder whose file is briefly swapped out may see its path name another file for a
 //! few microseconds; its heartbeat tolerates that for [`DISPLACED_GRACE`] before it calls the
 //! lease lost. Where the exchange is not supported (not Linux, or a filesystem without it) the
 //! claim is a `rename` of the stale file to a private name, verified the same way; a wrong
@@ -19,10 +24,12 @@
 //! path empty for the microseconds of a wrong claim, which is documented as a weaker guarantee.
 //!
 //! # Why release cannot delete a new owner's lock
-//! Release first checks that the path still names the file we created (we keep it open, so
-//! its inode cannot be reused), then renames it to a private name - atomic, so what moves is
-//! exactly one file - and deletes it only if the moved file is ours. If a takeover happened in
-//! between, the moved file is the new owner's and it is linked straight back.
+//! Release reads our file through the handle we keep (someone may have written their record
+//! into it: then it is theirs). While our lease is fresh nobody may take it over, so the path
+//! is still ours; past that, it first checks that the path still names our file (we keep it
+//! open, so its inode cannot be reused). Then it renames the path to a private name - atomic, so
+//! what moves is exactly one file - and deletes it only if the moved file is ours. If a takeover
+//! happened in between, the moved file is the new owner's and it is linked straight back.
 
 use crate::error::{Holder, LeaseLost, Liveness, LockError, LossReason};
 use crate::heartbeat;
