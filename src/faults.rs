@@ -1,30 +1,65 @@
-//! Named delay points between the steps of create, takeover, heartbeat and release, so tests
-//! can force every interleaving the design argues about. Compiled in only with the
-//! `fault-injection` feature; otherwise `point` is an empty inline function.
+//! Named fault points between the steps of create, takeover, heartbeat and release, so tests
+//! can force every interleaving the design argues about, and the I/O errors it must survive.
+//! Compiled in only with the `fault-injection` feature; otherwise both functions are empty
+//! and inlined away.
 //!
-//! With the feature, `LEASELOCK_FAULTS="takeover.after-exchange=200,release.before-claim=50"`
-//! makes each named point sleep that many milliseconds (read once per process).
+//! With the feature (each variable read once per process):
+//! - `LEASELOCK_FAULTS="takeover.after-exchange=200,release.before-claim=50"` makes each named
+//!   `point` sleep that many milliseconds;
+//! - `LEASELOCK_FAULT_ERRORS="heartbeat.write=5"` makes the first 5 passes through the named
+//!   `error` point fail with EIO (`0` or no count: every pass fails).
+
+#[cfg(feature = "fault-injection")]
+fn parse(var: &str) -> std::collections::HashMap<String, u64> {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "0"));
+            let k = k.trim();
+            (!k.is_empty()).then(|| (k.to_string(), v.trim().parse().unwrap_or(0)))
+        })
+        .collect()
+}
 
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
     use std::collections::HashMap;
     use std::sync::OnceLock;
     static DELAYS: OnceLock<HashMap<String, u64>> = OnceLock::new();
-    let delays = DELAYS.get_or_init(|| {
-        std::env::var("LEASELOCK_FAULTS")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                Some((k.trim().to_string(), v.trim().parse().ok()?))
-            })
-            .collect()
-    });
-    if let Some(ms) = delays.get(name) {
+    if let Some(ms) = DELAYS.get_or_init(|| parse("LEASELOCK_FAULTS")).get(name) {
         std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
+
+/// An injected I/O error at this point, if one is configured and not used up.
+#[cfg(feature = "fault-injection")]
+pub fn error(name: &str) -> Option<std::io::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static LEFT: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    let left = LEFT.get_or_init(|| Mutex::new(parse("LEASELOCK_FAULT_ERRORS")));
+    let mut left = left.lock().unwrap_or_else(|p| p.into_inner());
+    match left.get_mut(name) {
+        None => None,
+        Some(0) => Some(std::io::Error::from_raw_os_error(libc::EIO)),
+        Some(1) => {
+            left.remove(name);
+            Some(std::io::Error::from_raw_os_error(libc::EIO))
+        }
+        Some(n) => {
+            *n -= 1;
+            Some(std::io::Error::from_raw_os_error(libc::EIO))
+        }
     }
 }
 
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn point(_name: &str) {}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn error(_name: &str) -> Option<std::io::Error> {
+    None
+}

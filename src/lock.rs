@@ -882,6 +882,9 @@ fn renew(path: &Path, h: &mut Holding) -> Renewal {
     if !lease::patch_heartbeat(&mut h.written, &h.lease) {
         h.written = h.lease.encode();
     }
+    if let Some(e) = crate::faults::error("heartbeat.write") {
+        return Renewal::Failed(e);
+    }
     match h.file.rewrite(&h.written, old_len) {
         Ok(()) => Renewal::Ok,
         Err(e) => Renewal::Failed(e),

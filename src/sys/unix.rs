@@ -85,7 +85,7 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     }))
 }
 
-/// Reads at most [`READ_CAP`] bytes from the start of an open lock file.
+/// Reads at most `READ_CAP` bytes from the start of an open lock file.
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
     super::read_capped_with(len_hint, |buf, at| file.read_at(buf, at))
 }
