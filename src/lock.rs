@@ -14,7 +14,9 @@
 //! which takes no claim) or the holder woke up: the exchange is undone (the path gets its file
 //! back), only our own file is deleted, and we report contention. Without the claim, undos of
 //! several contenders could chain and hand the path to a loser; with it, an exchange is never
-//! undone while another of ours is in flight. Nobody deletes a lock that was fresh when
+//! undone while another of ours is in flight - unless a taker stalled past `CLAIM_STALE` with
+//! the claim in hand (a frozen process); then the chain can leave an unrenewed lease at the
+//! path (it goes stale) and a file at a private name, but still deletes nobody's fresh lock. Nobody deletes a lock that was fresh when
 //! deleted: the only deletion is of a file proven to be the stale one, after it has left the
 //! path. The holder whose file is briefly swapped out may see its path name another file for a
 //! few microseconds; its heartbeat tolerates that for [`DISPLACED_GRACE`] before it calls the
@@ -49,6 +51,8 @@ pub const DISPLACED_GRACE: Duration = Duration::from_millis(25);
 pub const WAIT_POLL: Duration = Duration::from_millis(20);
 /// Metadata larger than this (as compact JSON) is refused.
 pub const METADATA_LIMIT: usize = 4096;
+/// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
+const TRANSIENT_LIMIT: u32 = 50;
 /// A takeover claim older than this is broken: its taker stalled or died mid-takeover.
 pub const CLAIM_STALE: Duration = Duration::from_secs(1);
 /// A heartbeat checks that the lock path still names our file on every this many beats (and on
@@ -283,6 +287,7 @@ impl Lock {
             check_metadata(m)?;
         }
         let mut contended = 0u32;
+        let mut transient = 0u32;
         loop {
             if let Some(c) = &wait.cancel {
                 if c.is_cancelled() {
@@ -306,9 +311,21 @@ impl Lock {
                         return Ok(reclaimed);
                     }
                     Attempt::Held(holder) => {
+                        transient = 0;
                         if wait.expired() {
                             return Err(LockError::Held { holder });
                         }
+                    }
+                    Attempt::Transient(e) => {
+                        // A real permission problem answers the same: after a second of it,
+                        // say so instead of waiting forever.
+                        transient += 1;
+                        if transient >= TRANSIENT_LIMIT {
+                            return Err(LockError::io("create", &self.inner.path, e));
+                        }
+                        drop(st);
+                        wait.sleep(self.inner.opts.retry_delay.max(Duration::from_millis(1)))?;
+                        continue;
                     }
                     Attempt::Contended { pause } => {
                         contended += 1;
@@ -416,6 +433,9 @@ fn check_metadata(m: &str) -> Result<(), LockError> {
 
 enum Attempt {
     Acquired(Box<Holding>, Option<Reclaimed>),
+    /// A create error that usually means contention (Windows: a delete-pending file answers
+    /// access denied); retried like contention, but only so long.
+    Transient(io::Error),
     Held(Option<Box<Holder>>),
     /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
     Contended {
@@ -476,9 +496,7 @@ impl Inner {
         match self.publish(&bytes) {
             Ok(file) => return Ok(Attempt::Acquired(self.holding(file, lease, bytes), None)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) if sys::is_transient_create_error(&e) => {
-                return Ok(Attempt::Contended { pause: true })
-            }
+            Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
             Err(e) => return Err(LockError::io("create", path, e)),
         }
         let snap = match sys::snapshot(path) {

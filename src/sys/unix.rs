@@ -390,22 +390,28 @@ pub fn create_parents(path: &Path, mode: u32) -> io::Result<()> {
         .create(parent_dir(path))
 }
 
-/// CLOCK_BOOTTIME in nanoseconds: monotonic, counts suspend, comparable across processes of
-/// one boot. Immune to wall-clock jumps.
+/// A boot clock in nanoseconds: monotonic, counts suspend, comparable across processes of one
+/// boot. Immune to wall-clock jumps.
 pub fn boot_nanos() -> Option<u64> {
+    // Linux: CLOCK_BOOTTIME. macOS: CLOCK_MONOTONIC, which there counts time asleep and starts
+    // at boot (unlike Rust's `Instant`, which uses the uptime clock that stops in sleep).
     #[cfg(target_os = "linux")]
+    let clock = libc::CLOCK_BOOTTIME;
+    #[cfg(target_os = "macos")]
+    let clock = libc::CLOCK_MONOTONIC;
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: ts is a valid out-pointer.
-        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } == 0 {
+        if unsafe { libc::clock_gettime(clock, &mut ts) } == 0 {
             return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
         }
         None
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     None
 }
 
