@@ -66,6 +66,20 @@ pub struct Snapshot {
     pub modified: SystemTime,
 }
 
+/// Why a lock path could not be read as a lock file.
+#[derive(Debug)]
+pub enum PathError {
+    /// Something other than a regular file is there; it was not opened or followed.
+    NotRegular(FileKind),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for PathError {
+    fn from(e: std::io::Error) -> Self {
+        PathError::Io(e)
+    }
+}
+
 /// What a probe of another process found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessState {

@@ -1,26 +1,12 @@
 //! Unix primitives. Linux is the tested platform; the Linux-only calls (`O_TMPFILE`,
 //! `renameat2`, `/proc`) each have a portable fallback that macOS and the BSDs use.
 
-use super::{FileId, FileKind, ProcessState, Snapshot};
+use super::{FileId, FileKind, PathError, ProcessState, Snapshot};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
-
-/// Why a lock path could not be read as a lock file.
-#[derive(Debug)]
-pub enum PathError {
-    /// Something other than a regular file is there; it was not opened or followed.
-    NotRegular(FileKind),
-    Io(io::Error),
-}
-
-impl From<io::Error> for PathError {
-    fn from(e: io::Error) -> Self {
-        PathError::Io(e)
-    }
-}
 
 fn kind_of(meta: &std::fs::Metadata) -> FileKind {
     use std::os::unix::fs::FileTypeExt;
@@ -415,38 +401,30 @@ pub fn boot_nanos() -> Option<u64> {
     None
 }
 
-/// Who this process is: host, boot, PID namespace and start time.
+/// Who this process is: host, boot, PID namespace and start time. `None` where the platform
+/// cannot tell (then leases carry no identity and only their age frees them).
 pub fn this_process() -> Option<OwnerIdentity> {
+    // Linux: the kernel's boot id and the PID namespace's inode. macOS: the boot session UUID,
+    // which changes at every boot, and no PID namespaces.
     #[cfg(target_os = "linux")]
-    {
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    let (boot_id, pid_namespace) = (
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
             .ok()?
             .trim()
-            .to_string();
-        let pid_namespace = pid_namespace_of("self")?;
-        let start = match probe(std::process::id() as i64) {
-            ProcessState::Running { start } => start,
-            _ => return None,
+            .to_string(),
+        pid_namespace_of("self")?,
+    );
+    #[cfg(target_os = "macos")]
+    let (boot_id, pid_namespace) = (macos::sysctl_string("kern.bootsessionuuid")?, String::new());
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    {
+        let ProcessState::Running { start } = probe(std::process::id() as i64) else {
+            return None;
         };
         Some(OwnerIdentity {
             hostname: hostname(),
             boot_id,
             pid_namespace,
-            process_start: start,
-        })
-    }
-    #[cfg(target_os = "macos")]
-    {
-        // macOS has no PID namespaces; the boot session UUID changes at every boot.
-        let boot_id = macos::sysctl_string("kern.bootsessionuuid")?;
-        let start = match probe(std::process::id() as i64) {
-            ProcessState::Running { start } => start,
-            _ => return None,
-        };
-        Some(OwnerIdentity {
-            hostname: hostname(),
-            boot_id,
-            pid_namespace: String::new(),
             process_start: start,
         })
     }

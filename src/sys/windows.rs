@@ -5,7 +5,7 @@
 //! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
 //! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
 
-use super::{FileId, FileKind, ProcessState, Snapshot};
+use super::{FileId, FileKind, PathError, ProcessState, Snapshot};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -25,18 +25,6 @@ use windows_sys::Win32::System::Threading::{
 const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 /// `GetExitCodeProcess` answers this while the process runs.
 const STILL_ACTIVE: u32 = 259;
-
-#[derive(Debug)]
-pub enum PathError {
-    NotRegular(FileKind),
-    Io(io::Error),
-}
-
-impl From<io::Error> for PathError {
-    fn from(e: io::Error) -> Self {
-        PathError::Io(e)
-    }
-}
 
 fn kind_of(meta: &std::fs::Metadata) -> FileKind {
     let t = meta.file_type();
