@@ -287,7 +287,7 @@ class PidLock {
   /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
   #checkIdle() {
     if (this.#pending > 0) {
-      const e = new Error('an asynchronous acquire, release or update is still running on this instance')
+      const e = new Error('another acquire, release or update is still running on this instance')
       e.code = 'ELOCKBUSY'
       e.path = this.#path
       throw e
@@ -390,7 +390,15 @@ class PidLock {
     this.#checkIdle()
     if (this.#native.held) return { reclaimed: null }
     const { onLost, alive } = this.#callbacks()
-    const out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
+    // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
+    // ELOCKBUSY rather than waiting on the call that is waiting on it.
+    this.#pending++
+    let out
+    try {
+      out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
+    } finally {
+      this.#pending--
+    }
     if (out.ok) return { reclaimed: holderFromRecord(out.record) }
     throw nativeError(out.failure, this.#path, this.#heldError)
   }
