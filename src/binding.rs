@@ -78,8 +78,9 @@ pub struct LostInfo {
     pub at: f64,
 }
 
+/// Milliseconds from JS as a Duration; anything too large for one saturates (never panics).
 fn ms(d: f64) -> Duration {
-    Duration::from_secs_f64((d / 1000.0).max(0.0))
+    Duration::try_from_secs_f64((d / 1000.0).max(0.0)).unwrap_or(Duration::MAX)
 }
 
 fn epoch_ms(t: SystemTime) -> f64 {

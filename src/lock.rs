@@ -115,7 +115,8 @@ impl Wait {
 
     pub fn for_duration(d: Option<Duration>, cancel: Option<Arc<Cancel>>) -> Self {
         Wait {
-            until: Some(d.map(|d| Instant::now() + d)),
+            // A deadline too far to represent is no deadline.
+            until: Some(d.and_then(|d| Instant::now().checked_add(d))),
             cancel,
             no_sleep: false,
         }
