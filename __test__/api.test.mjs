@@ -456,3 +456,17 @@ test('the ELOCKHELD message says how long ago the holder started and how to stop
   assert.match(err.message, new RegExp(`kill ${h.pid}\\b`))
   assert.match(err.message, new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
 })
+
+test('a timeout too large to represent means no deadline, not a crash', async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const a = new PidLock(p)
+  await a.acquire()
+  const b = new PidLock(p)
+  const waiting = b.acquire({ timeout: Number.MAX_VALUE })
+  const waitingToo = new PidLock(p).acquire({ timeout: 1e300, signal: AbortSignal.timeout(50) })
+  await assert.rejects(waitingToo, { name: 'TimeoutError' })
+  await a.release()
+  assert.deepEqual(await waiting, { reclaimed: null })
+  assert.equal(b.held, true)
+  assert.equal(await b.release(), true)
+})
