@@ -29,7 +29,12 @@ export const bin = {
 /** A temp project with `files` ({ relative path: content }); removed after the test. */
 export function tempProject(t, tool, files) {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `leaselock-${tool}-`)))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  // The processes the test started go first: a dev server still writing its cache would make
+  // the removal fail, and a failed hook would leave them running and the test file hanging.
+  t.after(async () => {
+    await stopAll(t)
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
+  })
   fs.mkdirSync(path.join(dir, 'node_modules'))
   fs.symlinkSync(repoRoot, path.join(dir, 'node_modules', 'leaselock'), 'dir')
   for (const name of TOOLS[tool] ?? []) {
@@ -70,6 +75,15 @@ export function isListening(port) {
 // eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g
 
+/** The processes each test started, by test context. */
+const running = new WeakMap()
+
+/** Kills and awaits every process `t` started that is still running. */
+async function stopAll(t) {
+  const procs = running.get(t)
+  if (procs) await Promise.all([...procs].map((p) => p.stop()))
+}
+
 /** A child process whose output (stdout + stderr, colours stripped) can be awaited. */
 export class Proc {
   constructor(t, command, args, { cwd, env = {}, traceListen = false } = {}) {
@@ -97,12 +111,15 @@ export class Proc {
     })
     this.status = null
     // Every process a test starts dies with the test, whatever happened.
-    t.after(async () => {
-      if (this.status === null) {
-        this.child.kill('SIGKILL')
-        await this.exited
-      }
-    })
+    if (!running.has(t)) running.set(t, new Set())
+    running.get(t).add(this)
+    t.after(() => stopAll(t))
+  }
+
+  /** SIGKILL unless it has exited; resolves once it has. */
+  async stop() {
+    if (this.status === null) this.child.kill('SIGKILL')
+    await this.exited
   }
 
   /** Resolves with the match once `re` appears in the output; rejects on exit or timeout. */
