@@ -11,7 +11,7 @@ const signalChild = fileURLToPath(new URL('./integrations/signal-child.cjs', imp
 
 function tempDir(t) {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-cli-')))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
   return dir
 }
 

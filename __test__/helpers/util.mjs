@@ -16,11 +16,20 @@ export const fixturesDir = path.join(here, '..', 'fixtures', 'go-seed')
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** A fresh temp directory, removed when the test ends (children are killed first). */
+/**
+ * A fresh temp directory, removed when the test ends. `after` hooks run in the order they were
+ * added, so this one runs before the hooks that kill the test's children: a child still
+ * writing can make the removal fail, and a hook that throws would skip those kills and leave
+ * the test file hanging. So the removal retries, and never throws.
+ */
 export function tempDir(t, prefix = 'leaselock-test-') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
   t.after(() => {
-    fs.rmSync(dir, { recursive: true, force: true })
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
+    } catch (err) {
+      t.diagnostic(`could not remove ${dir}: ${err.message}`)
+    }
   })
   return dir
 }
