@@ -22,8 +22,11 @@ function tempDir(t, prefix = 'leaselock-hostile-') {
   t.after(() => {
     try {
       fs.chmodSync(dir, 0o755)
-    } catch {}
-    fs.rmSync(dir, { recursive: true, force: true })
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
+    } catch (err) {
+      // Never throw here: later after-hooks (killing children, unmounting) must still run.
+      t.diagnostic(`could not remove ${dir}: ${err.message}`)
+    }
   })
   return dir
 }
