@@ -181,6 +181,11 @@ function nativeError(failure, path, custom) {
       e.code = failure.code
       return e
     }
+    case 'ERR_INVALID_ARG_VALUE': {
+      const e = new TypeError(failure.message)
+      e.code = failure.code
+      return e
+    }
     default: {
       const e = new Error(failure.message)
       e.code = failure.code

@@ -163,6 +163,10 @@ fn failure(e: LockError) -> NativeFailure {
                 crate::sys::describe_non_regular(kind)
             ),
         ),
+        LockError::MetadataInvalid(why) => plain(
+            "ERR_INVALID_ARG_VALUE",
+            format!("metadata is not JSON: {why}"),
+        ),
         LockError::MetadataTooLarge { size, limit } => plain(
             "ERR_OUT_OF_RANGE",
             format!("metadata is {size} bytes as JSON; the limit is {limit}"),

@@ -34,6 +34,8 @@ pub enum LockError {
     RetryBudgetExhausted { attempts: u32 },
     /// Something other than a regular file is at the lock path; it was left untouched.
     NotAFile { kind: FileKind },
+    /// Metadata that is not JSON text.
+    MetadataInvalid(String),
     /// Metadata over the size limit.
     MetadataTooLarge { size: usize, limit: usize },
     /// `update` on a lock this instance does not hold.

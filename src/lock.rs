@@ -284,9 +284,7 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Reclaimed>, LockError> {
-        if let Some(m) = &metadata {
-            check_metadata(m)?;
-        }
+        let metadata = metadata.map(|m| compact_metadata(&m)).transpose()?;
         let mut contended = 0u32;
         let mut transient = 0u32;
         loop {
@@ -361,9 +359,7 @@ impl Lock {
 
     /// Replaces the metadata of a held lease. Readers see the old record or the new one.
     pub fn update(&self, metadata: Option<String>) -> Result<(), LockError> {
-        if let Some(m) = &metadata {
-            check_metadata(m)?;
-        }
+        let metadata = metadata.map(|m| compact_metadata(&m)).transpose()?;
         let mut st = lock(&self.inner.state);
         let State::Held(h) = &mut *st else {
             return Err(LockError::NotHeld);
@@ -422,14 +418,20 @@ impl Lock {
     }
 }
 
-fn check_metadata(m: &str) -> Result<(), LockError> {
-    if m.len() > METADATA_LIMIT {
+/// Metadata goes into the lease as JSON text, so it must be JSON: parsed and written back
+/// compact here, whoever the caller is, so a lease can never be made invalid through it. The
+/// size limit applies to the compact form.
+fn compact_metadata(m: &str) -> Result<String, LockError> {
+    let value: serde_json::Value =
+        serde_json::from_str(m).map_err(|e| LockError::MetadataInvalid(e.to_string()))?;
+    let compact = value.to_string();
+    if compact.len() > METADATA_LIMIT {
         return Err(LockError::MetadataTooLarge {
-            size: m.len(),
+            size: compact.len(),
             limit: METADATA_LIMIT,
         });
     }
-    Ok(())
+    Ok(compact)
 }
 
 enum Attempt {
@@ -1275,6 +1277,14 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(100));
         assert!(a.held(), "heartbeats go on through the new file");
+        assert!(matches!(
+            a.update(Some("{not json".into())),
+            Err(LockError::MetadataInvalid(_))
+        ));
+        // Stored compact, whatever spacing it came with.
+        a.update(Some("{ \"a\" : [1, 2] }".into())).unwrap();
+        let l = lease::parse(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(l.metadata_json.as_deref(), Some("{\"a\":[1,2]}"));
         let big = format!("\"{}\"", "x".repeat(METADATA_LIMIT));
         assert!(matches!(
             a.update(Some(big)),
