@@ -12,10 +12,14 @@ use std::time::SystemTime;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
+use unix as platform;
+#[cfg(unix)]
 pub use unix::*;
 
 #[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+use windows as platform;
 #[cfg(windows)]
 pub use windows::*;
 
@@ -113,6 +117,47 @@ pub enum FileKind {
     Socket,
     Device,
     Other,
+}
+
+/// Reads what is at `path` without following a symlink and without opening anything that is
+/// not a regular file (opening a device or a FIFO can block or have side effects). `None` when
+/// nothing is there.
+pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = platform::kind_of(&before);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let (file, meta, id) = match platform::open_regular(path) {
+        Ok(found) => found,
+        Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let (bytes, oversized) = read_capped(&file, meta.len())?;
+    Ok(Some(Snapshot {
+        id,
+        bytes,
+        oversized,
+        modified: meta.modified()?,
+    }))
+}
+
+/// Opens a file we just moved to a private name, refusing anything but a regular file.
+pub fn open_private(path: &Path) -> Result<(std::fs::File, FileId), PathError> {
+    let (file, _, id) = platform::open_regular(path)?;
+    Ok((file, id))
+}
+
+/// The directory a lock path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.

@@ -1,14 +1,14 @@
 //! Unix primitives. Linux is the tested platform; the Linux-only calls (`O_TMPFILE`,
 //! `renameat2`, `/proc`) each have a portable fallback that macOS and the BSDs use.
 
-use super::{FileId, FileKind, PathError, ProcessState, Snapshot};
+use super::{parent_dir, FileId, FileKind, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-fn kind_of(meta: &std::fs::Metadata) -> FileKind {
+pub(super) fn kind_of(meta: &std::fs::Metadata) -> FileKind {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
     if t.is_file() {
@@ -35,23 +35,11 @@ fn id_of(meta: &std::fs::Metadata) -> FileId {
     }
 }
 
-/// Reads what is at `path` without following a symlink and without opening anything that is
-/// not a regular file (opening a device or a FIFO can block or have side effects). `None` when
-/// nothing is there.
-pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
-    let before = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let kind = kind_of(&before);
-    if kind != FileKind::Regular {
-        return Err(PathError::NotRegular(kind));
-    }
+/// Opens a regular file for reading without following a symlink: its handle, metadata and id.
+/// A symlink swapped in after the caller's `lstat` answers ELOOP here, reported as such.
+pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, FileId), PathError> {
     let file = match open_nofollow(path, false) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        // Replaced by a symlink between the lstat and the open.
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(PathError::NotRegular(FileKind::Symlink))
         }
@@ -62,13 +50,8 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
-    let (bytes, oversized) = read_capped(&file, meta.len())?;
-    Ok(Some(Snapshot {
-        id: id_of(&meta),
-        bytes,
-        oversized,
-        modified: meta.modified()?,
-    }))
+    let id = id_of(&meta);
+    Ok((file, meta, id))
 }
 
 /// Reads at most `READ_CAP` bytes from the start of an open lock file.
@@ -302,14 +285,6 @@ fn cstr(p: &Path) -> io::Result<std::ffi::CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-/// The directory a lock path lives in (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 /// Writes a complete record to a new private name beside `path` (for an exchange).
 pub fn write_private(
     path: &Path,
@@ -355,16 +330,6 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
         let _ = (a, b);
         Ok(false)
     }
-}
-
-/// Opens a file we just moved to a private name, refusing anything but a regular file.
-pub fn open_private(path: &Path) -> Result<(File, FileId), PathError> {
-    let file = open_nofollow(path, false)?;
-    let meta = file.metadata()?;
-    if kind_of(&meta) != FileKind::Regular {
-        return Err(PathError::NotRegular(kind_of(&meta)));
-    }
-    Ok((file, id_of(&meta)))
 }
 
 /// Creates the missing parent directories of `path` with `mode` (umask applies).

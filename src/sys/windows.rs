@@ -5,7 +5,7 @@
 //! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
 //! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
 
-use super::{FileId, FileKind, PathError, ProcessState, Snapshot};
+use super::{parent_dir, FileId, FileKind, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -26,7 +26,7 @@ const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 /// `GetExitCodeProcess` answers this while the process runs.
 const STILL_ACTIVE: u32 = 259;
 
-fn kind_of(meta: &std::fs::Metadata) -> FileKind {
+pub(super) fn kind_of(meta: &std::fs::Metadata) -> FileKind {
     let t = meta.file_type();
     if t.is_symlink() {
         FileKind::Symlink
@@ -68,32 +68,16 @@ fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
         .open(path)
 }
 
-pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
-    let before = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let kind = kind_of(&before);
+/// Opens a regular file for reading without following a reparse point: handle, metadata, id.
+pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, FileId), PathError> {
+    let file = open_nofollow(path, false)?;
+    let meta = file.metadata()?;
+    let kind = kind_of(&meta);
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
-    let file = match open_nofollow(path, false) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let meta = file.metadata()?;
-    if kind_of(&meta) != FileKind::Regular {
-        return Err(PathError::NotRegular(kind_of(&meta)));
-    }
-    let (bytes, oversized) = read_capped(&file, meta.len())?;
-    Ok(Some(Snapshot {
-        id: id_of_file(&file)?,
-        bytes,
-        oversized,
-        modified: meta.modified()?,
-    }))
+    let id = id_of_file(&file)?;
+    Ok((file, meta, id))
 }
 
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
@@ -177,13 +161,6 @@ pub fn publish(path: &Path, bytes: &[u8], mode: u32) -> io::Result<OwnedFile> {
     linked.map(|()| owned)
 }
 
-pub fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
 pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, OwnedFile)> {
     write_named(path, bytes, mode)
 }
@@ -191,16 +168,6 @@ pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBu
 /// Windows has no atomic exchange of two names; callers fall back to rename-and-verify.
 pub fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
     Ok(false)
-}
-
-pub fn open_private(path: &Path) -> Result<(File, FileId), PathError> {
-    let file = open_nofollow(path, false)?;
-    let meta = file.metadata()?;
-    if kind_of(&meta) != FileKind::Regular {
-        return Err(PathError::NotRegular(kind_of(&meta)));
-    }
-    let id = id_of_file(&file)?;
-    Ok((file, id))
 }
 
 pub fn create_parents(path: &Path, _mode: u32) -> io::Result<()> {
