@@ -598,6 +598,12 @@ impl Inner {
         bytes: &[u8],
     ) -> Result<Option<OwnedFile>, LockError> {
         let path = &self.path;
+        // The claim may have come after another contender's takeover finished: then the path no
+        // longer holds the judged file, and exchanging would only show readers our lease for a
+        // moment and make the new holder's heartbeat look twice.
+        if sys::id_at(path).ok().flatten() != Some(snap.id) {
+            return Ok(None);
+        }
         let (temp, ours) = sys::write_private(path, bytes, self.opts.file_mode)
             .map_err(|e| LockError::io("create", path, e))?;
         crate::faults::point("takeover.before-exchange");
