@@ -1,5 +1,5 @@
 import type { Plugin, PreviewServer, ViteDevServer } from 'vite'
-import type { LeaseHolder, LeaseLostInfo, PidLockOptions } from './index.js'
+import type { LeaseLostInfo, LockHeldError, PidLockOptions } from './index.js'
 
 /**
  * A Vite plugin that allows one dev server per project:
@@ -59,12 +59,7 @@ declare namespace singleInstance {
   }
 
   /** What the plugin throws when another instance holds the lock. */
-  export interface SingleInstanceError extends Error {
-    code: 'ELOCKHELD'
-    /** The lock file. */
-    path: string
-    /** The running instance; `null` when the file does not hold a lease yet. */
-    holder: LeaseHolder | null
+  export interface SingleInstanceError extends LockHeldError {
     /** The lock's own `ELOCKHELD` error. */
     cause: Error
   }

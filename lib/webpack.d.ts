@@ -1,5 +1,5 @@
 import type { Compiler } from 'webpack'
-import type { LeaseHolder, LeaseLostInfo, PidLockOptions } from './index.js'
+import type { LeaseLostInfo, LockHeldError, PidLockOptions } from './index.js'
 
 /**
  * A webpack plugin that allows one `webpack serve` (webpack-dev-server) and one
@@ -54,11 +54,7 @@ declare namespace SingleInstancePlugin {
   }
 
   /** What the plugin throws when another instance holds the lock. */
-  export interface SingleInstanceError extends Error {
-    code: 'ELOCKHELD'
-    path: string
-    /** The running instance; `null` when the file does not hold a lease yet. */
-    holder: LeaseHolder | null
+  export interface SingleInstanceError extends LockHeldError {
     /** The lock's own `ELOCKHELD` error. */
     cause: Error
   }
