@@ -60,6 +60,15 @@ pub struct FileId {
     pub ino: u64,
 }
 
+/// A lock file this process created and keeps open while it holds the lock. Heartbeats write
+/// through this handle, never through the path, so they cannot touch somebody else's file.
+/// Its methods are per platform (`unix.rs`, `windows.rs`).
+#[derive(Debug)]
+pub struct OwnedFile {
+    pub file: std::fs::File,
+    pub id: FileId,
+}
+
 /// What was at the lock path when it was read: enough to judge it and to recognise it later.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

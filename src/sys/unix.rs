@@ -1,7 +1,7 @@
 //! Unix primitives. Linux is the tested platform; the Linux-only calls (`O_TMPFILE`,
 //! `renameat2`, `/proc`) each have a portable fallback that macOS and the BSDs use.
 
-use super::{parent_dir, FileId, FileKind, PathError, ProcessState};
+use super::{parent_dir, FileId, FileKind, OwnedFile, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -65,14 +65,6 @@ fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
         .write(write)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-}
-
-/// A lock file this process created and keeps open while it holds the lock. Heartbeats write
-/// through this handle, never through the path, so they cannot touch somebody else's file.
-#[derive(Debug)]
-pub struct OwnedFile {
-    pub file: File,
-    pub id: FileId,
 }
 
 impl OwnedFile {

@@ -5,7 +5,7 @@
 //! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
 //! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
 
-use super::{parent_dir, FileId, FileKind, PathError, ProcessState};
+use super::{parent_dir, FileId, FileKind, OwnedFile, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -82,12 +82,6 @@ pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, File
 
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
     super::read_capped_with(len_hint, |buf, at| file.seek_read(buf, at))
-}
-
-#[derive(Debug)]
-pub struct OwnedFile {
-    pub file: File,
-    pub id: FileId,
 }
 
 impl OwnedFile {
