@@ -6,7 +6,9 @@ const { spawn } = require('node:child_process')
 const os = require('node:os')
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
-const { ago, formatRows, holderLines, quoteArg, leaseLostMessage } = require('./guard.js')
+const { ago, formatRows, holderLines } = require('./holder.js')
+const { leaseLostMessage } = require('./guard.js')
+const { quoteArg } = require('./command-line.js')
 
 /** Exit codes, from sysexits.h where one fits. */
 const EXIT = Object.freeze({

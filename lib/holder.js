@@ -4,6 +4,14 @@
 
 const os = require('node:os')
 
+/**
+ * Every value read from a lock file passes through here on its way to a terminal: the one place
+ * where holder data is made fit to print.
+ */
+function shown(value) {
+  return String(value)
+}
+
 function ago(when) {
   const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
   if (s < 60) return `${s}s ago`
@@ -17,12 +25,19 @@ function stopHint(holder) {
   return holder.hostname && holder.hostname !== os.hostname() ? `on ${holder.hostname}: ${kill}` : kill
 }
 
+/** `pid 123, http://localhost:5173/` (the URL when the lease has one): who a message is about. */
+function whoHolds(holder, { url = true } = {}) {
+  if (!holder) return 'another process'
+  const u = url ? mdString(holder.metadata, 'url') : null
+  return `pid ${shown(holder.pid)}${u ? `, ${shown(u)}` : ''}`
+}
+
 function mdString(md, key) {
   return md && typeof md === 'object' && typeof md[key] === 'string' && md[key] ? md[key] : null
 }
 
 /**
- * The lines that describe a holder: what a person needs to find it (URL, PID, project, command),
+ * The rows (raw; formatRows shows them) that describe a holder: what a person needs to find it (URL, PID, project, command),
  * when it started, and how to stop it.
  */
 function holderLines(holder, lockPath, projectDir) {
@@ -47,9 +62,10 @@ function holderLines(holder, lockPath, projectDir) {
   return rows
 }
 
+/** Rows as `  key:   value` lines; every value is holder data or built from it, so it is shown(). */
 function formatRows(rows) {
   const width = Math.max(...rows.map(([k]) => k.length)) + 2
-  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
+  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${shown(v)}`).join('\n')
 }
 
-module.exports = { ago, stopHint, mdString, holderLines, formatRows }
+module.exports = { shown, ago, stopHint, whoHolds, mdString, holderLines, formatRows }
