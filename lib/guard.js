@@ -6,6 +6,8 @@
 const fs = require('node:fs')
 const nodePath = require('node:path')
 const { formatRows, holderLines, mdString, shown, whoHolds } = require('./holder.js')
+const { acquireVisibly } = require('./waiting.js')
+const { stopHolder, stopHolderSync } = require('./replace.js')
 
 const ALLOW_ENV = 'LEASELOCK_ALLOW_MULTIPLE'
 const inspectCustom = Symbol.for('nodejs.util.inspect.custom')
@@ -20,6 +22,8 @@ function optionError(owner, name, expected, value) {
 }
 
 const isObject = (v) => v !== null && typeof v === 'object'
+/** What a plugin does when another instance holds the lock. */
+const CONFLICT = ['refuse', 'replace', 'reuse']
 
 /**
  * Checks a plugin's options. `owner` names the plugin in errors; `booleans` are its own switches;
@@ -29,7 +33,7 @@ function checkOptions(options, { owner, booleans, policies }) {
   if (options === undefined) return {}
   const fail = (name, expected, value) => optionError(owner, name, expected, value)
   if (!isObject(options)) throw fail('options', 'an object', options)
-  for (const key of [...booleans, 'allowMultiple']) {
+  for (const key of [...booleans, 'allowMultiple', 'quiet']) {
     if (options[key] !== undefined && typeof options[key] !== 'boolean') throw fail(key, 'a boolean', options[key])
   }
   if (options.lockfile !== undefined && (typeof options.lockfile !== 'string' || !options.lockfile)) {
@@ -41,6 +45,9 @@ function checkOptions(options, { owner, booleans, policies }) {
   }
   if (options.wait !== undefined && (typeof options.wait !== 'number' || !(options.wait >= 0))) {
     throw fail('wait', 'a number >= 0 (milliseconds)', options.wait)
+  }
+  if (options.onConflict !== undefined && !CONFLICT.includes(options.onConflict)) {
+    throw fail('onConflict', CONFLICT.map((p) => `'${p}'`).join(', '), options.onConflict)
   }
   for (const key of ['lockOptions', 'metadata']) {
     if (options[key] !== undefined && !isObject(options[key])) throw fail(key, 'an object', options[key])
@@ -115,6 +122,66 @@ function refusedOrAllowed(err, plugin) {
   return refusalError(err, { what: plugin.what, projectDir: plugin.projectDir, override: plugin.override })
 }
 
+/** The URL to reuse when `onConflict: 'reuse'` and a live holder has one, else null. */
+function reusable(err, plugin) {
+  if (plugin.onConflict !== 'reuse' || !isHeld(err) || !err.holder || err.holder.alive === false) return null
+  return mdString(err.holder.metadata, 'url')
+}
+
+/**
+ * Takes a plugin's lock as its options say. Resolves with `{ hold, reclaimed }`; `{ hold: null }`
+ * when a second instance may run without the lock; `{ hold: null, reuse: url, holder }` when the
+ * running instance is to be reused. Rejects with the refusal.
+ * `plugin`: { what, projectDir, override, allow, bypass, onConflict, wait, quiet, log(level, text) }.
+ */
+async function takeLock(hold, plugin) {
+  const say = (text) => plugin.log('info', text)
+  try {
+    const out = await acquireVisibly((timeout) => hold.acquire(timeout), { path: hold.path, timeout: plugin.wait ?? 0, stream: process.stderr, quiet: plugin.quiet })
+    return { hold, reclaimed: out.reclaimed }
+  } catch (err) {
+    if (isHeld(err) && plugin.onConflict === 'replace' && !plugin.bypass && !allowMultiple(plugin.allow)) {
+      await stopHolder(hold.path, { say })
+      return { hold, reclaimed: (await hold.acquire(0)).reclaimed }
+    }
+    return settle(err, plugin)
+  }
+}
+
+/** takeLock on the calling thread; the visible waiting is one line before it blocks. */
+function takeLockSync(hold, plugin) {
+  try {
+    return { hold, reclaimed: hold.acquireSync(0).reclaimed }
+  } catch (first) {
+    if (!isHeld(first)) throw first
+    try {
+      if (plugin.onConflict === 'replace' && !plugin.bypass && !allowMultiple(plugin.allow)) {
+        stopHolderSync(hold.path, { say: (text) => plugin.log('info', text) })
+      } else if (plugin.wait) {
+        if (!plugin.quiet) plugin.log('info', `leaselock: waiting up to ${Math.round(plugin.wait / 1000)}s for ${whoHolds(first.holder)} to release ${hold.path}`)
+      } else {
+        return settle(first, plugin)
+      }
+      return { hold, reclaimed: hold.acquireSync(plugin.onConflict === 'replace' ? 0 : plugin.wait).reclaimed }
+    } catch (err) {
+      return settle(err, plugin)
+    }
+  }
+}
+
+function settle(err, plugin) {
+  const url = reusable(err, plugin)
+  if (url) return { hold: null, reuse: url, holder: err.holder }
+  const out = refusedOrAllowed(err, plugin)
+  if (out) throw out
+  return { hold: null }
+}
+
+/** The line a reusing instance prints before it ends. */
+function reuseMessage(what, holder, url) {
+  return `leaselock: a ${what} already runs for this project at ${shown(url)} (pid ${shown(holder.pid)}); reusing it, not starting another (onConflict: 'reuse').`
+}
+
 // ---------------------------------------------------------------------------------------------
 // The lost lease.
 
@@ -139,7 +206,7 @@ function leaseLostMessage(what, info) {
  * warning; any other policy (`'close'`, `'exit'`) logs an error and calls `stop(policy)`.
  * `context` is what the function gets besides `info` and the message.
  */
-function applyLostPolicy(policy = 'warn', { what, info, context, log, stop, stopping = '' }) {
+function applyLostPolicy(policy = 'warn', { what, info, context, log, stop, stopping = '', retake }) {
   const message = leaseLostMessage(what, info)
   if (typeof policy === 'function') {
     try {
@@ -150,7 +217,13 @@ function applyLostPolicy(policy = 'warn', { what, info, context, log, stop, stop
     return
   }
   if (policy === 'warn') {
-    log('warn', message)
+    // A server that keeps running should not run unguarded when the lock is free again (its
+    // file was removed, or the process that took it has ended): it takes it back if it can.
+    if (!retake) return log('warn', message)
+    retake().then(
+      (ok) => log('warn', ok ? `${message.replace(/ Another instance may start.*$/, '')} The lock was free again: this ${what} holds it again.` : message),
+      () => log('warn', message),
+    )
     return
   }
   log('error', `${message}\nleaselock: stopping${stopping ? ` ${stopping}` : ''} (onLeaseLost: '${policy}').`)
@@ -181,4 +254,7 @@ module.exports = {
   refusalError,
   refusalMessage,
   refusedOrAllowed,
+  reuseMessage,
+  takeLock,
+  takeLockSync,
 }

@@ -6,6 +6,7 @@
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { fitMetadata } = require('./command-line.js')
+const { register, unregister } = require('./registry.js')
 
 const held = new Map()
 
@@ -19,8 +20,9 @@ class Hold {
   #entry = null
   #released = false
 
-  constructor(path, { lockOptions, metadata, onLost }) {
+  constructor(path, { lockOptions, metadata, onLost, tool }) {
     this.path = nodePath.resolve(path)
+    this.tool = tool || null
     this.lockOptions = lockOptions || {}
     this.metadata = fitMetadata(metadata || {})
     this.onLost = onLost
@@ -44,6 +46,7 @@ class Hold {
       metadata: this.metadata,
       onLeaseLost: (info) => {
         if (held.get(this.path) === entry) held.delete(this.path)
+        unregister(this.path)
         // The newest hold speaks for the server that runs now.
         const last = [...entry.holds].pop()
         entry.holds.clear()
@@ -51,6 +54,12 @@ class Hold {
       },
     })
     return entry
+  }
+
+  #took(entry) {
+    held.set(this.path, entry)
+    this.#join(entry)
+    register(this.path, this.tool)
   }
 
   #join(entry) {
@@ -79,8 +88,7 @@ class Hold {
     // server in the same process, refused like one in another process.
     const entry = this.#newEntry()
     const out = await entry.lock.acquire(signal ? { timeout: wait, signal } : { timeout: wait })
-    held.set(this.path, entry)
-    this.#join(entry)
+    this.#took(entry)
     return out
   }
 
@@ -92,9 +100,19 @@ class Hold {
     }
     const entry = this.#newEntry()
     const out = entry.lock.acquireSync({ timeout: wait })
-    held.set(this.path, entry)
-    this.#join(entry)
+    this.#took(entry)
     return out
+  }
+
+  /** After a lost lease: takes the lock again if it is free now. Resolves true when it did. */
+  async retake() {
+    if (this.#released) return false
+    try {
+      await this.acquire(0)
+      return true
+    } catch {
+      return false
+    }
   }
 
   get held() {
@@ -131,6 +149,7 @@ class Hold {
     e.holds.delete(this)
     if (e.holds.size > 0) return null
     if (held.get(this.path) === e) held.delete(this.path)
+    unregister(this.path)
     return e.lock
   }
 

@@ -5,7 +5,7 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { NativeLock, CancelToken } = require('../index.js')
+const { NativeLock, CancelToken } = require('./native.js').binding
 const { formatRows, holderLines } = require('./holder.js')
 
 const DEFAULTS = Object.freeze({

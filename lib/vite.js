@@ -13,9 +13,11 @@
 // code 1; `createServer()` rejects with it.
 
 const nodePath = require('node:path')
-const { ALLOW_ENV, applyLostPolicy, checkOptions, refusedOrAllowed } = require('./guard.js')
+const { ALLOW_ENV, applyLostPolicy, checkOptions, refusalError, reuseMessage, takeLock } = require('./guard.js')
 const { Hold } = require('./hold.js')
 const { commandLine } = require('./command-line.js')
+const { shown } = require('./holder.js')
+const coexist = require('./vite-coexist.js')
 
 const PLUGIN_NAME = 'leaselock:single-instance'
 const WHAT = { dev: 'Vite dev server', preview: 'Vite preview server', 'build-watch': 'vite build --watch' }
@@ -61,6 +63,12 @@ async function closeAndThrow(server, err) {
   throw err
 }
 
+/** How to start a second server on purpose, naming the switch that works with this Vite. */
+function overrideText(viteLocks) {
+  const own = `set ${ALLOW_ENV}=1, or pass singleInstance({ allowMultiple: true })`
+  return viteLocks ? `pass --bypass-lock (Vite's own switch; leaselock honours it too), ${own}` : own
+}
+
 /**
  * A Vite plugin that allows one dev server per project (see `lib/vite.d.ts`).
  */
@@ -68,23 +76,28 @@ function singleInstance(options) {
   const opts = checkOptions(options, OPTIONS)
   const guards = { dev: opts.dev !== false, preview: opts.preview === true, 'build-watch': opts.buildWatch === true }
   let config = null
-  /** The hold of the server this plugin instance belongs to. */
+  /** The hold of the server this plugin instance belongs to, and what was decided with it. */
   let hold = null
+  let decision = null
+  /** `'--bypass-lock'` when Vite's own switch was given; whether Vite's own lock runs here. */
+  let bypass = null
+  let viteLocks = false
 
   const log = (level, text) => config.logger[level](text, { timestamp: true })
 
   function lockPath(kind) {
     if (opts.lockfile) return nodePath.resolve(config.root, opts.lockfile)
-    return nodePath.join(config.cacheDir, 'leaselock', `${kind === 'dev' ? 'dev-server' : kind}.lock`)
+    return nodePath.join(config.cacheDir, 'leaselock', coexist.lockName(kind, config))
   }
 
-  function onLost(kind, info, server) {
+  function onLost(kind, info, server, h) {
     applyLostPolicy(opts.onLeaseLost, {
       what: WHAT[kind],
       info,
       context: { server: server || null },
       log,
       stopping: 'the server',
+      retake: () => h.retake(),
       stop(policy) {
         const close = server && typeof server.close === 'function' ? server.close() : Promise.resolve()
         Promise.resolve(close)
@@ -96,51 +109,99 @@ function singleInstance(options) {
     })
   }
 
-  /** Takes the lock for `kind`: the hold, or null when a second instance may run without it. */
+  /**
+   * Takes the lock for `kind`: `{ hold, reclaimed }`, `{ hold: null }` when a second instance
+   * may run without it, `{ reuse }` when the running one is to be used. Throws the refusal.
+   */
   async function take(kind, server) {
     const h = new Hold(lockPath(kind), {
+      tool: 'vite',
       lockOptions: opts.lockOptions,
-      metadata: { ...(opts.metadata || {}), tool: 'vite', command: kind, root: config.root, cwd: process.cwd(), commandLine: commandLine() },
-      onLost: (info) => onLost(kind, info, server),
+      metadata: {
+        ...(opts.metadata || {}),
+        tool: 'vite',
+        command: kind,
+        root: config.root,
+        mode: config.mode,
+        configFile: config.configFile || null,
+        cwd: process.cwd(),
+        commandLine: commandLine(),
+      },
+      onLost: (info) => onLost(kind, info, server, h),
     })
-    try {
-      await h.acquire(opts.wait ?? 0)
-      return h
-    } catch (err) {
-      const out = refusedOrAllowed(err, {
-        what: WHAT[kind],
-        projectDir: config.root,
-        allow: opts.allowMultiple,
-        override: `set ${ALLOW_ENV}=1, or pass singleInstance({ allowMultiple: true })`,
-        log,
-      })
-      if (out) throw out
-      return null
+    return takeLock(h, {
+      what: WHAT[kind],
+      projectDir: config.root,
+      allow: opts.allowMultiple,
+      bypass,
+      onConflict: opts.onConflict,
+      wait: opts.wait,
+      quiet: opts.quiet,
+      override: overrideText(viteLocks),
+      log,
+    })
+  }
+
+  /** A reused server: say where the running one is, and end this one without starting it. */
+  async function reuse(kind, server, got) {
+    log('info', reuseMessage(WHAT[kind], got.holder, got.reuse))
+    if (coexist.runByViteCli()) {
+      process.stdout.write(`${shown(got.reuse)}\n`)
+      if (server) await Promise.resolve(server.close()).catch(() => {})
+      process.exit(0)
     }
+    const err = refusalError({ holder: got.holder, path: lockPath(kind) }, { what: WHAT[kind], projectDir: config.root })
+    err.url = got.reuse
+    throw err
+  }
+
+  /** Whether Vite's own check is to be skipped for this server (see vite-coexist.js). */
+  function skipViteCheck(got) {
+    if (!viteLocks) return false
+    if (!got.hold) {
+      if (!bypass) log('info', "leaselock: Vite's own lock is bypassed for this server too.")
+      return true
+    }
+    const r = got.reclaimed
+    if (r && r.valid && r.alive !== false) {
+      log('info', `leaselock: took over the lock of pid ${shown(r.pid)}, whose lease had gone stale (frozen or suspended); Vite's own lock still lists that process, so its check is skipped for this server.`)
+      return true
+    }
+    return false
   }
 
   /** Guards a dev or preview server: refused ones are closed before the error is thrown. */
   async function guardServer(kind, server, https) {
-    let h
+    let got
     try {
-      h = await take(kind, server)
+      got = await take(kind, server)
+      if (got.reuse) await reuse(kind, server, got)
     } catch (err) {
       return closeAndThrow(server, err)
     }
-    if (!h) return null
-    hold = h
-    publishWhenListening(server, h, https, config.logger)
+    const d = coexist.decide(server, { skipVite: skipViteCheck(got), held: Boolean(got.hold), log })
+    if (!got.hold) return null
+    hold = got.hold
+    decision = d
+    publishWhenListening(server, hold, https, config.logger)
     // Older Vite versions have no closeServer hook; the HTTP server's close covers them.
-    if (server.httpServer) server.httpServer.once('close', () => h.release().catch(() => {}))
+    const h = hold
+    if (server.httpServer) server.httpServer.once('close', () => (d.keep ? undefined : h.release().catch(() => {})))
     return h
   }
 
   async function configResolved(resolved) {
     config = resolved
+    const version = this && this.meta ? this.meta.viteVersion : undefined
+    bypass = coexist.bypassSwitch(version, resolved)
+    viteLocks = coexist.hasCommandLock(version) && coexist.runByViteCli() && !bypass
+    if (viteLocks && resolved.command === 'serve') coexist.wrapViteLock(resolved)
     if (!guards['build-watch'] || resolved.isWorker) return
     if (resolved.command !== 'build' || !resolved.build || !resolved.build.watch) return
     if (hold) return
-    hold = await take('build-watch', null)
+    const got = await take('build-watch', null)
+    if (got.reuse) await reuse('build-watch', null, got)
+    hold = got.hold
   }
 
   async function configureServer(server) {
@@ -162,8 +223,9 @@ function singleInstance(options) {
     await guardServer('preview', server, Boolean(config.preview && config.preview.https))
   }
 
+  /** Lets go of the lock - unless Vite's own check refused after ours: then it is kept. */
   async function release() {
-    if (hold) await hold.release().catch(() => {})
+    if (hold && !(decision && decision.keep)) await hold.release().catch(() => {})
   }
 
   const plugin = { name: PLUGIN_NAME, enforce: 'pre', configResolved, configureServer, closeServer: release, closeWatcher: release }

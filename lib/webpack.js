@@ -18,7 +18,8 @@
 
 const nodePath = require('node:path')
 const fs = require('node:fs')
-const { ALLOW_ENV, applyLostPolicy, checkOptions, packageRoot, refusedOrAllowed } = require('./guard.js')
+const { ALLOW_ENV, applyLostPolicy, checkOptions, packageRoot, refusalError, reuseMessage, takeLock, takeLockSync } = require('./guard.js')
+const { shown } = require('./holder.js')
 const { Hold } = require('./hold.js')
 const { commandLine } = require('./command-line.js')
 
@@ -121,50 +122,68 @@ class SingleInstancePlugin {
       return nodePath.join(projectDir, 'node_modules', '.cache', 'leaselock', `webpack-${kind}${name}.lock`)
     }
 
-    const onLost = (kind, info) =>
+    const onLost = (kind, info, h) =>
       applyLostPolicy(opts.onLeaseLost, {
         what: WHAT[kind],
         info,
         context: { compiler },
         log,
+        retake: () => h.retake(),
         stop: () => compiler.close(() => process.exit(1)),
       })
 
-    const newHold = (kind) =>
-      new Hold(lockPath(kind), {
+    const newHold = (kind) => {
+      const h = new Hold(lockPath(kind), {
+        tool: 'webpack',
         lockOptions: opts.lockOptions,
         metadata: { ...(opts.metadata || {}), tool: 'webpack', command: kind, root: projectDir, cwd: process.cwd(), commandLine: commandLine() },
-        onLost: (info) => onLost(kind, info),
+        onLost: (info) => onLost(kind, info, h),
       })
+      return h
+    }
 
-    /** ELOCKHELD becomes the refusal, or a warning with the override (null: go on). */
-    const refused = (kind, err) =>
-      refusedOrAllowed(err, {
-        what: WHAT[kind],
-        projectDir,
-        allow: opts.allowMultiple,
-        override: `set ${ALLOW_ENV}=1, or pass new SingleInstancePlugin({ allowMultiple: true })`,
-        log,
-      })
+    const conflict = (kind) => ({
+      what: WHAT[kind],
+      projectDir,
+      allow: opts.allowMultiple,
+      onConflict: opts.onConflict,
+      wait: opts.wait,
+      quiet: opts.quiet,
+      override: `set ${ALLOW_ENV}=1, or pass new SingleInstancePlugin({ allowMultiple: true })`,
+      log,
+    })
+
+    /** `onConflict: 'reuse'`: the webpack CLI prints the URL and exits 0; a program gets ELOCKHELD. */
+    const reuse = (kind, got) => {
+      log('info', reuseMessage(WHAT[kind], got.holder, got.reuse))
+      if (runByWebpackCli()) {
+        process.stdout.write(`${shown(got.reuse)}\n`)
+        process.exit(0)
+      }
+      const err = refusalError({ holder: got.holder, path: lockPath(kind) }, { what: WHAT[kind], projectDir })
+      err.url = got.reuse
+      throw err
+    }
+
+    const took = (kind, got) => {
+      if (got.reuse) reuse(kind, got)
+      hold = got.hold
+      kindTaken = got.hold ? kind : null
+    }
 
     /** `webpack serve` / `--watch`: synchronously, before the dev server exists. */
     const takeAtOnce = (kind) => {
       settled = true
-      const h = newHold(kind)
       try {
-        h.acquireSync(opts.wait ?? 0)
-        hold = h
-        kindTaken = kind
+        took(kind, takeLockSync(newHold(kind), conflict(kind)))
       } catch (err) {
-        const out = refused(kind, err)
-        if (!out) return
-        if (out.code === 'ELOCKHELD' && runByWebpackCli()) {
+        if (['ELOCKHELD', 'ELOCKUNPROVEN', 'ELOCKSTOPTIMEOUT'].includes(err.code) && runByWebpackCli()) {
           // The webpack CLI would print this with "[webpack-cli]" and exit with 2, the code
           // of a broken configuration; a refusal is not that.
-          process.stderr.write(`${out.message}\n`)
+          process.stderr.write(`${err.message}\n`)
           process.exit(1)
         }
-        throw out
+        throw err
       }
     }
 
@@ -172,15 +191,7 @@ class SingleInstancePlugin {
     const takeBeforeFirstWatchRun = async () => {
       if (settled || opts.watch === false) return
       settled = true
-      const h = newHold('watch')
-      try {
-        await h.acquire(opts.wait ?? 0)
-        hold = h
-        kindTaken = 'watch'
-      } catch (err) {
-        const out = refused('watch', err)
-        if (out) throw out
-      }
+      took('watch', await takeLock(newHold('watch'), conflict('watch')))
     }
 
     const release = () => {

@@ -26,8 +26,20 @@ export const bin = {
   leaselock: path.join(repoRoot, 'bin', 'leaselock.js'),
 }
 
-/** A temp project with `files` ({ relative path: content }); removed after the test. */
-export function tempProject(t, tool, files) {
+/**
+ * The Vite majors tested side by side: each is installed under its own name (npm aliases in
+ * devDependencies), and a throwaway project sees it as `vite`.
+ */
+export const VITES = [
+  { name: 'vite', bin: path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js') },
+  { name: 'vite7', bin: path.join(repoRoot, 'node_modules', 'vite7', 'bin', 'vite.js') },
+].map((v) => ({ ...v, version: JSON.parse(fs.readFileSync(path.join(repoRoot, 'node_modules', v.name, 'package.json'), 'utf8')).version }))
+
+/**
+ * A temp project with `files` ({ relative path: content }); removed after the test.
+ * `packages` maps a name in the project's node_modules to one installed here (`{ vite: 'vite7' }`).
+ */
+export function tempProject(t, tool, files, packages = {}) {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `leaselock-${tool}-`)))
   // The processes the test started go first: a dev server still writing its cache would make
   // the removal fail, and a failed hook would leave them running and the test file hanging.
@@ -38,7 +50,7 @@ export function tempProject(t, tool, files) {
   fs.mkdirSync(path.join(dir, 'node_modules'))
   fs.symlinkSync(repoRoot, path.join(dir, 'node_modules', 'leaselock'), 'dir')
   for (const name of TOOLS[tool] ?? []) {
-    fs.symlinkSync(path.join(repoRoot, 'node_modules', name), path.join(dir, 'node_modules', name), 'dir')
+    fs.symlinkSync(path.join(repoRoot, 'node_modules', packages[name] ?? name), path.join(dir, 'node_modules', name), 'dir')
   }
   for (const [rel, content] of Object.entries({ 'package.json': '{"name":"throwaway","private":true}\n', ...files })) {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true })
