@@ -90,7 +90,8 @@ status   tells who holds a lock file, or that it is free
 list     shows this user's running dev-server guards and run locks
 stop     stops the proven holder of a lock file
 
-Run "leaselock <command> --help" for its options and exit codes.
+Exit codes: run passes on the command's own; 75 the lock is held by another process (refused);
+64 bad usage; the rest are listed by "leaselock <command> --help", with each command's options.
 `
 
 const COMMANDS = { run, status, list, stop }

@@ -2,7 +2,7 @@
 // How a lock holder is described to a person: one place for the lines that the ELOCKHELD
 // message, the Vite and webpack refusals and the `leaselock` command all print.
 
-const os = require('node:os')
+const { proveHolder } = require('./proof.js')
 
 /**
  * Every value read from a lock file passes through here on its way to a terminal: the one place
@@ -20,10 +20,6 @@ function ago(when) {
   return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
 }
 
-function stopHint(holder) {
-  const kill = process.platform === 'win32' ? `taskkill /PID ${holder.pid} /F` : `kill ${holder.pid}`
-  return holder.hostname && holder.hostname !== os.hostname() ? `on ${holder.hostname}: ${kill}` : kill
-}
 
 /** `pid 123, http://localhost:5173/` (the URL when the lease has one): who a message is about. */
 function whoHolds(holder, { url = true } = {}) {
@@ -58,7 +54,9 @@ function holderLines(holder, lockPath, projectDir) {
   if (command) rows.push(['command', command])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
   rows.push(['lock', lockPath])
-  rows.push(['stop it', stopHint(holder)])
+  // How to stop it is said only for a process proven to hold this very file (proof.js): a
+  // planted lease may name any process, and a hint is an invitation to signal it.
+  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', `kill ${holder.pid}`])
   return rows
 }
 
@@ -68,4 +66,4 @@ function formatRows(rows) {
   return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${shown(v)}`).join('\n')
 }
 
-module.exports = { shown, ago, stopHint, whoHolds, mdString, holderLines, formatRows }
+module.exports = { shown, ago, whoHolds, mdString, holderLines, formatRows }

@@ -26,12 +26,14 @@ function quoteForCmd(arg, twice) {
 
 /** The file PATH/PATHEXT resolve `command` to on Windows, or null. */
 function findOnPath(command, env, cwd) {
-  const exts = (env.PATHEXT || '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean)
+  // Windows matches names case-insensitively; the lower-case spelling makes the same lookup work
+  // on a case-sensitive file system too (where the tests run).
+  const exts = [...new Set((env.PATHEXT || '.COM;.EXE;.BAT;.CMD').split(';').filter(Boolean).flatMap((e) => [e, e.toLowerCase()]))]
   const hasDir = /[\\/]/.test(command)
   const dirs = hasDir ? [''] : [cwd, ...(env.PATH || env.Path || '').split(';').filter(Boolean)]
   const hasExt = exts.some((e) => command.toLowerCase().endsWith(e.toLowerCase()))
   for (const dir of dirs) {
-    const base = nodePath.win32.resolve(cwd, dir, command)
+    const base = nodePath.resolve(cwd, dir, command)
     for (const candidate of hasExt ? [base] : exts.map((e) => base + e)) {
       try {
         if (fs.statSync(candidate).isFile()) return candidate
