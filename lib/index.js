@@ -502,4 +502,4 @@ if (typeof Symbol.dispose === 'symbol') {
   })
 }
 
-module.exports = { PidLock, DEFAULTS, HELD_TEXT }
+module.exports = { PidLock, DEFAULTS, HELD_TEXT, ...require('./with-lock.js').makeWithLock(PidLock) }
