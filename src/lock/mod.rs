@@ -16,12 +16,11 @@ mod takeover;
 mod tests;
 mod wait;
 
-pub use error::{LeaseLost, LockError, LossReason};
+pub use error::{io_code, LeaseLost, LockError, LossReason, HELD_TEXT};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
-pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
-pub use takeover::CLAIM_STALE;
-pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
+pub use renew::LossHandler;
+pub use wait::{Cancel, Wait};
 
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
@@ -33,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use wait::WAIT_POLL;
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
