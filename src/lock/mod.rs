@@ -173,7 +173,7 @@ impl Lock {
             if st.is_some() {
                 return Ok(None);
             }
-            match self.inner.attempt(alive, metadata.clone())? {
+            let pause = match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
                     drop(st);
@@ -185,8 +185,7 @@ impl Lock {
                     if wait.expired() {
                         return Err(LockError::Held { holder }.into());
                     }
-                    drop(st);
-                    sleep(WAIT_POLL)?;
+                    WAIT_POLL
                 }
                 Attempt::Transient(e) => {
                     // A real permission problem answers the same: after a second of it, say
@@ -195,24 +194,26 @@ impl Lock {
                     if transient >= TRANSIENT_LIMIT {
                         return Err(LockError::io("create", &self.inner.path, e).into());
                     }
-                    drop(st);
-                    sleep(opts.retry_delay.max(Duration::from_millis(1)))?;
+                    opts.retry_delay.max(Duration::from_millis(1))
                 }
                 Attempt::Contended { pause } => {
                     contended += 1;
                     // The retry budget is Go's rule for a single try; a caller that may still
                     // wait just keeps going.
                     if contended >= opts.retry_limit && wait.expired() {
-                        return Err(LockError::RetryBudgetExhausted {
-                            attempts: contended,
-                        }
-                        .into());
+                        let attempts = contended;
+                        return Err(LockError::RetryBudgetExhausted { attempts }.into());
                     }
-                    drop(st);
-                    if pause && !opts.retry_delay.is_zero() {
-                        sleep(opts.retry_delay)?;
+                    if pause {
+                        opts.retry_delay
+                    } else {
+                        Duration::ZERO
                     }
                 }
+            };
+            drop(st);
+            if !pause.is_zero() {
+                sleep(pause)?;
             }
         }
     }
