@@ -5,26 +5,19 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { NativeLock, CancelToken } = require('../index.js')
+const { NativeLock, CancelToken, constants } = require('../index.js')
 const { formatRows, holderLines } = require('./holder.js')
 
-const DEFAULTS = Object.freeze({
-  acquireRetryLimit: 12,
-  acquireRetryDelay: 20,
-  invalidPidLockStaleThreshold: 1200,
-  fileWriteMode: 0o644,
-  directoryWriteMode: 0o755,
-  leaseHeartbeatInterval: 250,
-  leaseStaleThreshold: 3000,
-  invalidContent: 'refuse',
-})
+// Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
+const native = constants()
+const DEFAULTS = Object.freeze(native.defaults)
+const HELD_TEXT = native.heldText
+const METADATA_LIMIT = native.metadataLimit
 /** What may happen to a file at the lock path whose content is not a lease (see index.d.ts). */
 const INVALID_CONTENT = ['refuse', 'reclaim']
-const HELD_TEXT = 'lock file is already held by another process'
-const METADATA_LIMIT = 4096
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
-const ALREADY_HELD = Object.freeze({ ok: true })
+const ALREADY_HELD = Object.freeze({ reclaimed: null })
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -175,7 +168,7 @@ function holderFromRecord(r) {
 
 function heldError(failure, path, custom) {
   const holder = holderFromRecord(failure.holder)
-  const base = custom instanceof Error ? custom.message : custom ?? HELD_TEXT
+  const base = custom instanceof Error ? custom.message : custom ?? failure.message
   const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
   const message = `${first}\n${formatRows(holderLines(holder, path, null))}`
   const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
@@ -420,7 +413,7 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+        if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
         if (out.failure.code === 'ABORT_ERR' && wait.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -451,8 +444,8 @@ class PidLock {
     } finally {
       this.#pending--
     }
-    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
-    throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
+    return { reclaimed: holderFromRecord(out.reclaimed) }
   }
 
   /**
@@ -464,7 +457,7 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     return this.#enqueue(() => this.#native.release()).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+      if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
       return out.removed
     })
   }
@@ -475,7 +468,7 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     const out = this.#native.release()
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
   }
 
@@ -495,8 +488,8 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.#enqueue(() => this.#native.update(json)).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    return this.#enqueue(() => this.#native.update(json)).then((failure) => {
+      if (failure) throw nativeError(failure, this.#path, this.#heldError)
       this.#metadata = json
     })
   }
@@ -504,8 +497,8 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle()
-    const out = this.#native.update(json)
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    const failure = this.#native.update(json)
+    if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
   }
 
@@ -538,8 +531,8 @@ function inspectArgs(path, options) {
 }
 
 function inspected(out, path) {
-  if (!out.ok) throw nativeError(out.failure, path, null)
-  return holderFromRecord(out.record)
+  if (out.failure) throw nativeError(out.failure, path, null)
+  return holderFromRecord(out.holder)
 }
 
 if (typeof Symbol.asyncDispose === 'symbol') {
