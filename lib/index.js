@@ -180,15 +180,10 @@ function heldError(failure, path, custom) {
 
 /** `ELOCKNOTLEASE`: the file at the lock path is not a lock; it was left untouched. */
 function notLeaseError(failure, path) {
-  const size = failure.size ?? 0
-  const e = new Error(
-    `${path} is not a lock file: its ${size} bytes are not a lease (it starts with "${failure.glimpse ?? ''}"). ` +
-      'It was left untouched. Lock a separate path next to the resource, such as ' +
-      `${path}.lock; if this file is a stale lock left by another tool, delete it.`,
-  )
-  e.code = 'ELOCKNOTLEASE'
+  const e = new Error(failure.message)
+  e.code = failure.code
   e.path = path
-  e.size = size
+  e.size = failure.size ?? 0
   return e
 }
 
@@ -394,27 +389,29 @@ class PidLock {
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
     // Cancelled by the signal, or by release() on this instance.
     const token = new CancelToken()
-    const wait = { token, byRelease: false }
-    this.#waits.add(wait)
+    const waitState = { token, byRelease: false }
+    this.#waits.add(waitState)
     const onAbort = () => token.cancel()
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
     const settle = () => {
-      this.#waits.delete(wait)
+      this.#waits.delete(waitState)
       if (signal) signal.removeEventListener('abort', onAbort)
     }
     return this.#enqueue(() => {
-      if (wait.byRelease) throw cancelledByRelease()
       if (signal && signal.aborted) throw abortReason(signal)
       // Already held by this instance: nothing to do, and the current acquisition keeps its
       // onLeaseLost.
       if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
-      return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
+      // A release() called after this acquire() but before it ran cancels its wait: it still
+      // takes effect in call order, as a single try.
+      const wait = waitState.byRelease ? null : timeout
+      return this.#native.acquire(wait, this.#metadata, token, onLost, alive)
     }).then(
       (out) => {
         settle()
         if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
-        if (out.failure.code === 'ABORT_ERR' && wait.byRelease) throw cancelledByRelease()
+        if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
       },

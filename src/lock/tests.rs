@@ -173,7 +173,27 @@ fn invalid_content_is_held_until_old_enough() {
     let dir = temp_dir("invalid");
     let path = dir.join("x.lock");
     std::fs::write(&path, b"not-a-lease-json").unwrap();
-    let l = Lock::new(path.clone(), fast(), 0);
+    // By default content that cannot be a lease is refused and left alone, whatever its age.
+    let refuse = Lock::new(path.clone(), fast(), 0);
+    let old = std::fs::File::options().write(true).open(&path).unwrap();
+    old.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(old);
+    match refuse.acquire(&Wait::once(), None, None, None) {
+        Err(LockError::NotALease { size, head, .. }) => {
+            assert_eq!(size, 16);
+            assert_eq!(head, b"not-a-lease-json");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"not-a-lease-json");
+    // The Go package's rule, chosen: held while young, reclaimed once old.
+    std::fs::write(&path, b"not-a-lease-json").unwrap();
+    let go_rule = Options {
+        reclaim_invalid: true,
+        ..fast()
+    };
+    let l = Lock::new(path.clone(), go_rule, 0);
     assert!(matches!(
         l.acquire(&Wait::once(), None, None, None),
         Err(LockError::Held { holder: None })
