@@ -360,7 +360,9 @@ impl Inner {
             }));
         }
         crate::faults::point("takeover.after-judge");
-        Ok(match takeover::take_over(path, opts, &snap, &bytes)? {
+        let taken = takeover::take_over(path, opts, &snap, &bytes)?;
+        crate::faults::point("takeover.before-confirm");
+        Ok(match taken {
             // A Go contender compares bytes and then unlinks by path: it can remove the file we
             // just put there. Success only while the path still names our file.
             Some(file) if sys::id_at(path).ok().flatten() == Some(file.id) => {
