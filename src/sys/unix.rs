@@ -346,7 +346,8 @@ pub fn boot_nanos() -> Option<u64> {
         };
         // SAFETY: ts is a valid out-pointer.
         if unsafe { libc::clock_gettime(clock, &mut ts) } == 0 {
-            return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            return Some(now + crate::faults::suspended_nanos());
         }
         None
     }
