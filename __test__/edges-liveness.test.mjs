@@ -81,7 +81,7 @@ test('hidepid=2: inspect of a hidden live holder does not call it dead', async (
 })
 
 for (const [shift, label] of [['-100', 'behind'], ['100', 'ahead']]) {
-  const timens = ['unshare', '--time', '--fork', '--boottime', shift, '--monotonic', shift]
+  const timens = ['unshare', '--time', '--fork', '--kill-child', '--boottime', shift, '--monotonic', shift]
 
   test(`time namespace with the boot clock ${label}: a live holder there is held, not taken over`, async (t) => {
     const why = cannotRun(timens)
@@ -161,7 +161,7 @@ test('a boot-clock stamp in the future of the reader is not trusted: the wall cl
 })
 
 test('a PID namespace without its own /proc: pids read there are not compared, a live holder is held', async (t) => {
-  const pidns = ['unshare', '--pid', '--fork']
+  const pidns = ['unshare', '--pid', '--fork', '--kill-child']
   const why = cannotRun(pidns) ?? cannotRun(['nsenter', '--target', String(process.pid), '--pid'])
   if (why) return t.skip(why)
   const p = path.join(tempDir(t), 'x.lock')

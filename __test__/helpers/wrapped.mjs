@@ -58,11 +58,15 @@ export function wrappedScript(t, wrapper, code, { uid = null, args = [] } = {}) 
       resolve({ code, signal })
     }),
   )
+  // The wrapper may fork (unshare --fork, nsenter): the node process is then its child, which
+  // a kill of the wrapper does not reach, so both are killed.
   t.after(() => {
-    if (!ended) {
+    if (ended) return
+    for (const pid of [descendantNode(proc.pid), proc.pid]) {
+      if (!pid) continue
       try {
-        proc.kill('SIGCONT')
-        proc.kill('SIGKILL')
+        process.kill(pid, 'SIGCONT')
+        process.kill(pid, 'SIGKILL')
       } catch {}
     }
   })
