@@ -9,6 +9,8 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Proc, bin, repoRoot } from './integrations/helpers.mjs'
 
+// Stopping a holder needs its proof (/proc) and signals: Linux only.
+const LINUX = { skip: process.platform !== 'linux' && 'holder proof needs /proc (Linux)' }
 const signalChild = fileURLToPath(new URL('./integrations/signal-child.cjs', import.meta.url))
 
 function tempDir(t) {
@@ -110,7 +112,7 @@ test('--reuse prints the running holder URL and exits 0 without running anything
   assert.equal(fs.existsSync(marker), true)
 })
 
-test('stop and run --replace: SIGTERM to the proven holder, then the lock is free / taken', async (t) => {
+test('stop and run --replace: SIGTERM to the proven holder, then the lock is free / taken', LINUX, async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, 'x.lock')
   const first = await holder(t, lock)
@@ -140,7 +142,7 @@ test('stop and run --replace: SIGTERM to the proven holder, then the lock is fre
   assert.equal((await stubborn.exit()).signal, 'SIGKILL')
 })
 
-test('a forged lease naming a live process of ours is never signalled, and gets no "kill" hint', async (t) => {
+test('a forged lease naming a live process of ours is never signalled, and gets no "kill" hint', LINUX, async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, 'real.lock')
   const victim = await holder(t, lock)

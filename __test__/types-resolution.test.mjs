@@ -44,7 +44,7 @@ void [singleInstance(o), new SingleInstancePlugin(), s]
 `,
       'tsconfig.json': JSON.stringify({ compilerOptions: { strict: true, noEmit: true, module: 'node16', moduleResolution: 'node16', skipLibCheck: false, types: ['node'], typeRoots: [path.join(repoRoot, 'node_modules', '@types')] }, files: ['a.cts', 'b.mts'] }),
     }, { vite: vite.name })
-    fs.symlinkSync(path.join(repoRoot, 'node_modules', 'webpack'), path.join(dir, 'node_modules', 'webpack'), 'dir')
+    fs.symlinkSync(path.join(repoRoot, 'node_modules', 'webpack'), path.join(dir, 'node_modules', 'webpack'), process.platform === 'win32' ? 'junction' : 'dir')
     const r = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { encoding: 'utf8' })
     assert.equal(r.status, 0, r.stdout + r.stderr)
   })

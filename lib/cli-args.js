@@ -74,7 +74,7 @@ function parse(args, options, { command = false } = {}) {
 
 function errorExit(err, stderr) {
   const code = err && err.code
-  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'EISDIR'].includes(code)
+  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR'].includes(code)
   stderr.write(`leaselock: ${err && err.message ? err.message : String(err)}\n`)
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE
 }

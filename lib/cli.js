@@ -36,8 +36,9 @@ Options:
 
 Exit codes: the command's exit code, or 128 + the signal number when a signal ended it;
 75 the lock is held by another process (refused); 77 --replace: the holder is not proven, so
-it was not signalled; 64 bad usage; 73 the lock file cannot be created; 126/127 the command
-cannot be run / is not found; 70 another error.
+it was not signalled; 64 bad usage; 73 the lock file cannot be created, or <lockfile> is not a
+lock (another file is there; it is left untouched); 126/127 the command cannot be run / is not
+found; 70 another error.
 ${DURATION}
 
 Example (package.json):
@@ -50,7 +51,7 @@ Tells who holds <lockfile>, or that it is free.
 
 Exit codes: 0 free (no lock, or one left by a dead or stale holder: the next run takes it
 over); 1 held by a live process; 2 the file is not a lease (counts as held for now);
-64 bad usage; 73 the lock file cannot be read; 70 another error.
+64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
 `,
   list: `Usage: leaselock list [--json]
 
