@@ -37,6 +37,17 @@ export declare class NativeLock {
   static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): InspectOutcome
 }
 
+/**
+ * A handle on one process. `signal()` returns false once that process has ended - also when
+ * its pid has been reused meanwhile: the handle never reaches the newcomer.
+ */
+export declare class ProcessHandle {
+  /** Sends signal number `signal`; false when the process has ended (or the handle is closed). */
+  signal(signal: number): boolean
+  /** Closes the handle now rather than when it is collected. */
+  close(): void
+}
+
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
 export interface AcquireOutcome {
   /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
@@ -124,6 +135,13 @@ export interface NativeOptions {
   /** `invalidContent: 'reclaim'`. */
   reclaimInvalid: boolean
 }
+
+/**
+ * Opens a handle on `pid`: `null` where there are no pidfds (not Linux, or a kernel before
+ * 5.3), so the caller decides what to do without one. A process that has already ended gives
+ * a handle whose `signal()` returns false.
+ */
+export declare function openProcessHandle(pid: number): ProcessHandle | null
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {

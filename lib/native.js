@@ -52,13 +52,13 @@ const binding = load()
  * `signal(name)` returns false when the process has already ended.
  */
 function processHandle(pid) {
-  const fd = typeof binding.pidfdOpen === 'function' ? binding.pidfdOpen(pid) : null
+  const handle = binding.openProcessHandle(pid)
   return {
-    pidfd: fd,
+    pidfd: Boolean(handle),
     signal(name) {
+      if (handle) return handle.signal(os.constants.signals[name])
       try {
-        if (fd !== null && fd >= 0) binding.pidfdSendSignal(fd, os.constants.signals[name])
-        else process.kill(pid, name)
+        process.kill(pid, name)
         return true
       } catch (err) {
         if (err && err.code === 'ESRCH') return false
@@ -66,7 +66,7 @@ function processHandle(pid) {
       }
     },
     close() {
-      if (fd !== null && fd >= 0) binding.pidfdClose(fd)
+      if (handle) handle.close()
     },
   }
 }

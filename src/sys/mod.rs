@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+pub mod pidfd;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
