@@ -29,10 +29,27 @@ async function run(t, args, opts) {
   return { ...status, out: p.out }
 }
 
+/**
+ * The command a test's `leaselock run` started dies with the test: a `leaselock` killed with
+ * SIGKILL (the tests' cleanup, `stop --force`) cannot pass that on, and a command left running
+ * would keep the test file's pipes open.
+ */
+function reap(t, pid) {
+  t.after(() => {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  })
+}
+
 /** A `leaselock run` holder whose command waits for SIGTERM (and exits with 3 on it). */
 async function holder(t, lock, metadata = null, env = {}) {
   const args = ['run', ...(metadata ? ['--metadata', JSON.stringify(metadata)] : []), lock, '--', process.execPath, signalChild, '3']
   const p = leaselock(t, args, { env })
+  const [, pid] = await p.waitFor(/PID (\d+)\n/)
+  reap(t, Number(pid))
   await p.waitFor(/READY/)
   return p
 }
@@ -131,8 +148,9 @@ test('stop and run --replace: SIGTERM to the proven holder, then the lock is fre
   assert.deepEqual(await second.exit(), { code: 3, signal: null })
 
   // A holder that ignores SIGTERM: refused after --timeout (75), stopped with --force.
-  const stubborn = leaselock(t, ['run', lock, '--', process.execPath, '-e', 'process.on("SIGTERM", () => {}); console.log("READY"); setInterval(() => {}, 1000)'])
-  await stubborn.waitFor(/READY/)
+  const stubborn = leaselock(t, ['run', lock, '--', process.execPath, '-e', 'process.on("SIGTERM", () => {}); console.log("READY " + process.pid); setInterval(() => {}, 1000)'])
+  const [, stubbornPid] = await stubborn.waitFor(/READY (\d+)\n/)
+  reap(t, Number(stubbornPid))
   // `leaselock run` itself passes SIGTERM on and keeps the lock while its command runs.
   const timedOut = await run(t, ['stop', '--timeout', '500ms', lock])
   assert.equal(timedOut.code, 75, timedOut.out)
@@ -140,6 +158,9 @@ test('stop and run --replace: SIGTERM to the proven holder, then the lock is fre
   const forced = await run(t, ['stop', '--timeout', '1s', '--force', lock])
   assert.equal(forced.code, 0, forced.out)
   assert.equal((await stubborn.exit()).signal, 'SIGKILL')
+  // SIGKILL reaches the holder, `leaselock run`, which cannot pass it on: its command is left
+  // running without the lock (as after any SIGKILL of `run`; documented).
+  assert.equal(fs.existsSync(`/proc/${stubbornPid}`), true)
 })
 
 test('a forged lease naming a live process of ours is never signalled, and gets no "kill" hint', LINUX, async (t) => {
