@@ -7,10 +7,9 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { PidLock, DEFAULTS, HELD_TEXT } from 'leaselock'
-import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, stopCommand } from './helpers/util.mjs'
+import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, assertStopHint } from './helpers/util.mjs'
 
 const RENAME_OVER_OPEN = 'replaces the held file by renaming over it, which Windows refuses while the holder has it open'
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 const require = createRequire(import.meta.url)
 
@@ -302,7 +301,7 @@ test('ELOCKHELD shape: code, path, holder {pid, ownerId, lastHeartbeat Date}, me
   assert.equal(err.code, 'ELOCKHELD')
   assert.equal(err.path, p)
   assert.ok(err.message.startsWith(`${HELD_TEXT} (pid ${h.pid})`), err.message)
-  assert.match(err.message, new RegExp(escape(stopCommand(h.pid))))
+  assertStopHint(err.message, h.pid)
   assert.match(err.message, /http:\/\/localhost:5173\//)
   assert.equal(err.holder.pid, h.pid)
   assert.equal(err.holder.ownerId, readLease(p).ownerID)
@@ -474,7 +473,7 @@ test('the ELOCKHELD message says how long ago the holder started and how to stop
   await h.line('ACQUIRED')
   const err = await new PidLock(p).acquire().then(() => null, (e) => e)
   assert.match(err.message, /started: \d+s ago/)
-  assert.match(err.message, new RegExp(`${escape(stopCommand(h.pid))}\\b`))
+  assertStopHint(err.message, h.pid)
   assert.match(err.message, new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
 })
 
