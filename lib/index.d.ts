@@ -60,9 +60,18 @@ export interface PidLockOptions {
   acquireRetryDelay?: number
   /** Milliseconds (by mtime) a file with invalid content counts as held. Integer >= 1. Default 1200. */
   invalidPidLockStaleThreshold?: number
-  /** Mode of a new lock file (umask applies). Default 0o644. */
+  /**
+   * Mode of a new lock file (umask applies). Default 0o644. Read/write bits only, readable by
+   * the owner, never group- or other-writable (0o400 ... 0o644): whoever can write a lease can
+   * forge its holder. Use 0o600 when the metadata is private. Otherwise `RangeError`
+   * `ERR_OUT_OF_RANGE`.
+   */
   fileWriteMode?: number
-  /** Mode of parent directories created on acquire (umask applies). Default 0o755. */
+  /**
+   * Mode of parent directories created on acquire (umask applies). Default 0o755. rwx for the
+   * owner, no setuid/setgid, no other-write (0o700 ... 0o1775). Otherwise `RangeError`
+   * `ERR_OUT_OF_RANGE`.
+   */
   directoryWriteMode?: number
   /** Overrides the liveness check of a holder's pid; it has the last word, as in Go. A throw counts as alive. */
   processAppearsAlive?: (pid: number) => boolean

@@ -68,6 +68,29 @@ function integerOption(options, key, min, max = MAX_MS) {
   return value
 }
 
+// A lock file is data: read/write bits only, and nobody but its owner may write it (anyone who
+// can write a lease can forge its holder). A lock's directory may be shared by its group, but
+// never written by everyone without the sticky bit, and never setuid/setgid.
+const MODE_RULES = {
+  fileWriteMode: { allowed: 0o644, required: 0o400, text: 'read/write bits only, owner-readable, without group or other write (0o400 ... 0o644)' },
+  directoryWriteMode: { allowed: 0o1775, required: 0o700, text: 'rwx for the owner, without setuid, setgid or other write (0o700 ... 0o1775)' },
+}
+
+function modeOption(options, key) {
+  const value = options[key]
+  if (value === undefined) return DEFAULTS[key]
+  const name = `options.${key}`
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  const { allowed, required, text } = MODE_RULES[key]
+  if (!Number.isInteger(value) || value < 0 || (value & ~allowed) !== 0 || (value & required) !== required) {
+    const shown = Number.isInteger(value) && value >= 0 ? `0o${value.toString(8)}` : String(value)
+    const e = new RangeError(`The value of "${name}" is out of range. It must be ${text}. Received ${shown}`)
+    e.code = 'ERR_OUT_OF_RANGE'
+    throw e
+  }
+  return value
+}
+
 function functionOption(options, key) {
   const value = options[key]
   if (value === undefined) return undefined
@@ -262,8 +285,8 @@ class PidLock {
       retryLimit: integerOption(options, 'acquireRetryLimit', 1, 1e6),
       retryDelay: integerOption(options, 'acquireRetryDelay', 0),
       invalidStale: integerOption(options, 'invalidPidLockStaleThreshold', 1),
-      fileMode: integerOption(options, 'fileWriteMode', 1, 0o7777),
-      dirMode: integerOption(options, 'directoryWriteMode', 1, 0o7777),
+      fileMode: modeOption(options, 'fileWriteMode'),
+      dirMode: modeOption(options, 'directoryWriteMode'),
       heartbeatInterval: heartbeat,
       staleThreshold: stale,
     }
