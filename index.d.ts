@@ -35,8 +35,8 @@ export declare class NativeLock {
   update(metadata?: string | undefined | null): NativeOutcome
   /** The record this instance wrote, while it holds the lock. */
   lease(): LeaseRecord | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<NativeOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number): NativeOutcome
+  static inspect(path: string, staleThreshold: number, invalidStale: number, trust: boolean): Promise<NativeOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number, trust: boolean): NativeOutcome
 }
 
 /** A lock file's record, flattened: `valid: false` for content that is not a lease. */
@@ -55,6 +55,12 @@ export interface LeaseRecord {
   stale: boolean
   size?: number
   modifiedAt?: number
+  /** Why the metadata was dropped when read (nested too deeply), when it was. */
+  metadataDropped?: string
+  /** inspect only: whether this process could take the lock over once the rules allow. */
+  canTakeOver?: boolean
+  /** inspect only: what would stop it. */
+  blocked?: NativeBlocked
 }
 
 export interface LostInfo {
@@ -64,6 +70,13 @@ export interface LostInfo {
   at: number
 }
 
+/** A file in the way of a takeover that this process may not move. */
+export interface NativeBlocked {
+  path: string
+  owner?: number
+  message: string
+}
+
 export interface NativeFailure {
   code: string
   message: string
@@ -71,6 +84,9 @@ export interface NativeFailure {
   syscall?: string
   errno?: number
   attempts?: number
+  /** The file an `ELOCKNOTMOVABLE` / `ELOCKUNSAFEPATH` is about, and its owner. */
+  path?: string
+  owner?: number
 }
 
 /** Validated options (the JS layer checks types and ranges first). */
@@ -82,6 +98,8 @@ export interface NativeOptions {
   dirMode: number
   heartbeatInterval: number
   staleThreshold: number
+  /** Follow other users' symlinks and use directories others may write (see README). */
+  allowUntrustedParents?: boolean
 }
 
 export interface NativeOutcome {

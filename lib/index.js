@@ -91,6 +91,13 @@ function modeOption(options, key) {
   return value
 }
 
+function booleanOption(options, key) {
+  const value = options[key]
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') throw typeError(`options.${key}`, 'of type boolean', value)
+  return value
+}
+
 function functionOption(options, key) {
   const value = options[key]
   if (value === undefined) return undefined
@@ -148,7 +155,7 @@ function date(ms) {
 function holderFromRecord(r) {
   if (!r) return null
   if (!r.valid) {
-    return {
+    return withTakeover({
       valid: false,
       pid: null,
       ownerId: null,
@@ -160,7 +167,7 @@ function holderFromRecord(r) {
       stale: r.stale,
       size: r.size ?? 0,
       modifiedAt: date(r.modifiedAt),
-    }
+    }, r)
   }
   let metadata = null
   if (r.metadata !== undefined && r.metadata !== null) {
@@ -170,7 +177,7 @@ function holderFromRecord(r) {
       metadata = null
     }
   }
-  return {
+  const holder = {
     valid: true,
     pid: r.pid,
     ownerId: r.ownerId,
@@ -181,6 +188,16 @@ function holderFromRecord(r) {
     alive: r.alive === 'alive' ? true : r.alive === 'dead' ? false : 'unknown',
     stale: r.stale,
   }
+  if (r.metadataDropped) holder.metadataDropped = r.metadataDropped
+  return withTakeover(holder, r)
+}
+
+/** From `inspect`: whether this process could take the lock over, and what stops it. */
+function withTakeover(holder, r) {
+  if (r.canTakeOver === undefined || r.canTakeOver === null) return holder
+  holder.canTakeOver = r.canTakeOver
+  holder.blockedBy = r.blocked ? { path: r.blocked.path, owner: r.blocked.owner ?? null, message: r.blocked.message } : null
+  return holder
 }
 
 function heldError(failure, path, custom) {
@@ -215,7 +232,9 @@ function nativeError(failure, path, custom) {
       if (failure.errno !== undefined && failure.errno !== null) e.errno = -failure.errno
       if (failure.syscall) e.syscall = failure.syscall
       if (failure.attempts !== undefined) e.attempts = failure.attempts
-      e.path = path
+      // ELOCKNOTMOVABLE and ELOCKUNSAFEPATH name the file in the way, and its owner's uid.
+      e.path = failure.path ?? path
+      if (failure.owner !== undefined && failure.owner !== null) e.owner = failure.owner
       return e
     }
   }
@@ -289,6 +308,7 @@ class PidLock {
       dirMode: modeOption(options, 'directoryWriteMode'),
       heartbeatInterval: heartbeat,
       staleThreshold: stale,
+      allowUntrustedParents: booleanOption(options, 'allowUntrustedParents'),
     }
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
@@ -498,6 +518,7 @@ function inspectArgs(path, options) {
     resolved,
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
+    booleanOption(options, 'allowUntrustedParents'),
   ]
 }
 

@@ -30,6 +30,8 @@ pub struct NativeOptions {
     pub dir_mode: u32,
     pub heartbeat_interval: f64,
     pub stale_threshold: f64,
+    /// Follow other users' symlinks and use directories others may write (see README).
+    pub allow_untrusted_parents: Option<bool>,
 }
 
 /// A lock file's record, flattened: `valid: false` for content that is not a lease.
@@ -50,6 +52,21 @@ pub struct LeaseRecord {
     pub stale: bool,
     pub size: Option<u32>,
     pub modified_at: Option<f64>,
+    /// Why the metadata was dropped when read (nested too deeply), when it was.
+    pub metadata_dropped: Option<String>,
+    /// inspect only: whether this process could take the lock over once the rules allow.
+    pub can_take_over: Option<bool>,
+    /// inspect only: what would stop it.
+    pub blocked: Option<NativeBlocked>,
+}
+
+/// A file in the way of a takeover that this process may not move.
+#[napi(object)]
+#[derive(Clone)]
+pub struct NativeBlocked {
+    pub path: String,
+    pub owner: Option<u32>,
+    pub message: String,
 }
 
 #[napi(object)]
@@ -60,6 +77,9 @@ pub struct NativeFailure {
     pub syscall: Option<String>,
     pub errno: Option<i32>,
     pub attempts: Option<u32>,
+    /// The file an `ELOCKNOTMOVABLE` / `ELOCKUNSAFEPATH` is about, and its owner.
+    pub path: Option<String>,
+    pub owner: Option<u32>,
 }
 
 #[napi(object)]
@@ -94,14 +114,26 @@ fn holder_record(h: &Holder) -> LeaseRecord {
 }
 
 fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
+    let limit = crate::lease::METADATA_DEPTH_LIMIT;
+    let too_deep = |m: &&String| crate::lease::nests_deeper_than(m, limit);
+    let dropped = l.metadata_json.as_ref().filter(too_deep).map(|_| {
+        format!("dropped: nested deeper than {limit} levels (a lock file others may have written)")
+    });
     LeaseRecord {
+        metadata_dropped: dropped.clone(),
+        can_take_over: None,
+        blocked: None,
         valid: true,
         pid: Some(l.pid as f64),
         owner_id: Some(l.owner_id.clone()),
         hostname: l.identity.as_ref().map(|i| i.hostname.clone()),
         started_at: l.acquired_unix_nano.map(|n| n as f64 / 1e6),
         last_heartbeat: Some(l.last_heartbeat_unix_nano as f64 / 1e6),
-        metadata: l.metadata_json.clone(),
+        metadata: if dropped.is_some() {
+            None
+        } else {
+            l.metadata_json.clone()
+        },
         alive: match alive {
             Liveness::Alive => "alive",
             Liveness::Dead => "dead",
@@ -127,6 +159,9 @@ fn invalid_record(size: usize, modified: SystemTime, stale: bool) -> LeaseRecord
         stale,
         size: Some(size as u32),
         modified_at: Some(epoch_ms(modified)),
+        metadata_dropped: None,
+        can_take_over: None,
+        blocked: None,
     }
 }
 
@@ -149,6 +184,8 @@ fn failure(e: LockError) -> NativeFailure {
         syscall: None,
         errno: None,
         attempts: None,
+        path: None,
+        owner: None,
     };
     match e {
         LockError::Held { holder } => NativeFailure {
@@ -169,6 +206,19 @@ fn failure(e: LockError) -> NativeFailure {
                 crate::sys::describe_non_regular(kind)
             ),
         ),
+        LockError::Untrusted(u) => NativeFailure {
+            path: Some(u.path().display().to_string()),
+            owner: Some(u.owner()),
+            ..plain(
+                "ELOCKUNSAFEPATH",
+                format!("lock path refused: {u}. Pass allowUntrustedParents: true only if you trust every user who can write there"),
+            )
+        },
+        LockError::NotMovable(b) => NativeFailure {
+            path: Some(b.path.display().to_string()),
+            owner: b.owner,
+            ..plain("ELOCKNOTMOVABLE", blocked_message(&b))
+        },
         LockError::MetadataInvalid(why) => plain(
             "ERR_INVALID_ARG_VALUE",
             format!("metadata is not JSON: {why}"),
@@ -196,6 +246,29 @@ fn failure(e: LockError) -> NativeFailure {
                 )
             }
         }
+    }
+}
+
+fn blocked_message(b: &lock::Blocked) -> String {
+    let owner = b
+        .owner
+        .map_or_else(|| "another user".to_string(), crate::sys::describe_owner);
+    format!(
+        "this user cannot take the lock over: {} belongs to {owner} and {}; it was left untouched",
+        b.path.display(),
+        b.why
+    )
+}
+
+fn inspected_record(i: lock::Inspected) -> LeaseRecord {
+    LeaseRecord {
+        can_take_over: Some(i.blocked.is_none()),
+        blocked: i.blocked.map(|b| NativeBlocked {
+            path: b.path.display().to_string(),
+            owner: b.owner,
+            message: blocked_message(&b),
+        }),
+        ..assessment_record(i.found)
     }
 }
 
@@ -343,6 +416,7 @@ impl NativeLock {
             dir_mode: options.dir_mode,
             heartbeat_interval: ms(options.heartbeat_interval),
             stale_threshold: ms(options.stale_threshold),
+            allow_untrusted_parents: options.allow_untrusted_parents.unwrap_or(false),
         };
         let group = env_group(&env);
         NativeLock {
@@ -477,27 +551,40 @@ impl NativeLock {
         path: String,
         stale_threshold: f64,
         invalid_stale: f64,
+        trust: bool,
     ) -> Result<PromiseRaw<'env, NativeOutcome>> {
         env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || inspect_now(path, stale_threshold, invalid_stale))
-                .await
-                .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
+            tokio::task::spawn_blocking(move || {
+                inspect_now(path, stale_threshold, invalid_stale, trust)
+            })
+            .await
+            .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
         })
     }
 
     #[napi]
-    pub fn inspect_sync(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
-        inspect_now(path, stale_threshold, invalid_stale)
+    pub fn inspect_sync(
+        path: String,
+        stale_threshold: f64,
+        invalid_stale: f64,
+        trust: bool,
+    ) -> NativeOutcome {
+        inspect_now(path, stale_threshold, invalid_stale, trust)
     }
 }
 
-fn inspect_now(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
+fn inspect_now(
+    path: String,
+    stale_threshold: f64,
+    invalid_stale: f64,
+    trust: bool,
+) -> NativeOutcome {
     let limits = Thresholds {
         stale: ms(stale_threshold),
         invalid: ms(invalid_stale),
     };
-    match lock::inspect(&PathBuf::from(path), limits) {
-        Ok(found) => done(found.map(assessment_record), false),
+    match lock::inspect(&PathBuf::from(path), limits, trust) {
+        Ok(found) => done(found.map(inspected_record), false),
         Err(e) => failed(e),
     }
 }

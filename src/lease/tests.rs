@@ -113,3 +113,15 @@ fn deep_nesting_does_not_overflow() {
     s.push('}');
     assert!(parse(s.as_bytes()).is_ok());
 }
+
+#[test]
+fn nesting_depth_counts_arrays_and_objects_outside_strings() {
+    use super::nests_deeper_than;
+    assert!(!nests_deeper_than("{}", 1));
+    assert!(nests_deeper_than("{\"a\":[]}", 1));
+    assert!(!nests_deeper_than("{\"a\":\"[[[[\\\"[[\"}", 1));
+    let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+    assert!(nests_deeper_than(&deep, 32));
+    let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
+    assert!(!nests_deeper_than(&ok, 32));
+}

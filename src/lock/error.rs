@@ -17,6 +17,12 @@ pub enum LockError {
     RetryBudgetExhausted { attempts: u32 },
     /// Something other than a regular file is at the lock path; it was left untouched.
     NotAFile { kind: FileKind },
+    /// A symlink or directory in the lock path that another user controls; not followed.
+    Untrusted(crate::sys::Untrusted),
+    /// A file in the way (the stale lock, or something at the takeover-claim name) that this
+    /// process may not move: it belongs to `owner`, and `why` says what stops us. Waiting
+    /// would not help, so it is reported at once.
+    NotMovable(Blocked),
     /// Metadata that is not JSON text.
     MetadataInvalid(String),
     /// Metadata over the size limit.
@@ -40,6 +46,15 @@ impl LockError {
             source,
         }
     }
+}
+
+/// A file this process may not move, in the way of a takeover.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub path: PathBuf,
+    pub owner: Option<u32>,
+    /// What stops us, to follow "<path> belongs to <owner> and".
+    pub why: &'static str,
 }
 
 /// Why a held lease was lost; reported once through `onLeaseLost`.

@@ -16,7 +16,7 @@ mod takeover;
 mod tests;
 mod wait;
 
-pub use error::{LeaseLost, LockError, LossReason};
+pub use error::{Blocked, LeaseLost, LockError, LossReason};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
@@ -26,8 +26,9 @@ pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
 use crate::owner;
-use crate::sys::{self, PathError, Snapshot};
+use crate::sys::{self, LockDir, PathError, ResolveError, Snapshot};
 use renew::{Holding, Outcome};
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +65,10 @@ struct Inner {
     held: AtomicBool,
     /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
     confirmed_at: AtomicU64,
+    /// The lock's directory, checked and held open from the first try on; every operation
+    /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
+    /// held, and only when the directory was removed.
+    dir: Mutex<Option<Arc<LockDir>>>,
 }
 
 /// An acquisition that was not allowed to sleep stopped short.
@@ -103,6 +108,7 @@ impl Lock {
                 state: Mutex::new(None),
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
+                dir: Mutex::new(None),
             }),
         }
     }
@@ -151,8 +157,26 @@ impl Lock {
         self.acquire_with(wait, &|_| Err(Pending::MustWait), alive, metadata, on_lost)
     }
 
-    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    /// The acquire loop, after which the lock's directory is let go unless now held: an
+    /// instance that does not hold the lock keeps no descriptor open (it would keep a
+    /// filesystem from being unmounted).
     fn acquire_with<E: From<LockError>>(
+        &self,
+        wait: &Wait,
+        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Option<Assessment>, E> {
+        let out = self.acquire_loop(wait, sleep, alive, metadata, on_lost);
+        if out.is_err() {
+            self.inner.let_go_of_dir();
+        }
+        out
+    }
+
+    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    fn acquire_loop<E: From<LockError>>(
         &self,
         wait: &Wait,
         sleep: &dyn Fn(Duration) -> Result<(), E>,
@@ -173,7 +197,8 @@ impl Lock {
             if st.is_some() {
                 return Ok(None);
             }
-            match self.inner.attempt(alive, metadata.clone())? {
+            let tried = self.inner.attempt(alive, metadata.clone());
+            match tried.map_err(|e| self.inner.shown(e))? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
                     drop(st);
@@ -221,7 +246,11 @@ impl Lock {
     /// `Ok(false)` when there was nothing of ours to remove.
     pub fn release(&self) -> Result<bool, LockError> {
         let mut st = lock(&self.inner.state);
-        self.inner.release_locked(&mut st)
+        let out = self.inner.release_locked(&mut st);
+        if st.is_none() {
+            self.inner.let_go_of_dir();
+        }
+        out
     }
 
     /// Replaces the metadata of a held lease. Readers see the old record or the new one.
@@ -236,7 +265,8 @@ impl Lock {
         let now = owner::unix_nanos(SystemTime::now());
         let mut next = h.lease.with_heartbeat(now, sys::boot_nanos());
         next.metadata_json = metadata;
-        h.replace(&self.inner.path, next, self.inner.opts.file_mode)
+        h.replace(&self.inner.at(), next, self.inner.opts.file_mode)
+            .map_err(|e| self.inner.shown(e))
     }
 
     /// The lease this instance wrote, while it holds the lock.
@@ -253,7 +283,8 @@ impl Inner {
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
     ) -> Result<Attempt, LockError> {
-        let path = &self.path;
+        let dir = self.dir(true)?;
+        let path = &dir.join(self.name());
         let opts = &self.opts;
         let lease = owner::new_lease(metadata);
         let bytes = lease.encode();
@@ -273,6 +304,10 @@ impl Inner {
                 Assessment::Lease(holder) => Some(Box::new(holder)),
                 Assessment::Invalid { .. } => None,
             }));
+        }
+        // A file we may not move is said so now: waiting would not change that.
+        if let Some(owner) = sys::sticky_owner(&dir, self.name()) {
+            return Err(LockError::NotMovable(takeover::sticky(path, owner)));
         }
         crate::faults::point("takeover.after-judge");
         Ok(match takeover::take_over(path, opts, &snap, &bytes)? {
@@ -299,15 +334,73 @@ impl Inner {
             return Ok(false);
         };
         self.held.store(false, Ordering::Release);
-        match release::release(&self.path, h, &self.opts) {
+        match release::release(&self.at(), h, &self.opts) {
             Ok(removed) => Ok(removed),
             Err((h, e)) => {
+                let e = self.shown(e);
                 // Still ours and still there: keep holding so the caller can try again. Its
                 // heartbeat entry is still queued and finds it held again.
                 *st = Some(h);
                 self.held.store(true, Ordering::Release);
                 Err(e)
             }
+        }
+    }
+
+    fn name(&self) -> &OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+
+    /// The lock's directory: the one held open, unless it was removed; else resolved (and
+    /// created) now, with the checks of [`sys::open_lock_dir`].
+    fn dir(&self, create: bool) -> Result<Arc<LockDir>, LockError> {
+        let mut cached = lock(&self.dir);
+        if let Some(d) = cached.as_ref().filter(|d| !d.is_removed()) {
+            return Ok(d.clone());
+        }
+        let create = create.then_some(self.opts.dir_mode);
+        let d = Arc::new(open_dir(
+            &self.path,
+            create,
+            self.opts.allow_untrusted_parents,
+        )?);
+        *cached = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Closes the lock's directory; only while not held (the caller holds the state lock or
+    /// knows).
+    fn let_go_of_dir(&self) {
+        *lock(&self.dir) = None;
+    }
+
+    /// Where the lock file is named while held: through the directory held open.
+    fn at(&self) -> PathBuf {
+        match lock(&self.dir).as_ref() {
+            Some(d) => d.join(self.name()),
+            None => self.path.clone(),
+        }
+    }
+
+    /// `e` with the path the user gave in place of the held directory's prefix.
+    fn shown(&self, e: LockError) -> LockError {
+        let guard = lock(&self.dir);
+        let Some(d) = guard.as_ref() else {
+            return e;
+        };
+        let user_dir = sys::parent_dir(&self.path);
+        let fix = |p: PathBuf| d.relative(&p).map_or(p.clone(), |r| user_dir.join(r));
+        match e {
+            LockError::Io { op, path, source } => LockError::Io {
+                op,
+                path: fix(path),
+                source,
+            },
+            LockError::NotMovable(mut b) => {
+                b.path = fix(b.path);
+                LockError::NotMovable(b)
+            }
+            other => other,
         }
     }
 
@@ -347,7 +440,8 @@ impl heartbeat::Beat for Inner {
             return None;
         }
         let mut st = lock(&self.state);
-        let outcome = st.as_mut()?.heartbeat(&self.path, &self.opts);
+        let at = self.at();
+        let outcome = st.as_mut()?.heartbeat(&at, &self.opts);
         let lost = match outcome {
             Outcome::Renewed { next } => {
                 self.confirm();
@@ -358,6 +452,7 @@ impl heartbeat::Beat for Inner {
         };
         let on_lost = st.take().and_then(|h| h.on_lost);
         self.held.store(false, Ordering::Release);
+        self.let_go_of_dir();
         drop(st);
         if let Some(report) = on_lost {
             report(*lost);
@@ -381,9 +476,50 @@ fn look(path: &Path) -> Result<Option<Snapshot>, LockError> {
     }
 }
 
-/// Reads the lock at `path` without taking it: `None` when free.
-pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, LockError> {
-    Ok(look(path)?.map(|snap| judge::assess(&snap, limits, None)))
+/// Opens the directory of the lock at `path` (see [`sys::open_lock_dir`]).
+fn open_dir(path: &Path, create: Option<u32>, trust: bool) -> Result<LockDir, LockError> {
+    sys::open_lock_dir(sys::parent_dir(path), create, trust).map_err(|e| match e {
+        ResolveError::Untrusted(u) => LockError::Untrusted(u),
+        ResolveError::Io(e, p) => {
+            LockError::io(if create.is_some() { "mkdir" } else { "open" }, &p, e)
+        }
+    })
+}
+
+/// What `inspect` found: the judgement, and what would stop this process taking it over.
+pub struct Inspected {
+    pub found: Assessment,
+    pub blocked: Option<Blocked>,
+}
+
+/// Reads the lock at `path` without taking it: `None` when free. `trust`: the caller's
+/// `allow_untrusted_parents`.
+pub fn inspect(
+    path: &Path,
+    limits: Thresholds,
+    trust: bool,
+) -> Result<Option<Inspected>, LockError> {
+    let dir = match open_dir(path, None, trust) {
+        Ok(d) => d,
+        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let name = path.file_name().unwrap_or_default();
+    let at = dir.join(name);
+    let found = match look(&at) {
+        Ok(found) => found,
+        Err(LockError::Io { op, source, .. }) => return Err(LockError::io(op, path, source)),
+        Err(e) => return Err(e),
+    };
+    Ok(found.map(|snap| Inspected {
+        found: judge::assess(&snap, limits, None),
+        blocked: takeover::blocked(&dir, name).map(|mut b| {
+            b.path = sys::parent_dir(path).join(b.path.file_name().unwrap_or_default());
+            b
+        }),
+    }))
 }
 
 /// Releases every lock held by one group (`Some(group)`) or by the whole process, as the

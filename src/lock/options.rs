@@ -17,6 +17,9 @@ pub struct Options {
     pub dir_mode: u32,
     pub heartbeat_interval: Duration,
     pub stale_threshold: Duration,
+    /// Follow symlinks owned by other users and use directories others may write without the
+    /// sticky bit (see [`crate::sys::open_lock_dir`]). Off by default.
+    pub allow_untrusted_parents: bool,
 }
 
 impl Default for Options {
@@ -29,6 +32,7 @@ impl Default for Options {
             dir_mode: 0o755,
             heartbeat_interval: Duration::from_millis(250),
             stale_threshold: Duration::from_secs(3),
+            allow_untrusted_parents: false,
         }
     }
 }
