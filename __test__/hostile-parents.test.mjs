@@ -133,3 +133,24 @@ test("a directory others can write, without the sticky bit, owned by someone els
 test('allowUntrustedParents is checked like every option', () => {
   assert.throws(() => new PidLock('/tmp/x.lock', { allowUntrustedParents: 'yes' }), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
 })
+
+test('group-writable directory: a parent swapped for a symlink after acquire redirects nothing (the directory is held open)', { skip: skipReason }, async (t) => {
+  const ws = PLACES[1][1](t)
+  const proj = path.join(ws, 'proj')
+  fs.mkdirSync(proj)
+  const target = rootDir(t)
+  const lost = []
+  const lock = new PidLock(path.join(proj, 'a.lock'), { leaseHeartbeatInterval: 20, leaseStaleThreshold: 1000, onLeaseLost: (i) => lost.push(i.reason) })
+  await lock.acquire()
+  // The attacker moves root's directory away and puts a link to a place of theirs instead,
+  // with a lease of their own there.
+  asAttacker('mv "$1" "$2" && ln -s "$3" "$1"', proj, path.join(ws, 'moved'), target)
+  fs.writeFileSync(path.join(target, 'a.lock'), `{"version":1,"ownerID":"x","pid":1,"lastHeartbeatUnixNano":${Date.now()}000000}\n`)
+  const planted = fs.readFileSync(path.join(target, 'a.lock'), 'utf8')
+  await new Promise((r) => setTimeout(r, 300))
+  assert.deepEqual(lost, [], 'heartbeats still reach our own file, in the directory we opened')
+  assert.equal(lock.held, true)
+  assert.equal(await lock.release(), true)
+  assert.deepEqual(fs.readdirSync(path.join(ws, 'moved')), [], 'our file, where it really is, was removed')
+  assert.equal(fs.readFileSync(path.join(target, 'a.lock'), 'utf8'), planted, 'nothing reached through the link')
+})
