@@ -16,7 +16,9 @@ import {
   type LockHeldError,
   type LockHolder,
   type LockMetadata,
+  type LockPathError,
   type PidLockOptions,
+  type TakeoverBlocker,
 } from 'leaselock'
 
 async function everything(): Promise<void> {
@@ -121,8 +123,26 @@ async function everything(): Promise<void> {
     const message: string = e.message
     void [code, path, holder, message]
   }
-  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTHELD', 'ELOCKBUSY']
+  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTHELD', 'ELOCKBUSY', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH']
   void codes
+  try {
+    await new PidLock('/tmp/shared/x.lock', { allowUntrustedParents: false }).acquire()
+  } catch (err) {
+    const e = err as LockPathError
+    const where: string = e.path
+    const owner: number | undefined = e.owner
+    void [where, owner]
+  }
+  const checked = await PidLock.inspect('x.lock', { allowUntrustedParents: true })
+  if (checked && checked.canTakeOver === false && checked.blockedBy) {
+    const blocker: TakeoverBlocker = checked.blockedBy
+    const owner: number | null = blocker.owner
+    void [blocker.message, owner]
+  }
+  if (checked && checked.valid && checked.metadataDropped !== undefined) {
+    const note: string = checked.metadataDropped
+    void note
+  }
 
   // Disposal.
   {
@@ -150,6 +170,8 @@ async function wrongTypes(): Promise<void> {
   new PidLock(42)
   // @ts-expect-error durations are numbers
   new PidLock('x.lock', { leaseHeartbeatInterval: '250' })
+  // @ts-expect-error allowUntrustedParents is a boolean
+  new PidLock('x.lock', { allowUntrustedParents: 'yes' })
   // @ts-expect-error heldError is a string or an Error
   new PidLock('x.lock', { heldError: 5 })
   // @ts-expect-error processAppearsAlive returns a boolean
