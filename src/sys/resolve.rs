@@ -217,6 +217,14 @@ pub fn open_lock_dir(
 ) -> Result<LockDir, ResolveError> {
     let me = euid();
     let io_err = |e: io::Error, p: &Path| ResolveError::Io(e, p.to_path_buf());
+    let absolute;
+    let dir = if dir.is_absolute() {
+        dir
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| io_err(e, dir))?;
+        absolute = cwd.join(dir);
+        &absolute
+    };
     let root = Path::new("/");
     let mut cur = open_at(libc::AT_FDCWD, OsStr::new("/"), false).map_err(|e| io_err(e, root))?;
     let mut physical = PathBuf::from("/");
@@ -420,6 +428,47 @@ mod tests {
         assert!(
             matches!(open_lock_dir(&d.join("f/x"), Some(0o755), false), Err(ResolveError::Io(e, _)) if e.raw_os_error() == Some(libc::ENOTDIR))
         );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// Root may test the ownership rules on its own: a link or directory given to another uid.
+    #[test]
+    fn other_users_links_and_open_directories_are_refused_unless_trusted() {
+        if euid() != 0 {
+            return;
+        }
+        let d = temp("owners");
+        let real = d.join("real");
+        std::fs::create_dir_all(&real).unwrap_or_default();
+        let link = d.join("theirs");
+        let _ = std::os::unix::fs::symlink(&real, &link);
+        let _ = std::os::unix::fs::lchown(&link, Some(65534), Some(65534));
+        let refused = open_lock_dir(&link.join("sub"), Some(0o755), false);
+        assert!(
+            matches!(&refused, Err(ResolveError::Untrusted(Untrusted::Symlink { path, owner: 65534 })) if *path == link),
+            "{refused:?}"
+        );
+        assert!(!real.join("sub").exists(), "nothing created through it");
+        assert!(open_lock_dir(&link, None, true).is_ok());
+
+        let open = d.join("open");
+        std::fs::create_dir_all(&open).unwrap_or_default();
+        let _ = std::os::unix::fs::chown(&open, Some(65534), Some(65534));
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777));
+        let refused = open_lock_dir(&open, None, false);
+        assert!(
+            matches!(
+                &refused,
+                Err(ResolveError::Untrusted(Untrusted::Directory {
+                    owner: 65534,
+                    ..
+                }))
+            ),
+            "{refused:?}"
+        );
+        let _ = std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777));
+        assert!(open_lock_dir(&open, None, false).is_ok(), "sticky is fine");
         let _ = std::fs::remove_dir_all(&d);
     }
 
