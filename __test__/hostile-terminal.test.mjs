@@ -10,8 +10,9 @@ import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PidLock } from 'leaselock'
-import { PLACES, TERMINAL_UNSAFE, asAttacker, cliBin, leaseText, plant, skipReason } from './helpers/attacker.mjs'
+import { PLACES, SHARED_GID, TERMINAL_UNSAFE, asAttacker, cliBin, leaseText, plant, skipReason } from './helpers/attacker.mjs'
 import { waitUntil } from './helpers/util.mjs'
+import { bin, freePort, tempProject } from './integrations/helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const { leaseLostMessage, refusalError } = require('../lib/guard.js')
@@ -123,3 +124,26 @@ for (const [place, makeDir] of PLACES) {
     assert.equal(kept.metadataDropped, undefined)
   })
 }
+
+test('a real `vite` refused by a planted lease in a group-writable cache prints nothing of it raw', { skip: skipReason, timeout: 120_000 }, async (t) => {
+  const dir = tempProject(t, 'vite', {
+    'index.html': '<!doctype html><html><body></body></html>\n',
+    'vite.config.mjs': "import { singleInstance } from 'leaselock/vite'\nexport default { plugins: [singleInstance()], clearScreen: false }\n",
+  })
+  // A cache shared with the group, as on a build machine.
+  const locks = path.join(dir, 'node_modules', '.vite', 'leaselock')
+  fs.mkdirSync(locks, { recursive: true })
+  for (const d of [dir, path.join(dir, 'node_modules'), path.join(dir, 'node_modules', '.vite'), locks]) {
+    fs.chownSync(d, 0, SHARED_GID)
+    fs.chmodSync(d, d === locks ? 0o775 : 0o755)
+  }
+  plant(path.join(locks, 'dev-server.lock'), leaseText({ pid: process.pid, ...HOSTILE }))
+  const port = await freePort()
+  const r = spawnSync(process.execPath, [bin.vite, '--port', String(port), '--strictPort'], { cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, FORCE_COLOR: '0' } })
+  const out = r.stdout + r.stderr
+  assert.equal(r.status, 1, out)
+  assert.match(out, /Another Vite dev server is already running/)
+  // Vite colours its own lines (foreground colours only); nothing else may be there.
+  assertInert('vite refusal', out.replace(/\x1b\[(3[0-9]|39)m/g, ''))
+  assert.match(out, /\\x1b\]52;c;/, 'the attack is shown, escaped')
+})
