@@ -360,16 +360,23 @@ fn components(p: &Path) -> std::collections::VecDeque<OsString> {
         .collect()
 }
 
-/// `/proc/self/fd/<fd>` when it reaches this very directory.
+/// `/proc/self/fd/<fd>` when `/proc` is there to resolve it to this very directory. Whether it
+/// is is checked once per process (against the first directory opened), not per lock.
+#[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 on every target
 fn via_proc(fd: &OwnedFd) -> Option<PathBuf> {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if !cfg!(target_os = "linux") {
         return None;
     }
     let via = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let a = fstat(fd.as_raw_fd()).ok()?;
-    let b = std::fs::metadata(&via).ok()?;
-    use std::os::unix::fs::MetadataExt;
-    (b.dev() == a.st_dev as u64 && b.ino() == a.st_ino as u64).then_some(via)
+    let works = *WORKS.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        match (fstat(fd.as_raw_fd()), std::fs::metadata(&via)) {
+            (Ok(a), Ok(b)) => b.dev() == a.st_dev as u64 && b.ino() == a.st_ino as u64,
+            _ => false,
+        }
+    });
+    works.then_some(via)
 }
 
 #[cfg(test)]
