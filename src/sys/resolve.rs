@@ -208,15 +208,14 @@ fn check_dir(st: &libc::stat, path: &Path, me: u32) -> Result<(), Untrusted> {
     Ok(())
 }
 
-/// Opens the directory `dir` (absolute) as described at the top of this file, creating missing
-/// directories with `create` (a mode; umask applies) when given.
+/// Opens the directory `dir` as described at the top of this file (a relative `dir` counts
+/// from the working directory), creating missing directories with `create` (a mode; umask
+/// applies) when given.
 pub fn open_lock_dir(
     dir: &Path,
     create: Option<u32>,
     trust_others: bool,
 ) -> Result<LockDir, ResolveError> {
-    let me = euid();
-    let io_err = |e: io::Error, p: &Path| ResolveError::Io(e, p.to_path_buf());
     let absolute;
     let dir = if dir.is_absolute() {
         dir
@@ -225,78 +224,121 @@ pub fn open_lock_dir(
         absolute = cwd.join(dir);
         &absolute
     };
-    let root = Path::new("/");
-    let mut cur = open_at(libc::AT_FDCWD, OsStr::new("/"), false).map_err(|e| io_err(e, root))?;
-    let mut physical = PathBuf::from("/");
-    let mut todo: std::collections::VecDeque<OsString> = components(dir);
-    let mut links = 0;
-    while let Some(name) = todo.pop_front() {
+    let mut walk = Walk {
+        cur: open_root()?,
+        physical: PathBuf::from("/"),
+        todo: components(dir),
+        links: 0,
+        me: euid(),
+        create,
+        trust_others,
+    };
+    while let Some(name) = walk.todo.pop_front() {
+        walk.step(name)?;
+    }
+    let via = via_proc(&walk.cur).unwrap_or_else(|| walk.physical.clone());
+    Ok(LockDir {
+        fd: walk.cur,
+        physical: walk.physical,
+        via,
+    })
+}
+
+fn io_err(e: io::Error, p: &Path) -> ResolveError {
+    ResolveError::Io(e, p.to_path_buf())
+}
+
+fn open_root() -> Result<OwnedFd, ResolveError> {
+    open_at(libc::AT_FDCWD, OsStr::new("/"), false).map_err(|e| io_err(e, Path::new("/")))
+}
+
+/// A walk in progress: the directory reached (open), its path, and the names still to go.
+struct Walk {
+    cur: OwnedFd,
+    physical: PathBuf,
+    todo: std::collections::VecDeque<OsString>,
+    links: usize,
+    me: u32,
+    create: Option<u32>,
+    trust_others: bool,
+}
+
+impl Walk {
+    /// Goes one name further: into a directory, up with `..`, creating a missing one, or
+    /// through a symlink (its target's names go first in `todo`).
+    fn step(&mut self, name: OsString) -> Result<(), ResolveError> {
         if name == ".." {
-            cur = open_at(cur.as_raw_fd(), &name, false).map_err(|e| io_err(e, &physical))?;
-            physical.pop();
-            if !trust_others {
-                let st = fstat(cur.as_raw_fd()).map_err(|e| io_err(e, &physical))?;
-                check_dir(&st, &physical, me).map_err(ResolveError::Untrusted)?;
-            }
-            continue;
+            self.cur = open_at(self.cur.as_raw_fd(), &name, false)
+                .map_err(|e| io_err(e, &self.physical))?;
+            self.physical.pop();
+            let physical = self.physical.clone();
+            return self.check(&physical);
         }
-        let here = physical.join(&name);
-        match open_at(cur.as_raw_fd(), &name, true) {
+        let here = self.physical.join(&name);
+        match open_at(self.cur.as_raw_fd(), &name, true) {
             Ok(next) => {
-                let st = fstat(next.as_raw_fd()).map_err(|e| io_err(e, &here))?;
-                if !trust_others {
-                    check_dir(&st, &here, me).map_err(ResolveError::Untrusted)?;
-                }
-                cur = next;
-                physical = here;
+                self.cur = next;
+                self.check(&here)?;
+                self.physical = here;
+                Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let Some(mode) = create else {
+                let Some(mode) = self.create else {
                     return Err(io_err(e, &here));
                 };
-                match mkdir_at(cur.as_raw_fd(), &name, mode) {
+                match mkdir_at(self.cur.as_raw_fd(), &name, mode) {
                     Ok(()) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(io_err(e, &here)),
                 }
-                // Open what is there now through the same checks.
-                todo.push_front(name);
+                // Open what is there now, through the same checks.
+                self.todo.push_front(name);
+                Ok(())
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
-                let st = lstat_at(cur.as_raw_fd(), &name).map_err(|e| io_err(e, &here))?;
-                if !is_symlink(&st) {
-                    return Err(io_err(e, &here));
-                }
-                if st.st_uid != me && st.st_uid != 0 && !trust_others {
-                    return Err(ResolveError::Untrusted(Untrusted::Symlink {
-                        path: here,
-                        owner: st.st_uid,
-                    }));
-                }
-                links += 1;
-                if links > MAX_LINKS {
-                    return Err(io_err(io::Error::from_raw_os_error(libc::ELOOP), &here));
-                }
-                let target = readlink_at(cur.as_raw_fd(), &name).map_err(|e| io_err(e, &here))?;
-                let target = PathBuf::from(target);
-                let mut rest = components(&target);
-                rest.extend(todo.drain(..));
-                todo = rest;
-                if target.is_absolute() {
-                    cur = open_at(libc::AT_FDCWD, OsStr::new("/"), false)
-                        .map_err(|e| io_err(e, root))?;
-                    physical = PathBuf::from("/");
-                }
+                self.follow(&name, here, e)
             }
-            Err(e) => return Err(io_err(e, &here)),
+            Err(e) => Err(io_err(e, &here)),
         }
     }
-    let via = via_proc(&cur).unwrap_or_else(|| physical.clone());
-    Ok(LockDir {
-        fd: cur,
-        physical,
-        via,
-    })
+
+    /// The directory just entered (`self.cur`) must not be open to others (see `check_dir`).
+    fn check(&self, path: &Path) -> Result<(), ResolveError> {
+        if self.trust_others {
+            return Ok(());
+        }
+        let st = fstat(self.cur.as_raw_fd()).map_err(|e| io_err(e, path))?;
+        check_dir(&st, path, self.me).map_err(ResolveError::Untrusted)
+    }
+
+    /// `name` would not open as a directory without following it: a symlink of ours or root's
+    /// is followed, another user's refused; anything else is the error `e`.
+    fn follow(&mut self, name: &OsStr, here: PathBuf, e: io::Error) -> Result<(), ResolveError> {
+        let st = lstat_at(self.cur.as_raw_fd(), name).map_err(|e| io_err(e, &here))?;
+        if !is_symlink(&st) {
+            return Err(io_err(e, &here));
+        }
+        if st.st_uid != self.me && st.st_uid != 0 && !self.trust_others {
+            return Err(ResolveError::Untrusted(Untrusted::Symlink {
+                path: here,
+                owner: st.st_uid,
+            }));
+        }
+        self.links += 1;
+        if self.links > MAX_LINKS {
+            return Err(io_err(io::Error::from_raw_os_error(libc::ELOOP), &here));
+        }
+        let target =
+            PathBuf::from(readlink_at(self.cur.as_raw_fd(), name).map_err(|e| io_err(e, &here))?);
+        let mut rest = components(&target);
+        rest.append(&mut self.todo);
+        self.todo = rest;
+        if target.is_absolute() {
+            self.cur = open_root()?;
+            self.physical = PathBuf::from("/");
+        }
+        Ok(())
+    }
 }
 
 /// Who owns something, for a message: `uid 65534 (nobody)`, or `uid 4242` without a name.
