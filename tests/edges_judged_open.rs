@@ -4,7 +4,7 @@
 //! written), and the verification - same inode, same bytes - would pass for the wrong file.
 //!
 //! Run with `cargo test --features fault-injection --test edges_judged_open`.
-#![cfg(feature = "fault-injection")]
+#![cfg(all(feature = "fault-injection", unix))]
 
 use leaselock::lock::{Lock, LockError, Options, Wait};
 use leaselock::owner;
