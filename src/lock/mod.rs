@@ -191,24 +191,19 @@ impl Lock {
         let metadata = metadata
             .map(|m| options::compact_metadata(&m))
             .transpose()?;
-        let opts = &self.inner.opts;
         let _serial = lock(&self.inner.acquiring);
         // `release()` and the end of this environment cancel the wait.
         let (wait, cancel) = wait.cancellable();
         let _registered = waits::register(&self.inner, cancel);
-        let (mut contended, mut transient) = (0u32, 0u32);
+        let mut tries = Tries::default();
         loop {
             if wait.is_cancelled() || waits::group_ended(self.inner.group) {
                 return Err(LockError::Cancelled.into());
             }
             let pause = match self.inner.confirmed_holding() {
                 Confirmed::Yes => return Ok(None),
-                Confirmed::NotYet => Some(DISPLACED_GRACE / 5),
-                Confirmed::NotHeld => None,
-            };
-            let pause = match pause {
-                Some(p) => p,
-                None => match self
+                Confirmed::NotYet => DISPLACED_GRACE / 5,
+                Confirmed::NotHeld => match self
                     .inner
                     .attempt(alive, metadata.clone())
                     .map_err(|e| self.inner.shown(e))?
@@ -218,39 +213,7 @@ impl Lock {
                             .take_holding(&wait, holding, on_lost)
                             .map(|()| reclaimed.map(|r| *r));
                     }
-                    Attempt::Held(holder) => {
-                        transient = 0;
-                        if wait.expired() {
-                            return Err(LockError::Held { holder }.into());
-                        }
-                        WAIT_POLL
-                    }
-                    Attempt::Transient(e) => {
-                        // A real permission problem answers the same: after a second of it,
-                        // say so instead of waiting forever.
-                        transient += 1;
-                        if transient >= TRANSIENT_LIMIT {
-                            return Err(LockError::io("create", &self.inner.path, e).into());
-                        }
-                        opts.retry_delay.max(Duration::from_millis(1))
-                    }
-                    Attempt::Contended { pause } => {
-                        contended += 1;
-                        // The retry budget is Go's rule for a single try; a caller that may
-                        // still wait just keeps going.
-                        if contended >= opts.retry_limit && wait.expired() {
-                            let attempts = contended;
-                            return Err(LockError::RetryBudgetExhausted { attempts }.into());
-                        }
-                        // Another contender's takeover in flight: pause at least a little,
-                        // so that a zero retry delay never spins (on the JS thread least of
-                        // all, where a pause moves the wait to a worker thread).
-                        if pause {
-                            opts.retry_delay.max(Duration::from_millis(1))
-                        } else {
-                            Duration::ZERO
-                        }
-                    }
+                    other => tries.pause_after(other, &wait, &self.inner)?,
                 },
             };
             if !pause.is_zero() {
@@ -320,6 +283,62 @@ impl Lock {
     /// The lease this instance wrote, while it holds the lock.
     pub fn current_lease(&self) -> Option<Lease> {
         lock(&self.inner.state).as_ref().map(|h| h.lease.clone())
+    }
+}
+
+/// The counts an acquisition keeps across its tries.
+#[derive(Default)]
+struct Tries {
+    contended: u32,
+    transient: u32,
+}
+
+impl Tries {
+    /// How long to pause after a try that did not acquire, or the error that ends the wait.
+    fn pause_after(
+        &mut self,
+        attempt: Attempt,
+        wait: &Wait,
+        inner: &Inner,
+    ) -> Result<Duration, LockError> {
+        let opts = &inner.opts;
+        match attempt {
+            // Taken by the caller before it asks; never passed here.
+            Attempt::Acquired(..) => Ok(Duration::ZERO),
+            Attempt::Held(holder) => {
+                self.transient = 0;
+                if wait.expired() {
+                    return Err(LockError::Held { holder });
+                }
+                Ok(WAIT_POLL)
+            }
+            Attempt::Transient(e) => {
+                // A real permission problem answers the same: after a second of it, say so
+                // instead of waiting forever.
+                self.transient += 1;
+                if self.transient >= TRANSIENT_LIMIT {
+                    return Err(LockError::io("create", &inner.path, e));
+                }
+                Ok(opts.retry_delay.max(Duration::from_millis(1)))
+            }
+            Attempt::Contended { pause } => {
+                self.contended += 1;
+                // The retry budget is Go's rule for a single try; a caller that may still
+                // wait just keeps going.
+                if self.contended >= opts.retry_limit && wait.expired() {
+                    let attempts = self.contended;
+                    return Err(LockError::RetryBudgetExhausted { attempts });
+                }
+                // Another contender's takeover in flight: pause at least a little, so that a
+                // zero retry delay never spins (on the JS thread least of all, where a pause
+                // moves the wait to a worker thread).
+                Ok(if pause {
+                    opts.retry_delay.max(Duration::from_millis(1))
+                } else {
+                    Duration::ZERO
+                })
+            }
+        }
     }
 }
 
