@@ -3,6 +3,7 @@
 // of a command line into leaselock's own options and the command it runs.
 
 const { parseArgs } = require('node:util')
+const { safeText } = require('./sanitize.js')
 
 /** Exit codes, from sysexits.h where one fits. */
 const EXIT = Object.freeze({
@@ -74,8 +75,9 @@ function parse(args, options, { command = false } = {}) {
 
 function errorExit(err, stderr) {
   const code = err && err.code
-  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR'].includes(code)
-  stderr.write(`leaselock: ${err && err.message ? err.message : String(err)}\n`)
+  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
+  // Error messages may quote a lock file's content (ELOCKNOTLEASE): printed through the sanitiser.
+  stderr.write(`leaselock: ${safeText(err && err.message ? err.message : String(err), 4096)}\n`)
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE
 }
 

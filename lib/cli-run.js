@@ -6,7 +6,7 @@ const { spawn } = require('node:child_process')
 const os = require('node:os')
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
-const { formatRows, holderLines, mdString, shown } = require('./holder.js')
+const { formatRows, holderLines, holderUrl, shown } = require('./holder.js')
 const { leaseLostMessage } = require('./guard.js')
 const { METADATA_LIMIT, fitMetadata, joinArgs, quoteArg } = require('./command-line.js')
 const { register, unregister } = require('./registry.js')
@@ -61,9 +61,9 @@ function runOptions(args) {
 /** The refusal for a held lock (exit 75), or for --reuse the running holder's URL (exit 0). */
 function refused(err, o, line, io) {
   const holder = err.holder
-  const url = holder && mdString(holder.metadata, 'url')
+  const url = holderUrl(holder)
   if (o.reuse && url && holder.alive !== false) {
-    io.stdout.write(`${shown(url)}\n`)
+    io.stdout.write(`${url}\n`)
     if (!o.quiet) io.stderr.write(`leaselock: reusing pid ${shown(holder.pid)}, which already runs for ${o.path}; not running \`${line}\`.\n`)
     return 0
   }

@@ -5,6 +5,7 @@
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { ago, formatRows, holderLines, mdString, shown } = require('./holder.js')
+const { safeUrl } = require('./sanitize.js')
 const { liveEntries } = require('./registry.js')
 const { stopHolder, STOP_TIMEOUT } = require('./replace.js')
 const { EXIT, UsageError, parse, parseDuration, errorExit } = require('./cli-args.js')
@@ -30,14 +31,20 @@ function stateOf(holder) {
   return ['held', EXIT.HELD]
 }
 
+/** Free by the rules, but not for this user: a file in the way that it may not move. */
+const blocked = (h) => Boolean(h && h.canTakeOver === false)
+const head = (h) => (blocked(h) ? 'blocked' : 'free')
+const takes = (h) =>
+  blocked(h) ? `but this user cannot take it over: ${shown(h.blockedBy ? h.blockedBy.message : 'a file in the way', 4096)}` : 'the next acquire takes it over'
+
 const STATUS_TEXT = {
   free: (path) => `free: ${path}\n`,
   held: (path, h) => `held by pid ${shown(h.pid)}\n${formatRows(holderLines(h, path, null))}\n`,
-  dead: (path, h) => `free: ${path}\n  left by pid ${shown(h.pid)}, which is no longer running; the next acquire takes it over\n`,
+  dead: (path, h) => `${head(h)}: ${path}\n  left by pid ${shown(h.pid)}, which is no longer running; ${takes(h)}\n`,
   stale: (path, h) =>
     h.valid
-      ? `free: ${path}\n  the lease of pid ${shown(h.pid)} has had no heartbeat since ${ago(h.lastHeartbeat)}; the next acquire takes it over\n`
-      : `free: ${path}\n  its content is not a lease and it is old enough to be reclaimed\n`,
+      ? `${head(h)}: ${path}\n  the lease of pid ${shown(h.pid)} has had no heartbeat since ${ago(h.lastHeartbeat)}; ${takes(h)}\n`
+      : `${head(h)}: ${path}\n  its content is not a lease and it is old enough to be reclaimed; ${takes(h)}\n`,
   invalid: (path, h) => `held: ${path}\n  its content is not a lease (${h.size} bytes); it counts as held until it is older than the invalid-content threshold\n`,
 }
 
@@ -50,7 +57,8 @@ async function status(args, io) {
   } catch (err) {
     return errorExit(err, io.stderr)
   }
-  const [state, code] = stateOf(holder)
+  const [state, free] = stateOf(holder)
+  const code = free === EXIT.FREE && blocked(holder) ? EXIT.HELD : free
   io.stdout.write(values.json ? `${JSON.stringify({ state, path, holder: holderJson(holder) })}\n` : STATUS_TEXT[state](path, holder))
   return code
 }
@@ -82,9 +90,10 @@ async function list(args, io) {
     return 0
   }
   for (const r of rows) {
-    const head = [r.tool, r.command].filter(Boolean).map(shown).join(' ')
-    io.stdout.write(`${head}: pid ${shown(r.pid)}${r.url ? `, ${shown(r.url)}` : ''}\n`)
-    const rows2 = [r.project && ['project', r.project], r.startedAt && ['started', ago(new Date(r.startedAt))], ['lock', r.lock]].filter(Boolean)
+    const what = [r.tool, r.command].filter(Boolean).map((v) => shown(v)).join(' ')
+    const url = safeUrl(r.url)
+    io.stdout.write(`${what}: pid ${shown(r.pid)}${url ? `, ${url}` : ''}\n`)
+    const rows2 = [r.project && ['project', shown(r.project)], r.startedAt && ['started', ago(new Date(r.startedAt))], ['lock', shown(r.lock, 4096)]].filter(Boolean)
     io.stdout.write(`${formatRows(rows2)}\n`)
   }
   return 0

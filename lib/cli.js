@@ -50,7 +50,8 @@ Tells who holds <lockfile>, or that it is free.
   --json    print {"state", "path", "holder"}; state is free, held, dead, stale or invalid
 
 Exit codes: 0 free (no lock, or one left by a dead or stale holder: the next run takes it
-over); 1 held by a live process; 2 the file is not a lease (counts as held for now);
+over); 1 held by a live process, or free by the rules but blocked for this user (a file in the
+way that it may not move); 2 the file is not a lease (counts as held for now);
 64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
 `,
   list: `Usage: leaselock list [--json]

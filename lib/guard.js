@@ -5,7 +5,7 @@
 
 const fs = require('node:fs')
 const nodePath = require('node:path')
-const { formatRows, holderLines, mdString, shown, whoHolds } = require('./holder.js')
+const { formatRows, holderLines, holderUrl, shown, whoHolds } = require('./holder.js')
 const { acquireVisibly } = require('./waiting.js')
 const { stopHolder, stopHolderSync } = require('./replace.js')
 
@@ -78,7 +78,7 @@ function allowReason(option) {
  * `what`: "Vite dev server", "webpack dev server", ...; `override`: how to start one anyway.
  */
 function refusalMessage({ what, holder, lockPath, projectDir, override }) {
-  const url = holder && mdString(holder.metadata, 'url')
+  const url = holderUrl(holder)
   const head = holder
     ? `Another ${what} is already running for this project (${whoHolds(holder)}).`
     : `Another ${what} is starting for this project: its lock file is being written.`
@@ -125,7 +125,7 @@ function refusedOrAllowed(err, plugin) {
 /** The URL to reuse when `onConflict: 'reuse'` and a live holder has one, else null. */
 function reusable(err, plugin) {
   if (plugin.onConflict !== 'reuse' || !isHeld(err) || !err.holder || err.holder.alive === false) return null
-  return mdString(err.holder.metadata, 'url')
+  return holderUrl(err.holder)
 }
 
 /**
@@ -179,7 +179,7 @@ function settle(err, plugin) {
 
 /** The line a reusing instance prints before it ends. */
 function reuseMessage(what, holder, url) {
-  return `leaselock: a ${what} already runs for this project at ${shown(url)} (pid ${shown(holder.pid)}); reusing it, not starting another (onConflict: 'reuse').`
+  return `leaselock: a ${what} already runs for this project at ${url} (pid ${shown(holder.pid)}); reusing it, not starting another (onConflict: 'reuse').`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,10 +195,10 @@ const REASONS = {
 function leaseLostMessage(what, info) {
   const reason = REASONS[info.reason] || info.reason
   const owner = info.newOwner
-  const url = owner && owner.valid ? mdString(owner.metadata, 'url') : null
-  const now = owner && owner.valid ? ` It now belongs to pid ${shown(owner.pid)}${url ? ` (${shown(url)})` : ''}.` : ''
-  const err = info.error ? ` (${info.error})` : ''
-  return `leaselock: this ${what} lost its lock ${info.path}: ${reason}${err}.${now} Another instance may start for this project now; restart this one to guard it again.`
+  const url = owner && owner.valid ? holderUrl(owner) : null
+  const now = owner && owner.valid ? ` It now belongs to pid ${shown(owner.pid)}${url ? ` (${url})` : ''}.` : ''
+  const err = info.error ? ` (${shown(info.error, 1000)})` : ''
+  return `leaselock: this ${what} lost its lock ${shown(info.path, 4096)}: ${shown(reason)}${err}.${now} Another instance may start for this project now; restart this one to guard it again.`
 }
 
 /**

@@ -1,15 +1,20 @@
 'use strict'
 // How a lock holder is described to a person: one place for the lines that the ELOCKHELD
-// message, the Vite and webpack refusals and the `leaselock` command all print.
+// message, the Vite and webpack refusals and the `leaselock` command all print. Every field
+// taken from the lock file passes through ./sanitize.js on its way out.
 
 const { proveHolder } = require('./proof.js')
+const { safeHostname, safeText, safeUrl } = require('./sanitize.js')
 
-/**
- * Every value read from a lock file passes through here on its way to a terminal: the one place
- * where holder data is made fit to print.
- */
-function shown(value) {
-  return String(value)
+/** Any value read from a lock file, fit to print (./sanitize.js). */
+function shown(value, limit) {
+  return safeText(value, limit)
+}
+
+/** The holder's host name when it is printable; a placeholder for one that is not. */
+function hostLabel(holder) {
+  if (!holder.hostname) return null
+  return safeHostname(holder.hostname) ?? 'a host whose name is not valid host name syntax'
 }
 
 function ago(when) {
@@ -21,49 +26,57 @@ function ago(when) {
 }
 
 
-/** `pid 123, http://localhost:5173/` (the URL when the lease has one): who a message is about. */
-function whoHolds(holder, { url = true } = {}) {
-  if (!holder) return 'another process'
-  const u = url ? mdString(holder.metadata, 'url') : null
-  return `pid ${shown(holder.pid)}${u ? `, ${shown(u)}` : ''}`
-}
-
+/** A non-empty string field of the metadata, raw (print it through ./sanitize.js). */
 function mdString(md, key) {
   return md && typeof md === 'object' && typeof md[key] === 'string' && md[key] ? md[key] : null
 }
 
+/** The holder's URL when it is a printable http(s) URL, else null. */
+function holderUrl(holder) {
+  return holder ? safeUrl(mdString(holder.metadata, 'url')) : null
+}
+
+/** `pid 123, http://localhost:5173/` (the URL when the lease has one): who a message is about. */
+function whoHolds(holder, { url = true } = {}) {
+  if (!holder) return 'another process'
+  const u = url ? holderUrl(holder) : null
+  return `pid ${shown(holder.pid)}${u ? `, ${u}` : ''}`
+}
+
 /**
- * The rows (raw; formatRows shows them) that describe a holder: what a person needs to find it (URL, PID, project, command),
- * when it started, and how to stop it.
+ * The rows (each value fit to print) that describe a holder: what a person needs to find it
+ * (URL, PID, project, command), when it started, and how to stop it.
  */
 function holderLines(holder, lockPath, projectDir) {
   const rows = []
   if (!holder) {
-    rows.push(['lock', lockPath])
+    rows.push(['lock', shown(lockPath, 4096)])
     rows.push(['state', 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
     return rows
   }
   const md = holder.metadata
-  rows.push(['pid', String(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${holder.hostname})` : '')])
-  const url = mdString(md, 'url')
+  rows.push(['pid', shown(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${hostLabel(holder)})` : '')])
+  const url = holderUrl(holder)
   if (url) rows.push(['url', url])
+  else if (mdString(md, 'url')) rows.push(['url', '(not shown: not a plain http or https URL)'])
   const project = mdString(md, 'root') || projectDir
-  if (project) rows.push(['project', project])
-  else if (mdString(md, 'cwd')) rows.push(['directory', md.cwd])
+  if (project) rows.push(['project', shown(project)])
+  else if (mdString(md, 'cwd')) rows.push(['directory', shown(md.cwd)])
   const command = mdString(md, 'commandLine')
-  if (command) rows.push(['command', command])
+  if (command) rows.push(['command', shown(command)])
+  if (holder.metadataDropped) rows.push(['metadata', shown(holder.metadataDropped)])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
-  rows.push(['lock', lockPath])
+  rows.push(['lock', shown(lockPath, 4096)])
   // How to stop it is said only for a process proven to hold this very file (proof.js): a
   // planted lease may name any process, and a hint is an invitation to signal it.
-  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', `kill ${holder.pid}`])
+  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', `kill ${shown(holder.pid)}`])
   return rows
 }
 
-/** Rows as `  key:   value` lines; every value is holder data or built from it, so it is shown(). */
+/** Rows as `  key:   value` lines (their values are already fit to print). */
 function formatRows(rows) {
   const width = Math.max(...rows.map(([k]) => k.length)) + 2
-  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${shown(v)}`).join('\n')
+  return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
 }
 
-module.exports = { shown, ago, whoHolds, mdString, holderLines, formatRows }
+module.exports = { shown, ago, whoHolds, mdString, holderUrl, holderLines, formatRows }

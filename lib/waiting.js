@@ -4,7 +4,7 @@
 // time the holder changes.
 
 const { PidLock } = require('./index.js')
-const { ago, mdString, shown } = require('./holder.js')
+const { ago, holderUrl, mdString, shown } = require('./holder.js')
 
 const TICK_MS = 1000
 const POLL_MS = 500
@@ -12,8 +12,8 @@ const POLL_MS = 500
 function describe(holder, path) {
   if (!holder) return `waiting for ${path} (its file does not hold a lease yet)`
   if (!holder.valid) return `waiting for ${path} (its content is not a lease)`
-  const url = mdString(holder.metadata, 'url')
-  const parts = [url && shown(url), holder.startedAt && `started ${ago(holder.startedAt)}`].filter(Boolean)
+  const url = holderUrl(holder)
+  const parts = [url, holder.startedAt && `started ${ago(holder.startedAt)}`].filter(Boolean)
   return `waiting for pid ${shown(holder.pid)}${parts.length ? ` (${parts.join(', ')})` : ''} to release ${path}`
 }
 

@@ -57,6 +57,7 @@ export const EXPECTED_FILES = [
   'lib/proof.js',
   'lib/registry.js',
   'lib/replace.js',
+  'lib/sanitize.js',
   'lib/spawn.js',
   'lib/vite-coexist.js',
   'lib/vite.d.mts',
