@@ -118,11 +118,20 @@ pub fn liveness(lease: &Lease) -> Liveness {
 /// boot clock is compared, so a wall-clock jump cannot make a live lease look stale; otherwise
 /// (a Go lease, another host) the wall clock, as the Go package does.
 pub fn is_stale(lease: &Lease, threshold: Duration, now: SystemTime) -> bool {
-    let limit = threshold.as_nanos() as i128;
-    if same_boot(lease) {
-        if let (Some(then), Some(now_boot)) = (lease.heartbeat_boot_nano, sys::boot_nanos()) {
-            return now_boot as i128 - then as i128 >= limit;
-        }
-    }
-    unix_nanos(now) as i128 - lease.last_heartbeat_unix_nano as i128 >= limit
+    stale_in(lease, threshold, now).is_zero()
+}
+
+/// How long until `lease` goes stale by the rule of [`is_stale`]; zero when it is. A waiter
+/// sleeps that long at most: the lease's deadline is one of the things that free a lock.
+pub fn stale_in(lease: &Lease, threshold: Duration, now: SystemTime) -> Duration {
+    let age = match (
+        same_boot(lease),
+        lease.heartbeat_boot_nano,
+        sys::boot_nanos(),
+    ) {
+        (true, Some(then), Some(now_boot)) => now_boot as i128 - then as i128,
+        _ => unix_nanos(now) as i128 - lease.last_heartbeat_unix_nano as i128,
+    };
+    let left = threshold.as_nanos() as i128 - age;
+    Duration::from_nanos(left.clamp(0, u64::MAX as i128) as u64)
 }

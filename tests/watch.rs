@@ -4,7 +4,7 @@
 //! other test's waiters are counted.
 #![cfg(target_os = "linux")]
 
-use leaselock::watch::Waiter;
+use leaselock::watch::{Bell, Waiter};
 use std::time::{Duration, Instant};
 
 /// Inotify instances open in this process, and the watches each holds (from fdinfo).
@@ -76,8 +76,8 @@ fn one_watch_per_directory_shared_and_nothing_left_when_nobody_waits() {
     // Twenty waiters on two locks in one directory, three on a lock in another, and all of
     // them watching the same holder process.
     let mut waiters: Vec<Waiter> = (0..20)
-        .map(|i| Waiter::new(&a.join(format!("{}.lock", i % 2)), true))
-        .chain((0..3).map(|_| Waiter::new(&b.join("x.lock"), true)))
+        .map(|i| Waiter::new(&a.join(format!("{}.lock", i % 2)), true, Bell::new()))
+        .chain((0..3).map(|_| Waiter::new(&b.join("x.lock"), true, Bell::new())))
         .collect();
     for w in &mut waiters {
         let armed = w.arm(Some(child.id() as i64));
@@ -106,7 +106,7 @@ fn one_watch_per_directory_shared_and_nothing_left_when_nobody_waits() {
     );
 
     // And it all comes back for the next waiter.
-    let mut w = Waiter::new(&a.join("0.lock"), true);
+    let mut w = Waiter::new(&a.join("0.lock"), true, Bell::new());
     assert!(w.arm(None).dir);
     assert_eq!(inotify_watches(), vec![1]);
     drop(w);

@@ -42,6 +42,20 @@ impl Assessment {
             Assessment::Invalid { stale, .. } => *stale,
         }
     }
+
+    /// How long until the rules allow taking it over by age alone (zero: they do now). A
+    /// waiter looks again then at the latest.
+    pub fn takeable_in(&self, limits: Thresholds) -> Duration {
+        let now = SystemTime::now();
+        match self {
+            _ if self.takeable() => Duration::ZERO,
+            Assessment::Lease(h) => owner::stale_in(&h.lease, limits.stale, now),
+            Assessment::Invalid { modified, .. } => {
+                let age = now.duration_since(*modified).unwrap_or(Duration::ZERO);
+                limits.invalid.saturating_sub(age)
+            }
+        }
+    }
 }
 
 /// The two ages that decide.

@@ -21,7 +21,7 @@ pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
 pub use takeover::CLAIM_STALE;
-pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
+pub use wait::{Cancel, Deadline, Wait, SAFETY_POLL, WAIT_POLL};
 
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use wait::{Pause, Recheck, Sleeper};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -74,6 +75,23 @@ pub enum Pending {
     MustWait,
 }
 
+/// The pause of the binding's first try, on the JS thread: it never sleeps.
+struct NoSleep;
+
+impl Pause<Pending> for NoSleep {
+    fn mark(&self) -> u64 {
+        0
+    }
+
+    fn held(&mut self, _seen: u64, _recheck: &Recheck) -> Result<(), Pending> {
+        Err(Pending::MustWait)
+    }
+
+    fn retry(&mut self, _d: Duration) -> Result<(), Pending> {
+        Err(Pending::MustWait)
+    }
+}
+
 impl From<LockError> for Pending {
     fn from(e: LockError) -> Self {
         Pending::Failed(e)
@@ -86,7 +104,8 @@ enum Attempt {
     /// A create error that usually means contention (Windows: a delete-pending file answers
     /// access denied); retried like contention, but only so long.
     Transient(io::Error),
-    Held(Option<Box<Holder>>),
+    /// Held; and when to look again.
+    Held(Option<Box<Holder>>, Recheck),
     /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
     Contended {
         pause: bool,
@@ -136,7 +155,8 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, LockError> {
-        self.acquire_with(wait, &|d| wait.sleep(d), alive, metadata, on_lost)
+        let mut sleeper = Sleeper::new(wait, &self.inner.path);
+        self.acquire_with(wait, &mut sleeper, alive, metadata, on_lost)
     }
 
     /// Acquires as `acquire` does, but stops with `Pending::MustWait` where that would sleep:
@@ -148,14 +168,14 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, Pending> {
-        self.acquire_with(wait, &|_| Err(Pending::MustWait), alive, metadata, on_lost)
+        self.acquire_with(wait, &mut NoSleep, alive, metadata, on_lost)
     }
 
-    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    /// The acquire loop; `pause` passes the time between tries (or refuses to).
     fn acquire_with<E: From<LockError>>(
         &self,
         wait: &Wait,
-        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        pause: &mut dyn Pause<E>,
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
@@ -173,6 +193,7 @@ impl Lock {
             if st.is_some() {
                 return Ok(None);
             }
+            let seen = pause.mark();
             match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
@@ -180,13 +201,13 @@ impl Lock {
                     HEARTBEATS.start(&self.inner);
                     return Ok(reclaimed);
                 }
-                Attempt::Held(holder) => {
+                Attempt::Held(holder, recheck) => {
                     transient = 0;
                     if wait.expired() {
                         return Err(LockError::Held { holder }.into());
                     }
                     drop(st);
-                    sleep(WAIT_POLL)?;
+                    pause.held(seen, &recheck)?;
                 }
                 Attempt::Transient(e) => {
                     // A real permission problem answers the same: after a second of it, say
@@ -196,9 +217,9 @@ impl Lock {
                         return Err(LockError::io("create", &self.inner.path, e).into());
                     }
                     drop(st);
-                    sleep(opts.retry_delay.max(Duration::from_millis(1)))?;
+                    pause.retry(opts.retry_delay.max(Duration::from_millis(1)))?;
                 }
-                Attempt::Contended { pause } => {
+                Attempt::Contended { pause: first } => {
                     contended += 1;
                     // The retry budget is Go's rule for a single try; a caller that may still
                     // wait just keeps going.
@@ -209,8 +230,8 @@ impl Lock {
                         .into());
                     }
                     drop(st);
-                    if pause && !opts.retry_delay.is_zero() {
-                        sleep(opts.retry_delay)?;
+                    if first && !opts.retry_delay.is_zero() {
+                        pause.retry(opts.retry_delay)?;
                     }
                 }
             }
@@ -269,10 +290,21 @@ impl Inner {
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
         if !found.takeable() {
-            return Ok(Attempt::Held(match found {
-                Assessment::Lease(holder) => Some(Box::new(holder)),
-                Assessment::Invalid { .. } => None,
-            }));
+            let recheck = Recheck {
+                takeable_in: found.takeable_in(opts.thresholds()),
+                live_pid: match &found {
+                    Assessment::Lease(h) if h.alive == owner::Liveness::Alive => Some(h.lease.pid),
+                    _ => None,
+                },
+                asked_user: alive.is_some(),
+            };
+            return Ok(Attempt::Held(
+                match found {
+                    Assessment::Lease(holder) => Some(Box::new(holder)),
+                    Assessment::Invalid { .. } => None,
+                },
+                recheck,
+            ));
         }
         crate::faults::point("takeover.after-judge");
         Ok(match takeover::take_over(path, opts, &snap, &bytes)? {

@@ -475,7 +475,7 @@ mod tests {
     fn changes_to_the_lock_name_ring_and_other_names_do_not() {
         let dir = temp_dir("names");
         let lock = dir.join("x.lock");
-        let mut w = Waiter::new(&lock, true);
+        let mut w = Waiter::new(&lock, true, Bell::new());
         let armed = w.arm(None);
         assert!(armed.fresh && armed.dir);
         let bell = w.bell().clone();
@@ -507,7 +507,7 @@ mod tests {
     fn a_removed_directory_is_reported_and_watched_again_once_back() {
         let dir = temp_dir("gone");
         let lock = dir.join("x.lock");
-        let mut w = Waiter::new(&lock, true);
+        let mut w = Waiter::new(&lock, true, Bell::new());
         assert!(w.arm(None).dir);
         let seen = w.bell().rings();
         std::fs::remove_dir(&dir).unwrap();
@@ -534,7 +534,7 @@ mod tests {
         let sub = parent.join("d");
         std::fs::create_dir_all(&sub).unwrap();
         let lock = sub.join("x.lock");
-        let mut w = Waiter::new(&lock, true);
+        let mut w = Waiter::new(&lock, true, Bell::new());
         assert!(w.arm(None).dir);
         // The parent moves: our watch follows the old directory and is told nothing.
         std::fs::rename(&parent, dir.join("old")).unwrap();
@@ -556,7 +556,7 @@ mod tests {
             .unwrap();
         let pid = child.id() as i64;
         let dir = temp_dir("pid");
-        let mut w = Waiter::new(&dir.join("x.lock"), false);
+        let mut w = Waiter::new(&dir.join("x.lock"), false, Bell::new());
         let armed = w.arm(Some(pid));
         assert!(armed.fresh && armed.holder && !armed.dir);
         assert!(!w.arm(Some(pid)).fresh, "the same holder is watched once");
@@ -573,7 +573,7 @@ mod tests {
             "an exited holder is not watched again"
         );
         // A pid with no process at all.
-        let mut w2 = Waiter::new(&dir.join("y.lock"), false);
+        let mut w2 = Waiter::new(&dir.join("y.lock"), false, Bell::new());
         let armed = w2.arm(Some(i32::MAX as i64));
         assert!(armed.fresh && !armed.holder);
         let _ = std::fs::remove_dir_all(dir);

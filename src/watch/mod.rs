@@ -174,11 +174,12 @@ pub struct Armed {
 }
 
 impl Waiter {
-    /// A waiter for `lock_path`. No system call yet. `watch_dir`: whether notifications on its
-    /// filesystem are trusted; where they are not, the directory is never watched.
-    pub fn new(lock_path: &Path, watch_dir: bool) -> Waiter {
+    /// A waiter for `lock_path` that rings `bell`. No system call yet. `watch_dir`: whether
+    /// notifications on its filesystem are trusted; where they are not, the directory is never
+    /// watched.
+    pub fn new(lock_path: &Path, watch_dir: bool, bell: Arc<Bell>) -> Waiter {
         Waiter {
-            bell: Bell::new(),
+            bell,
             dir: crate::sys::parent_dir(lock_path).to_path_buf(),
             name: lock_path.file_name().unwrap_or_default().to_os_string(),
             watch_dir: watch_dir && !disabled(),
