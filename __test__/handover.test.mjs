@@ -1,0 +1,209 @@
+// Issue 16: waiters are woken by change notifications (inotify on the lock's directory, a pidfd
+// on a live holder) instead of a 20 ms poll. What a process watches is read from the outside,
+// as the kernel reports it (/proc/<pid>/fd, fdinfo and task names).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { PidLock } from '../lib/index.mjs'
+import { Child, tempDir, holder, readLease, sleep, waitUntil } from './helpers/util.mjs'
+
+const linux = process.platform === 'linux'
+const waitersScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'waiters.mjs')
+
+/** What process `pid` watches: the watch count of each inotify instance, pidfds, watch threads. */
+function watchesOf(pid) {
+  const out = { inotify: [], pidfds: 0, threads: 0 }
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let target
+    try {
+      target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`)
+    } catch {
+      continue // closed meanwhile
+    }
+    if (target === 'anon_inode:[pidfd]') out.pidfds++
+    if (target !== 'anon_inode:inotify') continue
+    try {
+      const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
+      out.inotify.push(info.split('\n').filter((l) => l.startsWith('inotify wd:')).length)
+    } catch {}
+  }
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim() === 'leaselock-watch') out.threads++
+    } catch {}
+  }
+  return out
+}
+
+/** SIGSTOPs `child` and waits until every one of its threads has stopped. */
+async function stop(child) {
+  child.signal('SIGSTOP')
+  const state = (task) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${child.pid}/task/${task}/stat`, 'utf8')
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    } catch {
+      return 'T' // gone
+    }
+  }
+  await waitUntil(() => fs.readdirSync(`/proc/${child.pid}/task`).every((task) => state(task) === 'T'), { what: 'the child to stop' })
+}
+
+const nothingWatched = (pid) => {
+  const w = watchesOf(pid)
+  return w.inotify.length === 0 && w.pidfds === 0 && w.threads === 0
+}
+
+/** The `ACQUIRED` lines of all `children` so far, as { i, pid } (not consumed). */
+function acquisitions(children) {
+  return children.flatMap((c) => c.lines.filter((l) => l.startsWith('ACQUIRED ')).map((l) => JSON.parse(l.slice(9))))
+}
+
+test('many waiters in several processes: one wins each release, the rest keep waiting and get it in turn; one watch per directory per process, gone when nobody waits', { skip: !linux && 'reads /proc', timeout: 120_000 }, async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const perProcess = 4
+  const procs = [0, 1, 2].map(() => new Child([waitersScript, JSON.stringify({ path: p, n: perProcess })], { t }))
+  await Promise.all(procs.map((c) => c.line('READY')))
+  // Every process watches the directory once, and the holder once, for all its waiters.
+  for (const c of procs) {
+    await waitUntil(() => {
+      const w = watchesOf(c.pid)
+      return w.inotify.length === 1 && w.inotify[0] === 1 && w.pidfds === 1 && w.threads === 1
+    }, { what: `process ${c.pid} to watch the directory and the holder once` })
+  }
+  assert.equal(readLease(p).pid, h.pid, 'nobody took it while it was held')
+  assert.equal(acquisitions(procs).length, 0)
+
+  h.send('release')
+  await h.line('RELEASED')
+  const total = procs.length * perProcess
+  const seen = new Set()
+  for (let k = 1; k <= total; k++) {
+    await waitUntil(() => acquisitions(procs).length >= k, { timeout: 20_000, what: `hand-over ${k}` })
+    const all = acquisitions(procs)
+    assert.equal(all.length, k, 'exactly one waiter gets each hand-over')
+    const fresh = all.filter((a) => !seen.has(`${a.pid}/${a.i}`))
+    assert.equal(fresh.length, 1, 'a new winner, and no waiter acquired twice')
+    const winner = fresh[0]
+    assert.equal(readLease(p).pid, winner.pid, 'the file names the winner')
+    seen.add(`${winner.pid}/${winner.i}`)
+    procs.find((c) => c.pid === winner.pid).send(`release ${winner.i}`)
+  }
+  assert.equal(seen.size, total)
+  for (const c of procs) {
+    assert.equal(c.count('FAILED'), 0, c.stdout)
+    await waitUntil(() => nothingWatched(c.pid), { what: `process ${c.pid} to drop its watches` })
+  }
+})
+
+test('a holder process that waits on nothing watches nothing', { skip: !linux && 'reads /proc' }, async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  await sleep(300)
+  assert.ok(nothingWatched(h.pid), JSON.stringify(watchesOf(h.pid)))
+})
+
+test('a lost notification: a parent directory renamed away under the waiter still hands over, by the safety poll', { skip: !linux && 'inotify' }, async (t) => {
+  const root = tempDir(t)
+  const p = path.join(root, 'p', 'd', 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const w = holder(t, { path: p, acquireOptions: { timeout: 60_000 } })
+  await waitUntil(() => watchesOf(w.pid).inotify[0] === 1, { what: 'the waiter to watch' })
+  // The watch follows the old directory, which takes the held file with it; the path the
+  // waiter wants is now free, and nothing it watches says so.
+  fs.renameSync(path.join(root, 'p'), path.join(root, 'old'))
+  fs.mkdirSync(path.dirname(p), { recursive: true })
+  const got = await w.line('ACQUIRED', 20_000)
+  assert.equal(got.pid, w.pid)
+  assert.equal(readLease(p).pid, w.pid)
+})
+
+test('the watched directory removed while waiting: the lock went with it, so the waiter takes it at once', { skip: !linux && 'inotify' }, async (t) => {
+  const root = tempDir(t)
+  const d = path.join(root, 'd')
+  const p = path.join(d, 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const w = holder(t, { path: p, acquireOptions: { timeout: 60_000 } })
+  await waitUntil(() => watchesOf(w.pid).inotify[0] === 1, { what: 'the waiter to watch' })
+  // Stopped meanwhile, or it would see the file go and recreate it before the directory goes.
+  await stop(w)
+  fs.rmSync(d, { recursive: true })
+  w.signal('SIGCONT')
+  const got = await w.line('ACQUIRED', 20_000)
+  assert.equal(got.pid, w.pid)
+  assert.equal(readLease(p).pid, w.pid, 'the directory was created again, with the lock in it')
+  // Its heartbeat finds its file gone, or the waiter's new one at the path already.
+  assert.match((await h.line('LOST')).reason, /^(removed|owner-changed)$/)
+})
+
+test('the watched directory replaced by one with a held lock: the waiter keeps waiting on the new one and gets it on release', { skip: !linux && 'inotify', timeout: 60_000 }, async (t) => {
+  const root = tempDir(t)
+  const d = path.join(root, 'd')
+  const p = path.join(d, 'x.lock')
+  const h1 = holder(t, { path: p })
+  await h1.line('ACQUIRED')
+  const d2 = path.join(root, 'd2')
+  const h2 = holder(t, { path: path.join(d2, 'x.lock'), options: { leaseStaleThreshold: 60_000 } })
+  await h2.line('ACQUIRED')
+  const w = holder(t, { path: p, acquireOptions: { timeout: 60_000 } })
+  await waitUntil(() => watchesOf(w.pid).inotify[0] === 1, { what: 'the waiter to watch' })
+  // Swapped while the waiter is stopped, so it never sees the path without a held lock.
+  await stop(w)
+  fs.renameSync(d, path.join(root, 'd.old'))
+  fs.renameSync(d2, d)
+  w.signal('SIGCONT')
+  // Longer than a safety poll: it must look, find h2's live lease, and keep waiting.
+  await sleep(1200)
+  assert.equal(w.count('ACQUIRED'), 0, w.stdout)
+  assert.equal(readLease(p).pid, h2.pid)
+  assert.deepEqual(watchesOf(w.pid).inotify, [1], 'the old directory is no longer watched, the new one is')
+  h2.send('release')
+  await h2.line('RELEASED')
+  const got = await w.line('ACQUIRED', 20_000)
+  assert.equal(got.pid, w.pid)
+  assert.equal(readLease(p).pid, w.pid)
+})
+
+/** Median of `n` runs of `f` (each returning milliseconds). */
+async function medianOf(n, f) {
+  const out = []
+  for (let i = 0; i < n; i++) out.push(await f())
+  out.sort((a, b) => a - b)
+  return out[Math.floor(n / 2)]
+}
+
+test('an AbortSignal and a timeout still end a watched wait at once, not at the next safety poll', { skip: !linux && 'inotify' }, async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const lock = new PidLock(p)
+  // The safety poll looks every 500 ms; the median of five must be well under that.
+  const abortMs = await medianOf(5, async () => {
+    const ac = new AbortController()
+    const waiting = lock.acquire({ timeout: 60_000, signal: ac.signal })
+    await waitUntil(() => watchesOf(process.pid).inotify[0] === 1, { what: 'this process to watch' })
+    await sleep(50)
+    const t0 = performance.now()
+    ac.abort()
+    await assert.rejects(waiting, { name: 'AbortError' })
+    return performance.now() - t0
+  })
+  assert.ok(abortMs < 250, `abort took ${abortMs} ms (median)`)
+  const overMs = await medianOf(5, async () => {
+    const t0 = performance.now()
+    await assert.rejects(lock.acquire({ timeout: 700 }), { code: 'ELOCKHELD' })
+    return performance.now() - t0 - 700
+  })
+  // A deadline 700 ms out is not rounded up to the safety poll after it (1000 ms).
+  assert.ok(overMs >= 0 && overMs < 250, `timeout ended ${overMs} ms after its deadline (median)`)
+  assert.equal(lock.held, false)
+  await waitUntil(() => nothingWatched(process.pid), { what: 'this process to drop its watches' })
+})
