@@ -18,7 +18,9 @@ fn a_waiter_whose_notifications_are_lost_acquires_by_the_safety_poll() {
         move || {
             let lock = Lock::new(path, Options::default(), 0);
             let wait = Wait::for_duration(Some(Duration::from_secs(20)), None);
-            let got = lock.acquire(&wait, None, None, None).map(|_| Instant::now());
+            let got = lock
+                .acquire(&wait, None, None, None)
+                .map(|_| Instant::now());
             (lock, got)
         }
     });

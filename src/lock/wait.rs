@@ -150,7 +150,13 @@ pub(super) struct Sleeper<'a> {
     path: &'a Path,
     bell: Arc<Bell>,
     waiter: Option<Waiter>,
+    /// Looks in a row that set up a watch and so did not sleep.
+    fresh_in_row: u32,
 }
+
+/// After this many looks in a row that each set a watch up (a directory or holder that keeps
+/// changing as we watch it), sleep anyway: a wait never spins.
+const FRESH_LIMIT: u32 = 3;
 
 impl<'a> Sleeper<'a> {
     pub(super) fn new(wait: &'a Wait, path: &'a Path) -> Self {
@@ -159,6 +165,7 @@ impl<'a> Sleeper<'a> {
             path,
             bell: wait.bell(),
             waiter: None,
+            fresh_in_row: 0,
         }
     }
 }
@@ -186,7 +193,12 @@ impl Pause<LockError> for Sleeper<'_> {
             .live_pid
             .filter(|pid| !recheck.asked_user && *pid != me);
         let armed = waiter.arm(watch_pid);
-        if armed.fresh {
+        self.fresh_in_row = if armed.fresh {
+            self.fresh_in_row + 1
+        } else {
+            0
+        };
+        if armed.fresh && self.fresh_in_row <= FRESH_LIMIT {
             // Something may have changed between the look and the watch: look again now.
             return if self.wait.is_cancelled() {
                 Err(LockError::Cancelled)

@@ -108,8 +108,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub enum Unwatched {
     /// No notification backend on this platform.
     Unsupported,
-    /// `LEASELOCK_WATCH=off` in the environment.
-    Disabled,
     /// The directory does not exist (yet): the next attempt creates it.
     Missing,
     /// The process is already gone: look again at once.

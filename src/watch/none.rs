@@ -5,7 +5,10 @@
 //! The backends that would fit: kqueue `EVFILT_VNODE` (`NOTE_WRITE` on the directory) and
 //! `EVFILT_PROC` (`NOTE_EXIT`) on macOS and the BSDs; `ReadDirectoryChangesW` and a process
 //! handle waited on with `WaitForMultipleObjects` on Windows. Each would implement the same
-//! two functions and two handle types as `linux.rs`.
+//! two functions and two handle types as `linux.rs`. One trap for kqueue: it reports that a
+//! directory changed, not which name, and every waiter's attempt writes and removes a private
+//! temp name there (no `O_TMPFILE` on macOS) - so a woken waiter must first check whether the
+//! lock path still names the file it judged, or waiters would wake each other without end.
 
 use super::{Bell, Unwatched};
 use std::ffi::OsStr;
