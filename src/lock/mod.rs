@@ -16,12 +16,11 @@ mod takeover;
 mod tests;
 mod wait;
 
-pub use error::{LeaseLost, LockError, LossReason};
+pub use error::{io_code, LeaseLost, LockError, LossReason, HELD_TEXT};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
-pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
-pub use takeover::CLAIM_STALE;
-pub use wait::{Cancel, Deadline, Wait, SAFETY_POLL, WAIT_POLL};
+pub use renew::LossHandler;
+pub use wait::{Cancel, Wait, SAFETY_POLL};
 
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
@@ -73,6 +72,14 @@ pub enum Pending {
     Failed(LockError),
     /// It would have to sleep (wait for a held lock, or pause between retries).
     MustWait,
+}
+
+/// What follows a try that did not acquire.
+enum Next {
+    /// Held: sleep until something may have freed it.
+    Held(Recheck),
+    /// Try again after this pause (zero: at once).
+    Retry(Duration),
 }
 
 /// The pause of the binding's first try, on the JS thread: it never sleeps.
@@ -194,7 +201,7 @@ impl Lock {
                 return Ok(None);
             }
             let seen = pause.mark();
-            match self.inner.attempt(alive, metadata.clone())? {
+            let next = match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
                     drop(st);
@@ -206,8 +213,7 @@ impl Lock {
                     if wait.expired() {
                         return Err(LockError::Held { holder }.into());
                     }
-                    drop(st);
-                    pause.held(seen, &recheck)?;
+                    Next::Held(recheck)
                 }
                 Attempt::Transient(e) => {
                     // A real permission problem answers the same: after a second of it, say
@@ -216,24 +222,28 @@ impl Lock {
                     if transient >= TRANSIENT_LIMIT {
                         return Err(LockError::io("create", &self.inner.path, e).into());
                     }
-                    drop(st);
-                    pause.retry(opts.retry_delay.max(Duration::from_millis(1)))?;
+                    Next::Retry(opts.retry_delay.max(Duration::from_millis(1)))
                 }
                 Attempt::Contended { pause: first } => {
                     contended += 1;
                     // The retry budget is Go's rule for a single try; a caller that may still
                     // wait just keeps going.
                     if contended >= opts.retry_limit && wait.expired() {
-                        return Err(LockError::RetryBudgetExhausted {
-                            attempts: contended,
-                        }
-                        .into());
+                        let attempts = contended;
+                        return Err(LockError::RetryBudgetExhausted { attempts }.into());
                     }
-                    drop(st);
-                    if first && !opts.retry_delay.is_zero() {
-                        pause.retry(opts.retry_delay)?;
-                    }
+                    Next::Retry(if first {
+                        opts.retry_delay
+                    } else {
+                        Duration::ZERO
+                    })
                 }
+            };
+            drop(st);
+            match next {
+                Next::Held(recheck) => pause.held(seen, &recheck)?,
+                Next::Retry(d) if !d.is_zero() => pause.retry(d)?,
+                Next::Retry(_) => {}
             }
         }
     }

@@ -24,7 +24,7 @@ pub const SAFETY_POLL: Duration = Duration::from_millis(500);
 
 /// When an acquisition stops waiting for a held lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
+enum Deadline {
     /// Try once and report a held lock at once (Go's behaviour).
     Once,
     /// Keep trying until then.
@@ -36,8 +36,8 @@ pub enum Deadline {
 /// How long `acquire` may wait for a held lock, and what cancels the wait.
 #[derive(Clone)]
 pub struct Wait {
-    pub deadline: Deadline,
-    pub cancel: Option<Arc<Cancel>>,
+    deadline: Deadline,
+    cancel: Option<Arc<Cancel>>,
 }
 
 impl Default for Wait {
