@@ -3,7 +3,8 @@
 //! The registry below is the single owner of every descriptor. Subscribers add and remove
 //! entries under its mutex and poke the thread through an eventfd; only the thread closes
 //! descriptors (after its `poll` has returned), so it never polls a number that was closed and
-//! reused meanwhile. When the registry is empty the thread closes everything and ends; the
+//! reused meanwhile, and only the thread takes unused watches down, so a waiter that got its
+//! lock does not wait for that. When the registry is empty the thread closes everything and ends; the
 //! next subscriber starts a new one.
 //!
 //! `inotify_add_watch` runs under the registry mutex. It resolves a path, which is quick on a
@@ -45,6 +46,9 @@ struct Backend {
     wake: OwnedFd,
     /// Descriptors given up by subscribers, closed by the thread between two polls.
     closing: Vec<OwnedFd>,
+    /// Watches whose last subscriber left, removed by the thread, so that a waiter that just
+    /// got its lock returns without waiting for the kernel to take a watch down.
+    retiring: Vec<i32>,
 }
 
 struct Dir {
@@ -138,6 +142,7 @@ fn start() -> Result<Backend, Unwatched> {
         inotify,
         wake,
         closing: Vec::new(),
+        retiring: Vec::new(),
     })
 }
 
@@ -207,10 +212,8 @@ impl Drop for DirSub {
             return;
         }
         reg.dirs.remove(&self.wd);
-        if let Some(b) = &reg.backend {
-            // SAFETY: our inotify descriptor and a watch descriptor it returned. An error
-            // (the watch already went with its directory) leaves nothing to undo.
-            unsafe { libc::inotify_rm_watch(b.inotify.as_raw_fd(), self.wd) };
+        if let Some(b) = &mut reg.backend {
+            b.retiring.push(self.wd);
             b.poke();
         }
     }
@@ -313,9 +316,7 @@ fn run(inotify: RawFd, wake: RawFd) {
     loop {
         {
             let mut reg = registry();
-            if let Some(b) = &mut reg.backend {
-                b.closing.clear();
-            }
+            retire(&mut reg);
             if reg.dirs.is_empty() && reg.pids.is_empty() {
                 // Dropped after the registry is unlocked: closes both descriptors.
                 let ended = reg.backend.take();
@@ -367,6 +368,23 @@ fn run(inotify: RawFd, wake: RawFd) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Closes what subscribers gave up and removes the watches nobody uses any more - unless a
+/// new subscriber has taken the same watch up again meanwhile (inotify hands out one watch
+/// descriptor per directory, so it would be the same number).
+fn retire(reg: &mut Registry) {
+    let Some(b) = &mut reg.backend else {
+        return;
+    };
+    b.closing.clear();
+    for wd in std::mem::take(&mut b.retiring) {
+        if !reg.dirs.contains_key(&wd) {
+            // SAFETY: our inotify descriptor and a watch descriptor it returned. An error
+            // (the watch already went with its directory) leaves nothing to undo.
+            unsafe { libc::inotify_rm_watch(b.inotify.as_raw_fd(), wd) };
         }
     }
 }
@@ -500,6 +518,26 @@ mod tests {
         assert!(rang(&bell, seen), "removed");
         assert!(!w.arm(None).fresh, "armed once");
         drop(w);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_watch_taken_up_again_while_it_is_being_retired_keeps_working() {
+        let dir = temp_dir("retire");
+        let lock = dir.join("x.lock");
+        for _ in 0..30 {
+            let mut first = Waiter::new(&lock, true, Bell::new());
+            assert!(first.arm(None).dir);
+            drop(first);
+            // Same directory, so the same watch descriptor, before the thread retires it.
+            let mut second = Waiter::new(&lock, true, Bell::new());
+            assert!(second.arm(None).dir);
+            std::thread::sleep(Duration::from_millis(2));
+            let seen = second.bell().rings();
+            std::fs::write(&lock, b"x").unwrap();
+            assert!(rang(second.bell(), seen), "still watched");
+            std::fs::remove_file(&lock).unwrap();
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
