@@ -91,6 +91,11 @@ impl Wait {
         if let Deadline::At(t) = self.deadline {
             until = Some(until.map_or(t, |u| u.min(t)));
         }
+        // A cancel whose ring came before `seen` was taken is not slept through: it set the
+        // flag before it rang.
+        if self.is_cancelled() {
+            return Err(LockError::Cancelled);
+        }
         bell.sleep(seen, until);
         if self.is_cancelled() {
             return Err(LockError::Cancelled);
