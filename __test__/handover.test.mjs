@@ -6,8 +6,9 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { PidLock } from '../lib/index.mjs'
-import { Child, tempDir, holder, readLease, sleep, waitUntil } from './helpers/util.mjs'
+import { Child, tempDir, holder, readLease, sleep, waitUntil, libCjs, exists } from './helpers/util.mjs'
 
 const linux = process.platform === 'linux'
 const waitersScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'waiters.mjs')
@@ -206,4 +207,22 @@ test('an AbortSignal and a timeout still end a watched wait at once, not at the 
   assert.ok(overMs >= 0 && overMs < 250, `timeout ended ${overMs} ms after its deadline (median)`)
   assert.equal(lock.held, false)
   await waitUntil(() => nothingWatched(process.pid), { what: 'this process to drop its watches' })
+})
+
+test('a wait in a worker that is terminated ends with it: its watches go, and the lock is not taken after', { skip: !linux && 'reads /proc' }, async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const mine = new PidLock(p)
+  await mine.acquire()
+  const code = `
+    const { PidLock } = require(${JSON.stringify(libCjs)})
+    new PidLock(${JSON.stringify(p)}).acquire({ timeout: Infinity }).then(() => console.log('worker acquired'))
+  `
+  const worker = new Worker(code, { eval: true })
+  await waitUntil(() => watchesOf(process.pid).inotify[0] === 1, { what: 'the worker to watch' })
+  await worker.terminate()
+  await waitUntil(() => nothingWatched(process.pid), { what: "the worker's watches to go" })
+  await mine.release()
+  // Longer than a safety poll: a wait left behind would have taken it by now.
+  await sleep(1200)
+  assert.equal(exists(p), false, 'nobody holds it')
 })

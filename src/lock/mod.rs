@@ -162,7 +162,7 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, LockError> {
-        let mut sleeper = Sleeper::new(wait, &self.inner.path);
+        let mut sleeper = Sleeper::new(wait, &self.inner.path, self.inner.group);
         self.acquire_with(wait, &mut sleeper, alive, metadata, on_lost)
     }
 
@@ -204,6 +204,12 @@ impl Lock {
             let next = match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
+                    if wait::has_ended(self.inner.group) {
+                        // Its environment ended while this acquisition was under way: nobody
+                        // is left to release it.
+                        let _ = self.inner.release_locked(&mut st);
+                        return Err(LockError::Cancelled.into());
+                    }
                     drop(st);
                     HEARTBEATS.start(&self.inner);
                     return Ok(reclaimed);
@@ -429,8 +435,12 @@ pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, Lo
 }
 
 /// Releases every lock held by one group (`Some(group)`) or by the whole process, as the
-/// environment or the process ends. Fenced like any release.
+/// environment or the process ends. Fenced like any release. The group's waits end first
+/// (`Cancelled`), and any of its acquisitions that finishes later lets its lock go at once.
 pub fn release_held_for_exit(group: Option<u64>) {
+    if let Some(g) = group {
+        wait::end_group(g);
+    }
     for inner in HEARTBEATS.scheduled() {
         if inner.is_held() && group.is_none_or(|g| inner.group == g) {
             inner.release_for_exit();

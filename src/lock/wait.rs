@@ -11,9 +11,10 @@
 
 use super::error::LockError;
 use crate::watch::{Bell, Waiter};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// While waiting for a held lock that cannot be watched, how often to look again.
@@ -153,6 +154,9 @@ pub(super) trait Pause<E> {
 pub(super) struct Sleeper<'a> {
     wait: &'a Wait,
     path: &'a Path,
+    group: u64,
+    /// Listed among the group's waits (from the first pause on).
+    listed: bool,
     bell: Arc<Bell>,
     waiter: Option<Waiter>,
     /// Looks in a row that set up a watch and so did not sleep.
@@ -164,10 +168,12 @@ pub(super) struct Sleeper<'a> {
 const FRESH_LIMIT: u32 = 3;
 
 impl<'a> Sleeper<'a> {
-    pub(super) fn new(wait: &'a Wait, path: &'a Path) -> Self {
+    pub(super) fn new(wait: &'a Wait, path: &'a Path, group: u64) -> Self {
         Sleeper {
             wait,
             path,
+            group,
+            listed: false,
             bell: wait.bell(),
             waiter: None,
             fresh_in_row: 0,
@@ -188,6 +194,7 @@ impl Pause<LockError> for Sleeper<'_> {
     }
 
     fn held(&mut self, seen: u64, recheck: &Recheck) -> Result<(), LockError> {
+        self.list()?;
         let (path, bell) = (self.path, &self.bell);
         let waiter = self
             .waiter
@@ -215,11 +222,78 @@ impl Pause<LockError> for Sleeper<'_> {
         let watched = armed.dir && !recheck.asked_user && holder_covered;
         let poll = if watched { SAFETY_POLL } else { WAIT_POLL };
         self.wait
-            .sleep_on(&self.bell, seen, poll.min(recheck.takeable_in))
+            .sleep_on(&self.bell, seen, poll.min(recheck.takeable_in))?;
+        self.list()
     }
 
     fn retry(&mut self, d: Duration) -> Result<(), LockError> {
+        self.list()?;
         // A change of the lock's name (if it is watched by now) ends the pause early too.
-        self.wait.sleep_on(&self.bell, self.bell.rings(), d)
+        self.wait.sleep_on(&self.bell, self.bell.rings(), d)?;
+        self.list()
     }
+}
+
+impl Sleeper<'_> {
+    /// Lists this wait under its group the first time it pauses, so that the end of the group
+    /// rings it; `Cancelled` once the group has ended.
+    fn list(&mut self) -> Result<(), LockError> {
+        let mut groups = super::lock(&GROUPS);
+        if groups.ended.contains(&self.group) {
+            return Err(LockError::Cancelled);
+        }
+        if !self.listed {
+            groups
+                .waiting
+                .push((self.group, Arc::downgrade(&self.bell)));
+            self.listed = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        if self.listed {
+            let mut groups = super::lock(&GROUPS);
+            let me = Arc::downgrade(&self.bell);
+            if let Some(at) = groups.waiting.iter().position(|(_, b)| b.ptr_eq(&me)) {
+                groups.waiting.swap_remove(at);
+            }
+        }
+    }
+}
+
+/// Waits in progress by group (the binding's JS environment), and the groups that have ended.
+/// A worker thread that is terminated while one of its `acquire()`s waits must not leave that
+/// wait behind: it would keep its watches, and take a lock that nobody could release.
+struct Groups {
+    waiting: Vec<(u64, Weak<Bell>)>,
+    ended: BTreeSet<u64>,
+}
+
+static GROUPS: Mutex<Groups> = Mutex::new(Groups {
+    waiting: Vec::new(),
+    ended: BTreeSet::new(),
+});
+
+/// How many groups have ended; while none has, an acquisition need not look them up.
+static ENDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Ends a group: its waits stop (`Cancelled`) and none of its acquisitions may start again.
+pub(super) fn end_group(group: u64) {
+    let mut groups = super::lock(&GROUPS);
+    if groups.ended.insert(group) {
+        ENDED.fetch_add(1, Ordering::Release);
+    }
+    for (_, bell) in groups.waiting.iter().filter(|(g, _)| *g == group) {
+        if let Some(bell) = bell.upgrade() {
+            bell.ring();
+        }
+    }
+}
+
+/// Whether `group` has ended.
+pub(super) fn has_ended(group: u64) -> bool {
+    ENDED.load(Ordering::Acquire) > 0 && super::lock(&GROUPS).ended.contains(&group)
 }
