@@ -313,10 +313,15 @@ async function benchSync() {
 // ---------------------------------------------------------------------------------------------
 // 3. Takeover after SIGKILL
 
-async function takeover(holderLib, contenderLib, lockPath, reps, contenderArgs = {}) {
+/**
+ * A holder is SIGKILL'd; a contender takes the lock over. `waiting`: the contender is already in
+ * its waiting acquire when the holder dies (woken by the death itself), instead of starting its
+ * acquire after the exit event.
+ */
+async function takeover(holderLib, contenderLib, lockPath, reps, contenderArgs = {}, { waiting = false, env = {} } = {}) {
   const fromExit = []
   const fromKill = []
-  const contender = new Child('contend', { lib: contenderLib, path: lockPath, wait: 10_000, ...contenderArgs })
+  const contender = new Child('contend', { lib: contenderLib, path: lockPath, wait: 10_000, ...contenderArgs }, [], env)
   try {
     await contender.expect('READY')
     for (let i = 0; i < reps; i++) {
@@ -325,12 +330,16 @@ async function takeover(holderLib, contenderLib, lockPath, reps, contenderArgs =
         await holder.expect('READY')
         // Let the holder live a random part of a heartbeat period (250 ms ours and Go's,
         // 1 s proper-lockfile's), so death falls anywhere in the cycle.
+        if (waiting) {
+          contender.send('go')
+          await sleep(50) // (its first look and its watches: a few ms)
+        }
         await sleep(Math.random() * (holderLib === 'proper' ? 1000 : 250))
         const killAt = now()
         holder.proc.kill('SIGKILL')
         await holder.exited
         const exitAt = holder.exitAt
-        contender.send('go')
+        if (!waiting) contender.send('go')
         const at = Number(await contender.expect('ACQUIRED', 15_000))
         fromExit.push(at - exitAt)
         fromKill.push(at - killAt)
@@ -348,6 +357,9 @@ async function benchTakeover() {
   const dir = tmpDir('takeover')
   const ours = await takeover('ours', 'ours', path.join(dir, 'ours.lock'), P.takeoverOurs)
   log('    ours done')
+  const waiting = await takeover('ours', 'ours', path.join(dir, 'waiting.lock'), P.takeoverOurs, {}, { waiting: true })
+  const polling = await takeover('ours', 'ours', path.join(dir, 'polling.lock'), P.takeoverOurs, {}, { waiting: true, env: { LEASELOCK_WATCH: 'off' } })
+  log('    ours, waiting, done')
   const properFile = path.join(dir, 'proper')
   fs.writeFileSync(properFile, '')
   const proper = await takeover('proper', 'proper', properFile, P.takeoverSlow, { stale: 2000 })
@@ -356,6 +368,8 @@ async function benchTakeover() {
   const m = summary(ours.fromExit).median
   const rows = [
     row('ours (holder death proven: pid + start time)', 'ms', ours.fromExit, `from kill(): ${formatMs(summary(ours.fromKill).median)}`),
+    row('ours, contender already waiting (woken by the holder\'s exit: pidfd)', 'ms', waiting.fromExit, `from kill(): ${formatMs(summary(waiting.fromKill).median)}`),
+    row('ours, already waiting, LEASELOCK_WATCH=off (20 ms poll)', 'ms', polling.fromExit, `from kill(): ${formatMs(summary(polling.fromKill).median)}`),
     row('proper-lockfile, stale: 2000 (its minimum)', 'ms', proper.fromExit, `from kill(): ${formatMs(summary(proper.fromKill).median)}; polls every 20 ms`),
     row('Go rule: Go-style lease, 3 s stale threshold', 'ms', go.fromExit, `from kill(): ${formatMs(summary(go.fromKill).median)}; our contender, lease without identity`),
   ]
