@@ -31,6 +31,10 @@ pub enum Assessment {
         modified: SystemTime,
         stale: bool,
     },
+    /// Content that cannot be a lease at all (see [`lease::possible_lease`]): somebody's data
+    /// at the lock path. Never taken over, whatever its age (unless the caller chose the Go
+    /// package's rule, `Thresholds::reclaim_invalid`).
+    NotALease { size: u64, head: Vec<u8> },
 }
 
 impl Assessment {
@@ -40,20 +44,23 @@ impl Assessment {
         match self {
             Assessment::Lease(h) => h.alive == Liveness::Dead || h.stale,
             Assessment::Invalid { stale, .. } => *stale,
+            Assessment::NotALease { .. } => false,
         }
     }
 
-    /// How long until the rules allow taking it over by age alone (zero: they do now). A
-    /// waiter looks again then at the latest.
-    pub fn takeable_in(&self, limits: Thresholds) -> Duration {
+    /// How long until the rules allow taking it over by age alone (zero: they do now; `None`:
+    /// its age cannot be told, or age never frees it). `modified` is the file's mtime. A waiter
+    /// looks again then at the latest.
+    pub fn takeable_in(&self, limits: Thresholds, modified: SystemTime) -> Option<Duration> {
         let now = SystemTime::now();
         match self {
-            _ if self.takeable() => Duration::ZERO,
-            Assessment::Lease(h) => owner::stale_in(&h.lease, limits.stale, now),
+            _ if self.takeable() => Some(Duration::ZERO),
+            Assessment::Lease(h) => owner::stale_in(&h.lease, limits.stale, now, Some(modified)),
             Assessment::Invalid { modified, .. } => {
                 let age = now.duration_since(*modified).unwrap_or(Duration::ZERO);
-                limits.invalid.saturating_sub(age)
+                Some(limits.invalid.saturating_sub(age))
             }
+            Assessment::NotALease { .. } => None,
         }
     }
 }
@@ -65,6 +72,9 @@ pub struct Thresholds {
     pub stale: Duration,
     /// Content that is not a lease and was last modified this long ago is stale.
     pub invalid: Duration,
+    /// The Go package's rule: all invalid content is reclaimable by age, not only what may
+    /// be a lease.
+    pub reclaim_invalid: bool,
 }
 
 /// Judges `snap`. `alive`, when given, replaces the liveness probe (the user's
@@ -87,12 +97,21 @@ pub fn assess(
                 Some(_) => Liveness::Dead,
                 None => owner::liveness(&lease),
             };
-            let stale = owner::is_stale(&lease, limits.stale, now);
+            let stale = owner::is_stale(&lease, limits.stale, now, Some(snap.modified));
             Assessment::Lease(Holder {
                 lease,
                 alive,
                 stale,
             })
+        }
+        Err(_)
+            if !limits.reclaim_invalid
+                && (snap.oversized || !lease::possible_lease(&snap.bytes)) =>
+        {
+            Assessment::NotALease {
+                size: snap.len,
+                head: snap.head.clone(),
+            }
         }
         Err(_) => {
             let age = now.duration_since(snap.modified).unwrap_or(Duration::ZERO);

@@ -11,10 +11,9 @@
 
 use super::error::LockError;
 use crate::watch::{Bell, Waiter};
-use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// While waiting for a held lock that cannot be watched, how often to look again.
@@ -62,6 +61,17 @@ impl Wait {
             None => Deadline::Never,
         };
         Wait { deadline, cancel }
+    }
+
+    /// The same wait with a cancellation flag of its own (the caller's, if it gave one), so
+    /// that `release()` or the end of its environment can cancel it.
+    pub(super) fn cancellable(&self) -> (Wait, Arc<Cancel>) {
+        let cancel = self.cancel.clone().unwrap_or_default();
+        let wait = Wait {
+            deadline: self.deadline,
+            cancel: Some(cancel.clone()),
+        };
+        (wait, cancel)
     }
 
     /// Whether the time to wait for a held lock is up.
@@ -128,8 +138,8 @@ impl Cancel {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Recheck {
     /// How long until the lock may be taken over by its age alone (the lease's heartbeat or
-    /// the invalid content's modification time).
-    pub takeable_in: Duration,
+    /// the invalid content's modification time); `None` when its age cannot be told.
+    pub takeable_in: Option<Duration>,
     /// The holder's pid, when it is proven alive in our own PID namespace: its exit can free
     /// the lock at any moment, so it is watched (or, where it cannot be, polled for).
     pub live_pid: Option<i64>,
@@ -140,6 +150,9 @@ pub(super) struct Recheck {
 
 /// How an acquisition passes the time between tries; `E` is what stops it.
 pub(super) trait Pause<E> {
+    /// Binds the pause to the acquisition's own wait (the one that `release()` and the end of
+    /// the environment cancel), before the first try.
+    fn begin(&mut self, wait: &Wait);
     /// The bell's count before a look; passed back to [`Pause::held`] after it, so that a
     /// change during the look is not slept through.
     fn mark(&self) -> u64;
@@ -152,11 +165,8 @@ pub(super) trait Pause<E> {
 /// The pause of a waiting acquisition: watches set up on the first held look and kept for the
 /// rest of the wait, dropped with it.
 pub(super) struct Sleeper<'a> {
-    wait: &'a Wait,
     path: &'a Path,
-    group: u64,
-    /// Listed among the group's waits (from the first pause on).
-    listed: bool,
+    wait: Wait,
     bell: Arc<Bell>,
     waiter: Option<Waiter>,
     /// Looks in a row that set up a watch and so did not sleep.
@@ -168,13 +178,11 @@ pub(super) struct Sleeper<'a> {
 const FRESH_LIMIT: u32 = 3;
 
 impl<'a> Sleeper<'a> {
-    pub(super) fn new(wait: &'a Wait, path: &'a Path, group: u64) -> Self {
+    pub(super) fn new(path: &'a Path) -> Self {
         Sleeper {
-            wait,
             path,
-            group,
-            listed: false,
-            bell: wait.bell(),
+            wait: Wait::once(),
+            bell: Bell::new(),
             waiter: None,
             fresh_in_row: 0,
         }
@@ -189,12 +197,16 @@ fn notifications_trusted(path: &Path) -> bool {
 }
 
 impl Pause<LockError> for Sleeper<'_> {
+    fn begin(&mut self, wait: &Wait) {
+        self.bell = wait.bell();
+        self.wait = wait.clone();
+    }
+
     fn mark(&self) -> u64 {
         self.bell.rings()
     }
 
     fn held(&mut self, seen: u64, recheck: &Recheck) -> Result<(), LockError> {
-        self.list()?;
         let (path, bell) = (self.path, &self.bell);
         let waiter = self
             .waiter
@@ -221,79 +233,12 @@ impl Pause<LockError> for Sleeper<'_> {
         let holder_covered = armed.holder || recheck.live_pid.is_none_or(|pid| pid == me);
         let watched = armed.dir && !recheck.asked_user && holder_covered;
         let poll = if watched { SAFETY_POLL } else { WAIT_POLL };
-        self.wait
-            .sleep_on(&self.bell, seen, poll.min(recheck.takeable_in))?;
-        self.list()
+        let next = recheck.takeable_in.map_or(poll, |t| t.min(poll));
+        self.wait.sleep_on(&self.bell, seen, next)
     }
 
     fn retry(&mut self, d: Duration) -> Result<(), LockError> {
-        self.list()?;
         // A change of the lock's name (if it is watched by now) ends the pause early too.
-        self.wait.sleep_on(&self.bell, self.bell.rings(), d)?;
-        self.list()
+        self.wait.sleep_on(&self.bell, self.bell.rings(), d)
     }
-}
-
-impl Sleeper<'_> {
-    /// Lists this wait under its group the first time it pauses, so that the end of the group
-    /// rings it; `Cancelled` once the group has ended.
-    fn list(&mut self) -> Result<(), LockError> {
-        let mut groups = super::lock(&GROUPS);
-        if groups.ended.contains(&self.group) {
-            return Err(LockError::Cancelled);
-        }
-        if !self.listed {
-            groups
-                .waiting
-                .push((self.group, Arc::downgrade(&self.bell)));
-            self.listed = true;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Sleeper<'_> {
-    fn drop(&mut self) {
-        if self.listed {
-            let mut groups = super::lock(&GROUPS);
-            let me = Arc::downgrade(&self.bell);
-            if let Some(at) = groups.waiting.iter().position(|(_, b)| b.ptr_eq(&me)) {
-                groups.waiting.swap_remove(at);
-            }
-        }
-    }
-}
-
-/// Waits in progress by group (the binding's JS environment), and the groups that have ended.
-/// A worker thread that is terminated while one of its `acquire()`s waits must not leave that
-/// wait behind: it would keep its watches, and take a lock that nobody could release.
-struct Groups {
-    waiting: Vec<(u64, Weak<Bell>)>,
-    ended: BTreeSet<u64>,
-}
-
-static GROUPS: Mutex<Groups> = Mutex::new(Groups {
-    waiting: Vec::new(),
-    ended: BTreeSet::new(),
-});
-
-/// How many groups have ended; while none has, an acquisition need not look them up.
-static ENDED: AtomicUsize = AtomicUsize::new(0);
-
-/// Ends a group: its waits stop (`Cancelled`) and none of its acquisitions may start again.
-pub(super) fn end_group(group: u64) {
-    let mut groups = super::lock(&GROUPS);
-    if groups.ended.insert(group) {
-        ENDED.fetch_add(1, Ordering::Release);
-    }
-    for (_, bell) in groups.waiting.iter().filter(|(g, _)| *g == group) {
-        if let Some(bell) = bell.upgrade() {
-            bell.ring();
-        }
-    }
-}
-
-/// Whether `group` has ended.
-pub(super) fn has_ended(group: u64) -> bool {
-    ENDED.load(Ordering::Acquire) > 0 && super::lock(&GROUPS).ended.contains(&group)
 }
