@@ -36,6 +36,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux as backend;
 
+#[cfg(all(test, target_os = "linux"))]
+mod linux_tests;
+
 #[cfg(not(target_os = "linux"))]
 mod none;
 #[cfg(not(target_os = "linux"))]
