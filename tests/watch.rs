@@ -75,12 +75,13 @@ fn one_watch_per_directory_shared_and_nothing_left_when_nobody_waits() {
         .unwrap();
     // Twenty waiters on two locks in one directory, three on a lock in another, and all of
     // them watching the same holder process.
-    let mut waiters: Vec<Waiter> = (0..20)
-        .map(|i| Waiter::new(&a.join(format!("{}.lock", i % 2)), true, Bell::new()))
-        .chain((0..3).map(|_| Waiter::new(&b.join("x.lock"), true, Bell::new())))
+    let mut waiters: Vec<(std::path::PathBuf, Waiter)> = (0..20)
+        .map(|i| a.join(format!("{}.lock", i % 2)))
+        .chain((0..3).map(|_| b.join("x.lock")))
+        .map(|lock| (lock, Waiter::new(true, Bell::new())))
         .collect();
-    for w in &mut waiters {
-        let armed = w.arm(Some(child.id() as i64));
+    for (lock, w) in &mut waiters {
+        let armed = w.arm(lock, Some(child.id() as i64));
         assert!(armed.dir && armed.holder);
     }
     assert_eq!(
@@ -108,8 +109,8 @@ fn one_watch_per_directory_shared_and_nothing_left_when_nobody_waits() {
     );
 
     // And it all comes back for the next waiter.
-    let mut w = Waiter::new(&a.join("0.lock"), true, Bell::new());
-    assert!(w.arm(None).dir);
+    let mut w = Waiter::new(true, Bell::new());
+    assert!(w.arm(&a.join("0.lock"), None).dir);
     assert_eq!(inotify_watches(), vec![1]);
     drop(w);
     eventually("ends again", || watch_threads() == 0);

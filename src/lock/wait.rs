@@ -11,7 +11,7 @@
 
 use super::error::LockError;
 use crate::watch::{Bell, Waiter};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// While waiting for a held lock that cannot be watched, how often to look again.
 pub const WAIT_POLL: Duration = Duration::from_millis(20);
 /// While waiting for a watched lock, how often to look again anyway, in case a notification
-/// was lost (a queue overflow, a parent directory renamed).
+/// was lost (an event the kernel dropped; a filesystem that does not report every change).
 pub const SAFETY_POLL: Duration = Duration::from_millis(500);
 
 /// When an acquisition stops waiting for a held lock.
@@ -135,8 +135,10 @@ impl Cancel {
 }
 
 /// What a look at a held lock found that tells when to look again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Recheck {
+    /// The lock path as the look used it (through the directory held open).
+    pub path: PathBuf,
     /// How long until the lock may be taken over by its age alone (the lease's heartbeat or
     /// the invalid content's modification time); `None` when its age cannot be told.
     pub takeable_in: Option<Duration>,
@@ -164,8 +166,8 @@ pub(super) trait Pause<E> {
 
 /// The pause of a waiting acquisition: watches set up on the first held look and kept for the
 /// rest of the wait, dropped with it.
-pub(super) struct Sleeper<'a> {
-    path: &'a Path,
+#[derive(Default)]
+pub(super) struct Sleeper {
     wait: Wait,
     bell: Arc<Bell>,
     waiter: Option<Waiter>,
@@ -177,18 +179,6 @@ pub(super) struct Sleeper<'a> {
 /// changing as we watch it), sleep anyway: a wait never spins.
 const FRESH_LIMIT: u32 = 3;
 
-impl<'a> Sleeper<'a> {
-    pub(super) fn new(path: &'a Path) -> Self {
-        Sleeper {
-            path,
-            wait: Wait::once(),
-            bell: Bell::new(),
-            waiter: None,
-            fresh_in_row: 0,
-        }
-    }
-}
-
 /// Whether change notifications on the filesystem of `path` can be trusted: only on a local
 /// disk do they report what every process does, and only there is setting up a watch sure to
 /// be quick (it resolves the path under a mutex that all waiters of the process share).
@@ -196,7 +186,7 @@ fn notifications_trusted(path: &Path) -> bool {
     crate::sys::fskind::of_path(crate::sys::parent_dir(path)).is_ok_and(|i| i.kind.is_local())
 }
 
-impl Pause<LockError> for Sleeper<'_> {
+impl Pause<LockError> for Sleeper {
     fn begin(&mut self, wait: &Wait) {
         self.bell = wait.bell();
         self.wait = wait.clone();
@@ -207,16 +197,16 @@ impl Pause<LockError> for Sleeper<'_> {
     }
 
     fn held(&mut self, seen: u64, recheck: &Recheck) -> Result<(), LockError> {
-        let (path, bell) = (self.path, &self.bell);
+        let (path, bell) = (recheck.path.as_path(), &self.bell);
         let waiter = self
             .waiter
-            .get_or_insert_with(|| Waiter::new(path, notifications_trusted(path), bell.clone()));
+            .get_or_insert_with(|| Waiter::new(notifications_trusted(path), bell.clone()));
         // (A holder in this very process ends with us: nothing to watch.)
         let me = crate::owner::this_process().pid;
         let watch_pid = recheck
             .live_pid
             .filter(|pid| !recheck.asked_user && *pid != me);
-        let armed = waiter.arm(watch_pid);
+        let armed = waiter.arm(path, watch_pid);
         self.fresh_in_row = if armed.fresh {
             self.fresh_in_row + 1
         } else {

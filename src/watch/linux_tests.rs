@@ -26,8 +26,8 @@ fn quiet(bell: &Bell, seen: u64) -> bool {
 fn changes_to_the_lock_name_ring_and_other_names_do_not() {
     let dir = temp_dir("names");
     let lock = dir.join("x.lock");
-    let mut w = Waiter::new(&lock, true, Bell::new());
-    let armed = w.arm(None);
+    let mut w = Waiter::new(true, Bell::new());
+    let armed = w.arm(&lock, None);
     assert!(armed.fresh && armed.dir);
     let bell = w.bell().clone();
 
@@ -49,7 +49,7 @@ fn changes_to_the_lock_name_ring_and_other_names_do_not() {
     let seen = bell.rings();
     std::fs::remove_file(&lock).unwrap();
     assert!(rang(&bell, seen), "removed");
-    assert!(!w.arm(None).fresh, "armed once");
+    assert!(!w.arm(&lock, None).fresh, "armed once");
     drop(w);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -59,12 +59,12 @@ fn a_watch_taken_up_again_while_it_is_being_retired_keeps_working() {
     let dir = temp_dir("retire");
     let lock = dir.join("x.lock");
     for _ in 0..30 {
-        let mut first = Waiter::new(&lock, true, Bell::new());
-        assert!(first.arm(None).dir);
+        let mut first = Waiter::new(true, Bell::new());
+        assert!(first.arm(&lock, None).dir);
         drop(first);
         // Same directory, so the same watch descriptor, before the thread retires it.
-        let mut second = Waiter::new(&lock, true, Bell::new());
-        assert!(second.arm(None).dir);
+        let mut second = Waiter::new(true, Bell::new());
+        assert!(second.arm(&lock, None).dir);
         std::thread::sleep(Duration::from_millis(2));
         let seen = second.bell().rings();
         std::fs::write(&lock, b"x").unwrap();
@@ -78,18 +78,18 @@ fn a_watch_taken_up_again_while_it_is_being_retired_keeps_working() {
 fn a_removed_directory_is_reported_and_watched_again_once_back() {
     let dir = temp_dir("gone");
     let lock = dir.join("x.lock");
-    let mut w = Waiter::new(&lock, true, Bell::new());
-    assert!(w.arm(None).dir);
+    let mut w = Waiter::new(true, Bell::new());
+    assert!(w.arm(&lock, None).dir);
     let seen = w.bell().rings();
     std::fs::remove_dir(&dir).unwrap();
     assert!(rang(w.bell(), seen));
-    let armed = w.arm(None);
+    let armed = w.arm(&lock, None);
     assert!(
         !armed.dir,
         "nothing to watch while the directory is missing"
     );
     std::fs::create_dir(&dir).unwrap();
-    let armed = w.arm(None);
+    let armed = w.arm(&lock, None);
     assert!(armed.fresh && armed.dir, "watched again by path");
     let seen = w.bell().rings();
     std::fs::write(&lock, b"x").unwrap();
@@ -105,12 +105,12 @@ fn a_replaced_directory_is_noticed_by_the_next_arm() {
     let sub = parent.join("d");
     std::fs::create_dir_all(&sub).unwrap();
     let lock = sub.join("x.lock");
-    let mut w = Waiter::new(&lock, true, Bell::new());
-    assert!(w.arm(None).dir);
+    let mut w = Waiter::new(true, Bell::new());
+    assert!(w.arm(&lock, None).dir);
     // The parent moves: our watch follows the old directory and is told nothing.
     std::fs::rename(&parent, dir.join("old")).unwrap();
     std::fs::create_dir_all(&sub).unwrap();
-    let armed = w.arm(None);
+    let armed = w.arm(&lock, None);
     assert!(armed.fresh && armed.dir, "the new directory is watched");
     let seen = w.bell().rings();
     std::fs::write(&lock, b"x").unwrap();
@@ -127,10 +127,14 @@ fn a_holder_exit_rings_and_a_gone_pid_says_so() {
         .unwrap();
     let pid = child.id() as i64;
     let dir = temp_dir("pid");
-    let mut w = Waiter::new(&dir.join("x.lock"), false, Bell::new());
-    let armed = w.arm(Some(pid));
+    let lock = dir.join("x.lock");
+    let mut w = Waiter::new(false, Bell::new());
+    let armed = w.arm(&lock, Some(pid));
     assert!(armed.fresh && armed.holder && !armed.dir);
-    assert!(!w.arm(Some(pid)).fresh, "the same holder is watched once");
+    assert!(
+        !w.arm(&lock, Some(pid)).fresh,
+        "the same holder is watched once"
+    );
     let seen = w.bell().rings();
     child.kill().unwrap();
     assert!(
@@ -138,14 +142,14 @@ fn a_holder_exit_rings_and_a_gone_pid_says_so() {
         "exit rings (even before it is reaped)"
     );
     child.wait().unwrap();
-    let armed = w.arm(Some(pid));
+    let armed = w.arm(&lock, Some(pid));
     assert!(
         armed.fresh && !armed.holder,
         "an exited holder is not watched again"
     );
     // A pid with no process at all.
-    let mut w2 = Waiter::new(&dir.join("y.lock"), false, Bell::new());
-    let armed = w2.arm(Some(i32::MAX as i64));
+    let mut w2 = Waiter::new(false, Bell::new());
+    let armed = w2.arm(&dir.join("y.lock"), Some(i32::MAX as i64));
     assert!(armed.fresh && !armed.holder);
     let _ = std::fs::remove_dir_all(dir);
 }

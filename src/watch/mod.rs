@@ -16,8 +16,8 @@
 //!
 //! Notifications are an accelerator, never the only way out. A waiter whose directory is
 //! watched still looks again on a slow safety poll, so a notification that is lost (a queue
-//! overflow, a directory renamed under a parent we do not watch, a filesystem that does not
-//! report changes made elsewhere) delays a hand-over but never hangs it. Where no watch can be
+//! overflow, a filesystem that does not report changes made elsewhere) delays a hand-over but
+//! never hangs it. Where no watch can be
 //! set up - another platform, a full watch table, notifications switched off with
 //! `LEASELOCK_WATCH=off`, a filesystem whose notifications are not trusted - the waiter polls
 //! as often as it did before notifications existed.
@@ -26,8 +26,7 @@
 //! platforms have no backend yet (`none.rs`): every subscription answers
 //! [`Unwatched::Unsupported`] and waiters poll.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -150,13 +149,11 @@ fn dir_id(dir: &Path) -> std::io::Result<DirId> {
     std::fs::metadata(dir).map(|_| DirId { dev: 0, ino: 0 })
 }
 
-/// One waiter's watches for one lock path: the lock's directory (changes to the lock's name)
-/// and, while a provably live process holds it, that process's exit. Set up lazily by
-/// [`Waiter::arm`], removed when the waiter is dropped.
+/// One waiter's watches for one lock: its directory (changes to the lock's name) and, while a
+/// provably live process holds it, that process's exit. Set up lazily by [`Waiter::arm`],
+/// removed when the waiter is dropped.
 pub struct Waiter {
     bell: Arc<Bell>,
-    dir: PathBuf,
-    name: OsString,
     watch_dir: bool,
     dir_sub: Option<(DirId, backend::DirSub)>,
     pid_sub: Option<(i64, backend::PidSub)>,
@@ -175,14 +172,11 @@ pub struct Armed {
 }
 
 impl Waiter {
-    /// A waiter for `lock_path` that rings `bell`. No system call yet. `watch_dir`: whether
-    /// notifications on its filesystem are trusted; where they are not, the directory is never
-    /// watched.
-    pub fn new(lock_path: &Path, watch_dir: bool, bell: Arc<Bell>) -> Waiter {
+    /// A waiter that rings `bell`. No system call yet. `watch_dir`: whether notifications on
+    /// the lock's filesystem are trusted; where they are not, the directory is never watched.
+    pub fn new(watch_dir: bool, bell: Arc<Bell>) -> Waiter {
         Waiter {
             bell,
-            dir: crate::sys::parent_dir(lock_path).to_path_buf(),
-            name: lock_path.file_name().unwrap_or_default().to_os_string(),
             watch_dir: watch_dir && !disabled(),
             dir_sub: None,
             pid_sub: None,
@@ -193,15 +187,15 @@ impl Waiter {
         &self.bell
     }
 
-    /// Makes sure the directory is watched (and the same directory as when the watch was set
-    /// up: one renamed or replaced is watched again by path), and that `holder`'s exit is
-    /// watched when given - a pid proven live in our own PID namespace; `None` drops the
-    /// process watch.
-    pub fn arm(&mut self, holder: Option<i64>) -> Armed {
+    /// Makes sure the directory of `lock_path` - the path the last look used, through the
+    /// directory the lock holds open - is watched (the same directory as when the watch was set
+    /// up: when the looks have moved to another one, that one is watched), and that `holder`'s exit is watched when given - a pid proven live in
+    /// our own PID namespace; `None` drops the process watch.
+    pub fn arm(&mut self, lock_path: &Path, holder: Option<i64>) -> Armed {
         let mut fresh = false;
         let holder = holder.filter(|_| !disabled());
         if self.watch_dir {
-            fresh |= self.arm_dir();
+            fresh |= self.arm_dir(lock_path);
         }
         let holder_ok = match holder {
             None => {
@@ -236,19 +230,21 @@ impl Waiter {
     }
 
     /// True when a watch was (re)created just now.
-    fn arm_dir(&mut self) -> bool {
-        let current = dir_id(&self.dir).ok();
+    fn arm_dir(&mut self, lock_path: &Path) -> bool {
+        let dir = crate::sys::parent_dir(lock_path);
+        let current = dir_id(dir).ok();
         if let Some((id, sub)) = &self.dir_sub {
             if Some(*id) == current && !sub.is_gone() {
                 return false;
             }
-            // Removed, renamed or replaced since: the old watch sees nothing of the path now.
+            // The looks go through another directory now (the old one was removed): watch that.
             self.dir_sub = None;
         }
         let Some(id) = current else {
             return false;
         };
-        match backend::watch_dir(&self.dir, &self.name, &self.bell) {
+        let name = lock_path.file_name().unwrap_or_default();
+        match backend::watch_dir(dir, name, &self.bell) {
             Ok(sub) => {
                 self.dir_sub = Some((id, sub));
                 true
