@@ -118,7 +118,7 @@ results="$cache/results.txt"
 "$wine" "$node_dir/bin/node.exe" -p '`node ${process.version} on ${process.platform}`' >"$results" 2>&1
 log "$(tr -d '\r' <"$results"), ${#files[@]} test files (setup took $((SECONDS - started)) s)"
 status=0
-timeout 1200 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
+timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
   "${files[@]}" >"$results" 2>&1 || status=$?
 "$wineserver" -k 2>/dev/null || true
 tr -d '\r' <"$results"
