@@ -104,19 +104,7 @@ pub enum ProcessState {
     Unknown,
 }
 
-/// The kinds of thing at a lock path that are not a regular file; each is refused, untouched.
-pub fn describe_non_regular(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::Symlink => "a symbolic link",
-        FileKind::Directory => "a directory",
-        FileKind::Fifo => "a FIFO",
-        FileKind::Socket => "a socket",
-        FileKind::Device => "a device",
-        FileKind::Regular => "a regular file",
-        FileKind::Other => "not a regular file",
-    }
-}
-
+/// What kind of thing is at a lock path; anything but a regular file is refused, untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Regular,
@@ -126,6 +114,20 @@ pub enum FileKind {
     Socket,
     Device,
     Other,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+            FileKind::Regular => "a regular file",
+            FileKind::Other => "not a regular file",
+        })
+    }
 }
 
 /// Reads what is at `path` without following a symlink and without opening anything that is
@@ -153,6 +155,22 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
         oversized,
         modified: meta.modified()?,
     }))
+}
+
+/// Publishes a complete file under `path`, creating missing parent directories once.
+pub fn publish_creating_parents(
+    path: &Path,
+    bytes: &[u8],
+    file_mode: u32,
+    dir_mode: u32,
+) -> std::io::Result<OwnedFile> {
+    match publish(path, bytes, file_mode) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_parents(path, dir_mode)?;
+            publish(path, bytes, file_mode)
+        }
+        other => other,
+    }
 }
 
 /// Opens a file we just moved to a private name, refusing anything but a regular file.
@@ -194,6 +212,6 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
         .unwrap_or(0);
     path.with_file_name(format!(
         ".{name}.{tag}.{}.{n}.{nonce:x}",
-        crate::owner::this_process().pid
+        std::process::id()
     ))
 }
