@@ -38,7 +38,7 @@ need=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 use_rustup=
 if [ "${LEASELOCK_WIN_STD:-}" != source ] && command -v rustup >/dev/null &&
-  timeout 180 rustup target add "$target" >/dev/null 2>&1; then
+  timeout 60 rustup target add "$target" >/dev/null 2>&1; then
   use_rustup=1
 else
   [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] || need+=(rustc-web cargo-web rust-web-src)
