@@ -33,8 +33,8 @@ export declare class NativeLock {
   release(): ReleaseOutcome
   /** Replaces the metadata on the JS thread (a few file operations). `null` when done. */
   update(metadata?: string | undefined | null): NativeFailure | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<InspectOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number): InspectOutcome
+  static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): Promise<InspectOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): InspectOutcome
 }
 
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
@@ -64,6 +64,8 @@ export interface Defaults {
   directoryWriteMode: number
   leaseHeartbeatInterval: number
   leaseStaleThreshold: number
+  /** `'refuse'` or `'reclaim'`. */
+  invalidContent: string
 }
 
 /** What `inspect` found: `failure`, or the lock file's record (none: no lock file). */
@@ -106,6 +108,8 @@ export interface NativeFailure {
   syscall?: string
   errno?: number
   attempts?: number
+  /** `ELOCKNOTLEASE`: the size of the file that is not a lease. */
+  size?: number
 }
 
 /** Validated options (the JS layer checks types and ranges first). */
@@ -117,6 +121,8 @@ export interface NativeOptions {
   dirMode: number
   heartbeatInterval: number
   staleThreshold: number
+  /** `invalidContent: 'reclaim'`. */
+  reclaimInvalid: boolean
 }
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */

@@ -41,6 +41,7 @@ test('require() and import give the same working PidLock', async (t) => {
     directoryWriteMode: 0o755,
     leaseHeartbeatInterval: 250,
     leaseStaleThreshold: 3000,
+    invalidContent: 'refuse',
   })
   const dir = tempDir(t)
   const viaRequire = new cjs.PidLock(path.join(dir, 'a.lock'))
@@ -341,12 +342,14 @@ test('heldError as an Error: new Error with code, its message as prefix, it as c
 test('invalid content held: holder null and "(owner unavailable)"', async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
-  fs.writeFileSync(p, 'not-a-lease-json')
+  // A record cut off mid-write: not a lease, but possibly one being written.
+  const cut = '{"version":1,"ownerID":"cut-off'
+  fs.writeFileSync(p, cut)
   const err = await new PidLock(p).acquire().then(() => null, (e) => e)
   assert.equal(err.code, 'ELOCKHELD')
   assert.equal(err.holder, null)
   assert.ok(err.message.startsWith(`${HELD_TEXT} (owner unavailable)`), err.message)
-  assert.equal(fs.readFileSync(p, 'utf8'), 'not-a-lease-json')
+  assert.equal(fs.readFileSync(p, 'utf8'), cut)
 })
 
 test('ELOCKCONTENDED when the retry budget runs out on a stale lock that keeps changing', posixOnly(RENAME_OVER_OPEN), async (t) => {

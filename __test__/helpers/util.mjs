@@ -263,7 +263,7 @@ export function ourLease({ ownerID = 'our-owner-1', pid, hb = Date.now(), identi
     `"pid":${pid}`,
     `"lastHeartbeatUnixNano":${nanos}`,
   ]
-  for (const [k, v] of Object.entries({ ...identity, ...extra })) fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`)
+  for (const [k, v] of Object.entries({ ...identity, ...extra })) if (v !== undefined) fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`)
   return `{${fields.join(',')}}\n`
 }
 
@@ -275,12 +275,17 @@ export function procStart(pid) {
   return afterComm[19]
 }
 
-/** This host's identity as the package records it: hostname, boot id, PID namespace. */
+/** This host's identity as the package records it: hostname, boot id, PID and time namespaces. */
 export function hostIdentity() {
+  let timeNamespace = ''
+  try {
+    timeNamespace = String(fs.statSync('/proc/self/ns/time').ino)
+  } catch {}
   return {
     hostname: os.hostname(),
     bootId: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
     pidNamespace: String(fs.statSync('/proc/self/ns/pid').ino),
+    timeNamespace,
   }
 }
 

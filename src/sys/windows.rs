@@ -331,6 +331,7 @@ pub fn this_process() -> Option<OwnerIdentity> {
         boot_id: format!("boot-{boot}"),
         pid_namespace: String::new(),
         process_start: start,
+        time_namespace: Some(String::new()),
     })
 }
 
