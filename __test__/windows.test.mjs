@@ -45,7 +45,7 @@ test('a pid that now belongs to another process is not taken for the old owner',
   const other = script(t, `console.log('UP'); setInterval(() => {}, 1000)`)
   await other.line('UP')
   const { lease: ref } = await heldByChild(t, path.join(dir, 'ref.lock'))
-  const identity = Object.fromEntries(['hostname', 'bootId', 'pidNamespace'].filter((k) => k in ref).map((k) => [k, ref[k]]))
+  const identity = Object.fromEntries(['hostname', 'bootId', 'pidNamespace', 'timeNamespace'].filter((k) => k in ref).map((k) => [k, ref[k]]))
   const { lease: otherLease } = await heldByChild(t, path.join(dir, 'other.lock'))
   const p = path.join(dir, 'x.lock')
 
