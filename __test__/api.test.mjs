@@ -7,9 +7,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { PidLock, DEFAULTS, HELD_TEXT } from 'leaselock'
-import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, assertStopHint } from './helpers/util.mjs'
-
-const RENAME_OVER_OPEN = 'replaces the held file by renaming over it, which Windows refuses while the holder has it open'
+import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, assertStopHint, RENAME_OVER_OPEN } from './helpers/util.mjs'
 
 const require = createRequire(import.meta.url)
 

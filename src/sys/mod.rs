@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+pub mod fskind;
 pub mod pidfd;
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
