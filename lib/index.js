@@ -78,7 +78,7 @@ function modeOption(options, key) {
   const name = `options.${key}`
   if (typeof value !== 'number') throw typeError(name, 'of type number', value)
   const { allowed, required, text } = MODE_RULES[key]
-  if (!Number.isInteger(value) || value < 0 || (value & ~allowed) !== 0 || (value & required) !== required) {
+  if (!Number.isInteger(value) || value < 0 || value > allowed || (value & ~allowed) !== 0 || (value & required) !== required) {
     const shown = Number.isInteger(value) && value >= 0 ? `0o${value.toString(8)}` : String(value)
     const e = new RangeError(`The value of "${name}" is out of range. It must be ${text}. Received ${shown}`)
     e.code = 'ERR_OUT_OF_RANGE'

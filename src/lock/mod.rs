@@ -284,7 +284,13 @@ impl Lock {
         waits::cancel_lock(&self.inner);
         let mut st = lock(&self.inner.state);
         let released = self.inner.release_locked(&mut st);
-        if st.is_none() {
+        // An acquisition still in flight (cancelled above) keeps the directory: it may have
+        // published a file there that it must remove, and it lets go of it when it ends.
+        let acquiring = matches!(
+            self.inner.acquiring.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        );
+        if st.is_none() && !acquiring {
             self.inner.let_go_of_dir();
         }
         drop(st);

@@ -188,13 +188,23 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     }))
 }
 
-/// Publishes a complete file under `path`, creating missing parent directories once.
+/// Publishes a complete file under `path`. On Unix the lock's directory was opened, and
+/// created where missing, by the resolver through its checks (`resolve.rs`): a directory
+/// missing now is an error, never created again by path - that would walk the user's path
+/// anew, through whatever link was swapped into it meanwhile. Windows, whose lock directory is
+/// its path as given, creates missing parent directories once.
 pub fn publish_creating_parents(
     path: &Path,
     bytes: &[u8],
     file_mode: u32,
     dir_mode: u32,
 ) -> std::io::Result<OwnedFile> {
+    #[cfg(unix)]
+    {
+        let _ = dir_mode;
+        publish(path, bytes, file_mode)
+    }
+    #[cfg(windows)]
     match publish(path, bytes, file_mode) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create_parents(path, dir_mode)?;
