@@ -51,6 +51,11 @@ test('local disks keep the fast path: ext4 and tmpfs are local, and acquire writ
   if (fs.existsSync('/dev/shm')) dirs.push(fs.mkdtempSync('/dev/shm/leaselock-test-'))
   t.after(() => fs.rmSync(dirs[1] ?? dirs[0], { recursive: true, force: true }))
   for (const dir of dirs) {
+    // The first lock in a directory learns its filesystem off the JS thread (asking can hang
+    // on a hung mount); the process remembers the answer for that directory.
+    const learner = new PidLock(path.join(dir, 'first.lock'))
+    await learner.acquire()
+    assert.equal(await learner.release(), true)
     const p = path.join(dir, 'x.lock')
     const lock = new PidLock(p)
     const first = lock.acquire()
@@ -178,7 +183,8 @@ test('200 ms per operation: acquire, update and release leave the event loop tic
   const localPath = path.join(tempDir(t), 'local.lock')
   const local = new PidLock(localPath, { leaseHeartbeatInterval: 50, leaseStaleThreshold: 1000 })
   await local.acquire()
-  const slow = new PidLock(path.join(mnt.dir, 'x.lock'))
+  // A lease on a mount this slow needs room: one update there takes a dozen operations.
+  const slow = new PidLock(path.join(mnt.dir, 'x.lock'), { leaseHeartbeatInterval: 1000, leaseStaleThreshold: 10_000 })
   await mnt.command('delay 200')
   let localLapses = 0
   const watchLocal = () => {
@@ -269,8 +275,8 @@ test('hung mount: a stalled renewal is reported once and never un-lost when the 
   await sleep(300) // the stuck renewal completes now
   assert.equal(lock.held, false, 'not un-lost')
   assert.deepEqual(lost, ['heartbeat-stalled'], 'reported once')
-  // Release after a loss is harmless; our file is still there and ours, so it goes.
-  await lock.release()
+  // Release after a loss never touches another owner's file; this one is still ours, so it goes.
+  assert.equal(await lock.release(), true)
   await lock.acquire()
   assert.equal(lock.held, true)
   assert.equal(await lock.release(), true)

@@ -304,6 +304,12 @@ class PidLock {
     return this.#native.held
   }
 
+  /** The filesystem the lock lives on, once an acquisition looked at it (see index.d.ts). */
+  get filesystem() {
+    const f = this.#native.filesystem
+    return f ? { type: f.type, kind: f.kind, stableInodes: f.stableInodes ?? null } : null
+  }
+
   #callbacks() {
     const generation = ++this.#generation
     const user = this.#onLeaseLost
@@ -424,7 +430,7 @@ class PidLock {
   releaseSync() {
     this.#checkIdle()
     this.#generation++
-    const out = this.#native.release()
+    const out = this.#native.releaseSync()
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
   }
@@ -446,7 +452,7 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle()
-    const out = this.#native.update(json)
+    const out = this.#native.updateSync(json)
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     this.#metadata = json
   }

@@ -72,6 +72,17 @@ pub struct NativeOutcome {
     pub failure: Option<NativeFailure>,
 }
 
+/// The filesystem a lock lives on (see `PidLock.filesystem`).
+#[napi(object)]
+pub struct FilesystemInfo {
+    /// The kernel's name for its type (`ext4`, `tmpfs`, `nfs`, `fuse`, `apfs`, `NTFS`...).
+    pub r#type: String,
+    /// `"local"`, `"network"`, `"fuse"` or `"unknown"`.
+    pub kind: String,
+    /// Whether inode numbers stay with a file across names there; `null` if not looked at.
+    pub stable_inodes: Option<bool>,
+}
+
 #[napi(object)]
 pub struct LostInfo {
     pub reason: String,
@@ -355,10 +366,11 @@ impl NativeLock {
         self.lock.held()
     }
 
-    /// Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
-    /// work on a local disk) and its outcome is returned as is; only when the lock is held and
-    /// `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
-    /// thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+    /// Acquires. On a known local disk type the first attempt runs here on the JS thread (tens
+    /// of microseconds of file work) and its outcome is returned as is; only when the lock is
+    /// held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
+    /// a worker thread, and then a promise is returned. Elsewhere (network, FUSE, not known
+    /// yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
     /// without end.
     #[napi(
         ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
@@ -381,7 +393,10 @@ impl NativeLock {
             None => None,
         };
         let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
-        let first = {
+        let quick = self.lock.io_is_quick();
+        let first = if !quick {
+            Err(Pending::MustWait)
+        } else {
             let probe = alive
                 .as_ref()
                 .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
@@ -401,6 +416,7 @@ impl NativeLock {
         let lock = self.lock.clone();
         let promise = env.spawn_future(async move {
             let outcome = tokio::task::spawn_blocking(move || {
+                lock.learn_filesystem();
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
                 match lock.acquire(&wait, probe_ref, metadata, on_lost) {
@@ -445,22 +461,49 @@ impl NativeLock {
         )
     }
 
-    /// Releases on the JS thread: a rename, a stat and an unlink.
-    #[napi]
-    pub fn release(&self) -> NativeOutcome {
-        match self.lock.release() {
-            Ok(removed) => done(None, removed),
-            Err(e) => failed(e),
-        }
+    /// Releases: on the JS thread on a known local disk type (a rename, a stat and an
+    /// unlink), else on a worker thread, and then a promise is returned.
+    #[napi(ts_return_type = "NativeOutcome | Promise<NativeOutcome>")]
+    pub fn release<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+        let lock = self.lock.clone();
+        off_thread_unless_quick(env, &self.lock, move || release_now(&lock))
     }
 
-    /// Replaces the metadata on the JS thread (a few file operations).
+    /// Releases on the JS thread, whatever the filesystem (blocking by contract).
     #[napi]
-    pub fn update(&self, metadata: Option<String>) -> NativeOutcome {
-        match self.lock.update(metadata) {
-            Ok(()) => done(None, false),
-            Err(e) => failed(e),
-        }
+    pub fn release_sync(&self) -> NativeOutcome {
+        release_now(&self.lock)
+    }
+
+    /// Replaces the metadata: on the JS thread on a known local disk type (a few file
+    /// operations), else on a worker thread, and then a promise is returned.
+    #[napi(ts_return_type = "NativeOutcome | Promise<NativeOutcome>")]
+    pub fn update<'env>(
+        &self,
+        env: &'env Env,
+        metadata: Option<String>,
+    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+        let lock = self.lock.clone();
+        off_thread_unless_quick(env, &self.lock, move || update_now(&lock, metadata))
+    }
+
+    /// Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract).
+    #[napi]
+    pub fn update_sync(&self, metadata: Option<String>) -> NativeOutcome {
+        update_now(&self.lock, metadata)
+    }
+
+    /// The filesystem the lock lives on, once an acquisition has looked at it.
+    #[napi(getter)]
+    pub fn filesystem(&self) -> Option<FilesystemInfo> {
+        self.lock.filesystem().map(|f| FilesystemInfo {
+            r#type: f.info.name,
+            kind: f.info.kind.as_str().into(),
+            stable_inodes: f.stable_inodes,
+        })
     }
 
     /// The record this instance wrote, while it holds the lock.
@@ -488,6 +531,38 @@ impl NativeLock {
     #[napi]
     pub fn inspect_sync(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
         inspect_now(path, stale_threshold, invalid_stale)
+    }
+}
+
+/// Runs `work` here when the lock's filesystem is a known local disk type, else on a worker
+/// thread (returning a promise), so that a slow or hung mount never holds up the JS thread.
+fn off_thread_unless_quick<'env>(
+    env: &'env Env,
+    lock: &Lock,
+    work: impl FnOnce() -> NativeOutcome + Send + 'static,
+) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+    if lock.io_is_quick() {
+        return Ok(Either::A(work()));
+    }
+    let promise = env.spawn_future(async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::from_reason(format!("lock task failed: {e}")))
+    })?;
+    Ok(Either::B(promise))
+}
+
+fn release_now(lock: &Lock) -> NativeOutcome {
+    match lock.release() {
+        Ok(removed) => done(None, removed),
+        Err(e) => failed(e),
+    }
+}
+
+fn update_now(lock: &Lock, metadata: Option<String>) -> NativeOutcome {
+    match lock.update(metadata) {
+        Ok(()) => done(None, false),
+        Err(e) => failed(e),
     }
 }
 

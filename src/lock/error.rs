@@ -61,6 +61,9 @@ pub enum LossReason {
     Removed,
     /// Heartbeats kept failing until the lease was about to expire.
     HeartbeatFailed,
+    /// A renewal did not complete by the give-up point: its filesystem is stuck (a hung mount).
+    /// Reported while the call is still stuck; its late completion changes nothing.
+    HeartbeatStalled,
 }
 
 impl LossReason {
@@ -69,6 +72,7 @@ impl LossReason {
             LossReason::OwnerChanged => "owner-changed",
             LossReason::Removed => "removed",
             LossReason::HeartbeatFailed => "heartbeat-failed",
+            LossReason::HeartbeatStalled => "heartbeat-stalled",
         }
     }
 }

@@ -7,6 +7,8 @@
 //! [`crate::heartbeat`]; a lock is one of the things it beats.
 
 mod error;
+mod filesystem;
+mod identity;
 mod judge;
 mod options;
 mod release;
@@ -17,30 +19,37 @@ mod tests;
 mod wait;
 
 pub use error::{LeaseLost, LockError, LossReason};
+pub use filesystem::Filesystem;
+pub use identity::Recognise;
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
 pub use takeover::CLAIM_STALE;
 pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
 
-use crate::heartbeat::{self, Scheduler};
+use crate::heartbeat::{self, Heartbeats};
 use crate::lease::Lease;
 use crate::owner;
 use crate::sys::{self, PathError, Snapshot};
+use filesystem::Place;
 use renew::{Holding, Outcome};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
 
-/// Every held lock of the process is beaten by this one scheduler, which also keeps each held
-/// lock alive when its JS object is collected: a lock is released by `release()` or by the
-/// end of the process or environment, never by garbage collection.
-static HEARTBEATS: Scheduler<Inner> = Scheduler::new();
+/// Every held lock of the process is beaten here, on the thread of its filesystem, which also
+/// keeps each held lock alive when its JS object is collected: a lock is released by
+/// `release()` or by the end of the process or environment, never by garbage collection.
+static HEARTBEATS: Heartbeats<Inner> = Heartbeats::new();
+
+/// How long the exit-time and environment-cleanup release wait for locks on slow or hung
+/// filesystems before they let the leases go stale on their own.
+pub const EXIT_RELEASE_BOUND: Duration = Duration::from_millis(500);
 
 /// A poisoned mutex here only means another thread panicked while holding it; the state it
 /// protects is still consistent (every update is a single assignment), so carry on.
@@ -64,6 +73,13 @@ struct Inner {
     held: AtomicBool,
     /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
     confirmed_at: AtomicU64,
+    /// Who to tell of a loss of the current holding; taken by whoever reports it (once), and
+    /// kept apart from `state` so that a loss is told while a renewal is stuck holding that.
+    notice: Mutex<Option<LossHandler>>,
+    /// The filesystem the lock lives on.
+    place: Place,
+    /// The descriptor of the file held (see `sys::close_at_exit`), -1 when none.
+    open_fd: AtomicI64,
 }
 
 /// An acquisition that was not allowed to sleep stopped short.
@@ -103,8 +119,28 @@ impl Lock {
                 state: Mutex::new(None),
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
+                notice: Mutex::new(None),
+                place: Place::default(),
+                open_fd: AtomicI64::new(-1),
             }),
         }
+    }
+
+    /// Whether this lock's I/O may run on the JS thread: its filesystem is a known local disk
+    /// type (no I/O to answer; see `filesystem`).
+    pub fn io_is_quick(&self) -> bool {
+        self.inner.place.is_quick(&self.inner.path)
+    }
+
+    /// Finds out which filesystem the lock lives on, if not known yet. May block on a hung
+    /// mount: call it off the JS thread.
+    pub fn learn_filesystem(&self) {
+        self.inner.place.learn(&self.inner.path);
+    }
+
+    /// The lock's filesystem, once an acquisition has looked at it.
+    pub fn filesystem(&self) -> Option<Filesystem> {
+        self.inner.place.describe()
     }
 
     pub fn options(&self) -> &Options {
@@ -164,6 +200,7 @@ impl Lock {
             .map(|m| options::compact_metadata(&m))
             .transpose()?;
         let opts = &self.inner.opts;
+        self.inner.place.learn(&self.inner.path);
         let (mut contended, mut transient) = (0u32, 0u32);
         loop {
             if wait.is_cancelled() {
@@ -171,13 +208,17 @@ impl Lock {
             }
             let mut st = lock(&self.inner.state);
             if st.is_some() {
-                return Ok(None);
+                if self.inner.is_held() {
+                    return Ok(None);
+                }
+                // Lost while its renewal was stuck (it was told): let it go and start anew.
+                *st = None;
             }
             match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
                     drop(st);
-                    HEARTBEATS.start(&self.inner);
+                    HEARTBEATS.start(self.inner.place.dev(), &self.inner);
                     return Ok(reclaimed);
                 }
                 Attempt::Held(holder) => {
@@ -236,7 +277,12 @@ impl Lock {
         let now = owner::unix_nanos(SystemTime::now());
         let mut next = h.lease.with_heartbeat(now, sys::boot_nanos());
         next.metadata_json = metadata;
-        h.replace(&self.inner.path, next, self.inner.opts.file_mode)
+        h.replace(&self.inner.path, next, self.inner.opts.file_mode)?;
+        // A new record of another length comes with a new file.
+        self.inner
+            .open_fd
+            .store(sys::raw_descriptor(&h.file), Ordering::Release);
+        Ok(())
     }
 
     /// The lease this instance wrote, while it holds the lock.
@@ -268,6 +314,7 @@ impl Inner {
             return Ok(Attempt::Contended { pause: false });
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
+        let how = self.place.recognise(path);
         if !found.takeable() {
             return Ok(Attempt::Held(match found {
                 Assessment::Lease(holder) => Some(Box::new(holder)),
@@ -275,23 +322,44 @@ impl Inner {
             }));
         }
         crate::faults::point("takeover.after-judge");
-        Ok(match takeover::take_over(path, opts, &snap, &bytes)? {
+        Ok(match takeover::take_over(path, opts, &snap, &bytes, how)? {
             Some(file) => Attempt::Acquired(Holding::new(file, lease, bytes), Some(found)),
             None => Attempt::Contended { pause: true },
         })
     }
 
     /// Records a new holding; the caller starts its heartbeat once the state lock is let go.
+    /// Off a local disk type, first finds out whether the lock name reports the inode of the
+    /// file we hold open (see `identity`).
     fn hold(
         &self,
         st: &mut Option<Box<Holding>>,
         mut h: Box<Holding>,
         on_lost: Option<LossHandler>,
     ) {
-        h.on_lost = on_lost;
+        h.how = if self.place.is_quick(&self.path) {
+            Recognise::ByInode
+        } else {
+            identity::detect(&self.path, &h.file)
+        };
+        self.place.acquired(h.how, h.file.id);
+        self.open_fd
+            .store(sys::raw_descriptor(&h.file), Ordering::Release);
+        *lock(&self.notice) = on_lost;
         *st = Some(h);
         self.confirm();
         self.held.store(true, Ordering::Release);
+    }
+
+    /// Marks the current holding lost and tells its holder, once per acquisition, whichever
+    /// thread gets here first.
+    fn lose(&self, lost: LeaseLost) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            let report = lock(&self.notice).take();
+            if let Some(report) = report {
+                report(lost);
+            }
+        }
     }
 
     fn release_locked(&self, st: &mut Option<Box<Holding>>) -> Result<bool, LockError> {
@@ -300,7 +368,10 @@ impl Inner {
         };
         self.held.store(false, Ordering::Release);
         match release::release(&self.path, h, &self.opts) {
-            Ok(removed) => Ok(removed),
+            Ok(removed) => {
+                lock(&self.notice).take();
+                Ok(removed)
+            }
             Err((h, e)) => {
                 // Still ours and still there: keep holding so the caller can try again. Its
                 // heartbeat entry is still queued and finds it held again.
@@ -348,6 +419,11 @@ impl heartbeat::Beat for Inner {
         }
         let mut st = lock(&self.state);
         let outcome = st.as_mut()?.heartbeat(&self.path, &self.opts);
+        if !self.is_held() {
+            // Reported lost while this beat was stuck: it stays lost, whatever the beat found.
+            // The holding stays, so that `release()` still removes our file if it is ours.
+            return None;
+        }
         let lost = match outcome {
             Outcome::Renewed { next } => {
                 self.confirm();
@@ -356,18 +432,40 @@ impl heartbeat::Beat for Inner {
             Outcome::Retry { next } => return Some(next),
             Outcome::Lost(lost) => lost,
         };
-        let on_lost = st.take().and_then(|h| h.on_lost);
-        self.held.store(false, Ordering::Release);
+        *st = None;
         drop(st);
-        if let Some(report) = on_lost {
-            report(*lost);
-        }
+        self.lose(*lost);
         None
     }
 
     fn next_due(&self) -> Option<Instant> {
         self.is_held()
             .then(|| Instant::now() + self.opts.heartbeat_interval)
+    }
+
+    /// Until `held` turns false without a confirming heartbeat (see `Lock::held`).
+    fn give_up_in(&self) -> Option<Duration> {
+        if !self.is_held() {
+            return None;
+        }
+        let confirmed = self.confirmed_at.load(Ordering::Acquire);
+        let trust = self
+            .opts
+            .stale_threshold
+            .saturating_sub(self.opts.heartbeat_interval);
+        let at = confirmed.saturating_add(trust.as_nanos() as u64);
+        Some(Duration::from_nanos(
+            at.saturating_sub(owner::clock_nanos()),
+        ))
+    }
+
+    fn stalled(&self) {
+        self.lose(LeaseLost {
+            reason: LossReason::HeartbeatStalled,
+            new_owner: None,
+            error_code: None,
+            at: SystemTime::now(),
+        });
     }
 }
 
@@ -387,11 +485,87 @@ pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, Lo
 }
 
 /// Releases every lock held by one group (`Some(group)`) or by the whole process, as the
-/// environment or the process ends. Fenced like any release.
+/// environment or the process ends. Fenced like any release. Locks on local disk types are
+/// released here and now; the others by one thread per filesystem, waited for at most
+/// [`EXIT_RELEASE_BOUND`] in all - a lock on a hung mount is left to go stale on its own rather
+/// than hang the exit (the exit code is not touched either way).
 pub fn release_held_for_exit(group: Option<u64>) {
+    let mut slow: Vec<(u64, Vec<Arc<Inner>>)> = Vec::new();
     for inner in HEARTBEATS.scheduled() {
-        if inner.is_held() && group.is_none_or(|g| inner.group == g) {
-            inner.release_for_exit();
+        if !inner.is_held() || group.is_some_and(|g| inner.group != g) {
+            continue;
         }
+        if inner.place.is_quick(&inner.path) {
+            inner.release_for_exit();
+            continue;
+        }
+        let dev = inner.place.dev();
+        match slow.iter_mut().find(|(d, _)| *d == dev) {
+            Some((_, list)) => list.push(inner),
+            None => slow.push((dev, vec![inner])),
+        }
+    }
+    release_slow_bounded(slow);
+    if group.is_none() {
+        close_stuck_files();
+    }
+}
+
+/// Releases locks on slow or hung filesystems, one thread per filesystem, waiting for them at
+/// most [`EXIT_RELEASE_BOUND`] in all.
+fn release_slow_bounded(slow: Vec<(u64, Vec<Arc<Inner>>)>) {
+    if slow.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + EXIT_RELEASE_BOUND;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let mut waiting = 0;
+    for (_, list) in slow {
+        let done = done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("leaselock-exit".into())
+            .spawn(move || {
+                for inner in list {
+                    inner.release_for_exit();
+                }
+                let _ = done.send(());
+            });
+        waiting += usize::from(spawned.is_ok());
+    }
+    drop(done);
+    for _ in 0..waiting {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+}
+
+/// As the process exits: the files of locks whose state is still locked by a call stuck on a
+/// slow or hung mount are closed by a helper thread (see `sys::close_at_exit` for why).
+fn close_stuck_files() {
+    let mut closing = Vec::new();
+    for inner in HEARTBEATS.scheduled() {
+        if inner.place.is_quick(&inner.path) || inner.state.try_lock().is_ok() {
+            continue;
+        }
+        let fd = inner.open_fd.swap(-1, Ordering::AcqRel);
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: the process is exiting and the holding that owns `fd` is still alive (its
+        // state is locked by the stuck call), so `fd` is still that open file.
+        let spawned = std::thread::Builder::new()
+            .name("leaselock-exit".into())
+            .spawn(move || unsafe { sys::close_at_exit(fd) });
+        if spawned.is_ok() {
+            closing.push(fd);
+        }
+    }
+    // The helpers must have taken the descriptors out of the table before the exit goes on;
+    // that is immediate (the wait for the filesystem comes after), so this is brief.
+    let deadline = Instant::now() + Duration::from_millis(100);
+    while closing.iter().any(|&fd| sys::descriptor_is_open(fd)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -26,6 +26,7 @@
 //! path empty for the microseconds of a wrong claim, which is documented as a weaker guarantee.
 
 use super::error::LockError;
+use super::identity::{self, Recognise};
 use super::options::Options;
 use crate::lease;
 use crate::owner::{self, Liveness};
@@ -39,18 +40,20 @@ pub const CLAIM_STALE: Duration = Duration::from_secs(1);
 
 /// Replaces the stale file `snap` with our lease; `None` if it changed under us or another
 /// contender is taking it over right now. See the module documentation for why this is
-/// safe with any number of contenders.
+/// safe with any number of contenders. `how`: how files are recognised on this filesystem
+/// (see [`identity`]).
 pub(super) fn take_over(
     path: &Path,
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
-    let Some(claim) = claim(path, opts.file_mode)? else {
+    let Some(claim) = claim(path, opts.file_mode, how)? else {
         return Ok(None);
     };
     crate::faults::point("takeover.after-claim");
-    let taken = take_over_claimed(path, opts, snap, bytes);
+    let taken = take_over_claimed(path, opts, snap, bytes, how);
     claim.give_up();
     taken
 }
@@ -60,11 +63,16 @@ fn take_over_claimed(
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
     // The claim may have come after another contender's takeover finished: then the path no
     // longer holds the judged file, and exchanging would only show readers our lease for a
     // moment and make the new holder's heartbeat look twice.
-    if sys::id_at(path).ok().flatten() != Some(snap.id) {
+    let unchanged = match how {
+        Recognise::ByInode => sys::id_at(path).ok().flatten() == Some(snap.id),
+        Recognise::ByContent => identity::is_snapshot(path, snap, how),
+    };
+    if !unchanged {
         return Ok(None);
     }
     let (temp, ours) = sys::write_private(path, bytes, opts.file_mode)
@@ -74,7 +82,7 @@ fn take_over_claimed(
         Ok(true) => {}
         Ok(false) => {
             let _ = std::fs::remove_file(&temp);
-            return take_over_by_rename(path, opts, snap, bytes);
+            return take_over_by_rename(path, opts, snap, bytes, how);
         }
         Err(e) => {
             let _ = std::fs::remove_file(&temp);
@@ -86,7 +94,7 @@ fn take_over_claimed(
     }
     crate::faults::point("takeover.after-exchange");
     // `temp` now names what was at the path.
-    if is_snapshot(&temp, snap) {
+    if identity::is_snapshot(&temp, snap, how) {
         let _ = std::fs::remove_file(&temp);
         return Ok(Some(ours));
     }
@@ -94,7 +102,7 @@ fn take_over_claimed(
     // woke up: undo, and delete only our own file - never one that came back instead.
     match sys::exchange(&temp, path) {
         Ok(true) => {
-            if sys::id_at(&temp).ok().flatten() == Some(ours.id) {
+            if identity::names_record(&temp, &ours, bytes, how) {
                 let _ = std::fs::remove_file(&temp);
             }
         }
@@ -114,12 +122,19 @@ fn take_over_claimed(
 /// could otherwise hand the path to a loser and delete the winner's file. `None`: somebody
 /// else holds the claim; try again after the retry delay. A claim whose taker died, or
 /// older than [`CLAIM_STALE`] (a takeover takes microseconds), is broken.
-fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
+fn claim(lock_path: &Path, file_mode: u32, how: Recognise) -> Result<Option<Claim>, LockError> {
     let path = sys::sibling(lock_path, "takeover");
     let record = owner::new_lease(None).encode();
     for _ in 0..2 {
         match sys::publish(&path, &record, file_mode) {
-            Ok(file) => return Ok(Some(Claim { path, file })),
+            Ok(file) => {
+                return Ok(Some(Claim {
+                    path,
+                    file,
+                    record,
+                    how,
+                }))
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(None),
             Err(e) => return Err(LockError::io("create", &path, e)),
@@ -137,7 +152,7 @@ fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
         if !taker_dead && age < CLAIM_STALE {
             return Ok(None);
         }
-        remove_if_unchanged(&path, &snap);
+        remove_if_unchanged(&path, &snap, how);
     }
     Ok(None)
 }
@@ -148,6 +163,7 @@ fn take_over_by_rename(
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
     let private = sys::private_name(path, "claim");
     match std::fs::rename(path, &private) {
@@ -155,7 +171,7 @@ fn take_over_by_rename(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LockError::io("rename", path, e)),
     }
-    if !is_snapshot(&private, snap) {
+    if !identity::is_snapshot(&private, snap, how) {
         let _ = std::fs::hard_link(&private, path);
         let _ = std::fs::remove_file(&private);
         return Ok(None);
@@ -172,11 +188,13 @@ fn take_over_by_rename(
 struct Claim {
     path: PathBuf,
     file: OwnedFile,
+    record: Vec<u8>,
+    how: Recognise,
 }
 
 impl Claim {
     fn give_up(self) {
-        if sys::id_at(&self.path).ok().flatten() == Some(self.file.id) {
+        if identity::names_record(&self.path, &self.file, &self.record, self.how) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -184,29 +202,14 @@ impl Claim {
 
 /// Removes the file at `path` if it is still the one in `snap`: claimed by a rename first, so
 /// a newer file is never removed, and put back if the claim caught one.
-fn remove_if_unchanged(path: &Path, snap: &Snapshot) {
+fn remove_if_unchanged(path: &Path, snap: &Snapshot, how: Recognise) {
     let private = sys::private_name(path, "stale");
     if std::fs::rename(path, &private).is_err() {
         return;
     }
     // Ours to delete if it is the stale one; otherwise it goes back (unless something newer
     // took the name meanwhile, and then it stays at the private name rather than be lost).
-    if is_snapshot(&private, snap) || std::fs::hard_link(&private, path).is_ok() {
+    if identity::is_snapshot(&private, snap, how) || std::fs::hard_link(&private, path).is_ok() {
         let _ = std::fs::remove_file(&private);
-    }
-}
-
-/// Whether `path` (a private name) holds exactly the file judged in `snap`.
-fn is_snapshot(path: &Path, snap: &Snapshot) -> bool {
-    let Ok((file, id)) = sys::open_private(path) else {
-        return false;
-    };
-    if id != snap.id {
-        return false;
-    }
-    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-    match sys::read_capped(&file, len) {
-        Ok((bytes, oversized)) => oversized == snap.oversized && bytes == snap.bytes,
-        Err(_) => false,
     }
 }
