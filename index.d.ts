@@ -27,29 +27,59 @@ export declare class NativeLock {
    * yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
    * without end.
    */
-  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome | Promise<NativeOutcome>
+  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome | Promise<AcquireOutcome>
   /** Acquires on the JS thread; waiting (when `timeout` allows) blocks it. */
-  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome
+  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome
   /**
    * Releases: on the JS thread on a known local disk type (a rename, a stat and an
    * unlink), else on a worker thread, and then a promise is returned.
    */
-  release(): NativeOutcome | Promise<NativeOutcome>
+  release(): ReleaseOutcome | Promise<ReleaseOutcome>
   /** Releases on the JS thread, whatever the filesystem (blocking by contract). */
-  releaseSync(): NativeOutcome
+  releaseSync(): ReleaseOutcome
   /**
    * Replaces the metadata: on the JS thread on a known local disk type (a few file
-   * operations), else on a worker thread, and then a promise is returned.
+   * operations), else on a worker thread, and then a promise is returned. `null` when done.
    */
-  update(metadata?: string | undefined | null): NativeOutcome | Promise<NativeOutcome>
-  /** Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract). */
-  updateSync(metadata?: string | undefined | null): NativeOutcome
+  update(metadata?: string | undefined | null): NativeFailure | null | Promise<NativeFailure | null>
+  /**
+   * Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract).
+   * `null` when done.
+   */
+  updateSync(metadata?: string | undefined | null): NativeFailure | null
   /** The filesystem the lock lives on, once an acquisition has looked at it. */
   get filesystem(): FilesystemInfo | null
-  /** The record this instance wrote, while it holds the lock. */
-  lease(): LeaseRecord | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<NativeOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number): NativeOutcome
+  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<InspectOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number): InspectOutcome
+}
+
+/** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
+export interface AcquireOutcome {
+  /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
+  reclaimed?: LeaseRecord
+  failure?: NativeFailure
+}
+
+export declare function constants(): Constants
+
+/** The values the JS layer must agree with the engine on, stated once here. */
+export interface Constants {
+  defaults: Defaults
+  /** The largest metadata accepted, in bytes of compact JSON. */
+  metadataLimit: number
+  /** The first line of the error for a held lock. */
+  heldText: string
+}
+
+/** The defaults of `PidLock`'s options (milliseconds for times), from the engine's own. */
+export interface Defaults {
+  acquireRetryLimit: number
+  acquireRetryDelay: number
+  invalidPidLockStaleThreshold: number
+  fileWriteMode: number
+  directoryWriteMode: number
+  leaseHeartbeatInterval: number
+  leaseStaleThreshold: number
 }
 
 /** The filesystem a lock lives on (see `PidLock.filesystem`). */
@@ -60,6 +90,12 @@ export interface FilesystemInfo {
   kind: string
   /** Whether inode numbers stay with a file across names there; `null` if not looked at. */
   stableInodes?: boolean
+}
+
+/** What `inspect` found: `failure`, or the lock file's record (none: no lock file). */
+export interface InspectOutcome {
+  holder?: LeaseRecord
+  failure?: NativeFailure
 }
 
 /** A lock file's record, flattened: `valid: false` for content that is not a lease. */
@@ -80,6 +116,7 @@ export interface LeaseRecord {
   modifiedAt?: number
 }
 
+/** A lost lease, as `onLeaseLost` reports it. */
 export interface LostInfo {
   reason: string
   newOwner?: LeaseRecord
@@ -87,6 +124,7 @@ export interface LostInfo {
   at: number
 }
 
+/** Why an operation failed: `code` is what the JS error's `code` will be, `message` its text. */
 export interface NativeFailure {
   code: string
   message: string
@@ -107,11 +145,8 @@ export interface NativeOptions {
   staleThreshold: number
 }
 
-export interface NativeOutcome {
-  ok: boolean
-  /** acquire: what was taken over; inspect: what is there. */
-  record?: LeaseRecord
-  /** release: whether the file was removed. */
+/** What `release` ended with: `failure`, or whether our lock file was removed. */
+export interface ReleaseOutcome {
   removed: boolean
   failure?: NativeFailure
 }

@@ -11,6 +11,21 @@ import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, w
 
 const require = createRequire(import.meta.url)
 
+test('defaults, the metadata limit and the held-lock text are the engine\'s, read through the binding', async (t) => {
+  const native = require('../index.js').constants()
+  assert.deepEqual({ ...DEFAULTS }, native.defaults)
+  assert.ok(Object.isFrozen(DEFAULTS))
+  assert.equal(HELD_TEXT, native.heldText)
+  assert.equal(native.metadataLimit, 4096)
+  // '{"s":""}' is 8 bytes: exactly at the limit is accepted, one byte over is refused.
+  const sized = (n) => ({ s: 'x'.repeat(n - 8) })
+  const lock = new PidLock(path.join(tempDir(t), 'm.lock'))
+  await lock.acquire()
+  await lock.update(sized(native.metadataLimit))
+  await assert.rejects(lock.update(sized(native.metadataLimit + 1)), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  await lock.release()
+})
+
 test('require() and import give the same working PidLock', async (t) => {
   const cjs = require('leaselock')
   assert.equal(typeof cjs.PidLock, 'function')

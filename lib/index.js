@@ -5,23 +5,17 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { NativeLock, CancelToken } = require('../index.js')
+const { NativeLock, CancelToken, constants } = require('../index.js')
 const { formatRows, holderLines } = require('./holder.js')
 
-const DEFAULTS = Object.freeze({
-  acquireRetryLimit: 12,
-  acquireRetryDelay: 20,
-  invalidPidLockStaleThreshold: 1200,
-  fileWriteMode: 0o644,
-  directoryWriteMode: 0o755,
-  leaseHeartbeatInterval: 250,
-  leaseStaleThreshold: 3000,
-})
-const HELD_TEXT = 'lock file is already held by another process'
-const METADATA_LIMIT = 4096
+// Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
+const native = constants()
+const DEFAULTS = Object.freeze(native.defaults)
+const HELD_TEXT = native.heldText
+const METADATA_LIMIT = native.metadataLimit
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
-const ALREADY_HELD = Object.freeze({ ok: true })
+const ALREADY_HELD = Object.freeze({ reclaimed: null })
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -162,7 +156,7 @@ function holderFromRecord(r) {
 
 function heldError(failure, path, custom) {
   const holder = holderFromRecord(failure.holder)
-  const base = custom instanceof Error ? custom.message : custom ?? HELD_TEXT
+  const base = custom instanceof Error ? custom.message : custom ?? failure.message
   const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
   const message = `${first}\n${formatRows(holderLines(holder, path, null))}`
   const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
@@ -380,7 +374,7 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+        if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
       },
@@ -410,8 +404,8 @@ class PidLock {
     } finally {
       this.#pending--
     }
-    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
-    throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
+    return { reclaimed: holderFromRecord(out.reclaimed) }
   }
 
   /**
@@ -422,7 +416,7 @@ class PidLock {
     // From here on, no notice for the current acquisition reaches onLeaseLost.
     this.#generation++
     return this.#enqueue(() => this.#native.release()).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+      if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
       return out.removed
     })
   }
@@ -431,7 +425,7 @@ class PidLock {
     this.#checkIdle()
     this.#generation++
     const out = this.#native.releaseSync()
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
   }
 
@@ -443,8 +437,8 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.#enqueue(() => this.#native.update(json)).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    return this.#enqueue(() => this.#native.update(json)).then((failure) => {
+      if (failure) throw nativeError(failure, this.#path, this.#heldError)
       this.#metadata = json
     })
   }
@@ -452,8 +446,8 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle()
-    const out = this.#native.updateSync(json)
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    const failure = this.#native.updateSync(json)
+    if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
   }
 
@@ -485,8 +479,8 @@ function inspectArgs(path, options) {
 }
 
 function inspected(out, path) {
-  if (!out.ok) throw nativeError(out.failure, path, null)
-  return holderFromRecord(out.record)
+  if (out.failure) throw nativeError(out.failure, path, null)
+  return holderFromRecord(out.holder)
 }
 
 if (typeof Symbol.asyncDispose === 'symbol') {

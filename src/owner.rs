@@ -32,7 +32,7 @@ pub fn this_process() -> &'static ThisProcess {
 
 /// A new owner id in Go's form, `<pid>-<UnixNano>-<seq>`, with a process-wide sequence that
 /// starts at 1 - so no two acquisitions, in any thread or instance, share one.
-pub fn new_owner_id(now_unix_nano: i64) -> String {
+fn new_owner_id(now_unix_nano: i64) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(1);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     format!("{}-{}-{}", this_process().pid, now_unix_nano, seq)

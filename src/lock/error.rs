@@ -1,9 +1,11 @@
-//! What can go wrong, as plain Rust values. The binding turns them into JS errors on the JS
-//! thread; nothing here knows about JavaScript.
+//! What can go wrong, as plain Rust values, with their messages. The binding adds the codes
+//! JavaScript sees and turns them into JS errors; nothing here knows about JavaScript.
 
 use super::judge::Holder;
 use crate::lease::Lease;
+use crate::sys;
 use crate::sys::FileKind;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -40,6 +42,52 @@ impl LockError {
             source,
         }
     }
+}
+
+/// The first line of the error for a held lock (the JS layer adds who holds it).
+pub const HELD_TEXT: &str = "lock file is already held by another process";
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Held { .. } => f.write_str(HELD_TEXT),
+            LockError::RetryBudgetExhausted { .. } => {
+                f.write_str("acquire lock: contention exceeded retry budget")
+            }
+            LockError::NotAFile { kind } => write!(
+                f,
+                "lock path is {kind}, not a regular file; it was left untouched"
+            ),
+            LockError::MetadataInvalid(why) => write!(f, "metadata is not JSON: {why}"),
+            LockError::MetadataTooLarge { size, limit } => {
+                write!(f, "metadata is {size} bytes as JSON; the limit is {limit}")
+            }
+            LockError::NotHeld => f.write_str("the lock is not held by this instance"),
+            LockError::Cancelled => f.write_str("The operation was aborted"),
+            LockError::Io { op, path, source } => write!(
+                f,
+                "{}: {source}, {op} '{}'",
+                io_code(source),
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The name of an I/O error's OS code (`ENOENT`), or `EIO` when it has none.
+pub fn io_code(e: &io::Error) -> String {
+    e.raw_os_error()
+        .map(sys::errno_name)
+        .unwrap_or_else(|| "EIO".to_string())
 }
 
 /// Why a held lease was lost; reported once through `onLeaseLost`.

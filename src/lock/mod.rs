@@ -18,14 +18,13 @@ mod takeover;
 mod tests;
 mod wait;
 
-pub use error::{LeaseLost, LockError, LossReason};
+pub use error::{io_code, LeaseLost, LockError, LossReason, HELD_TEXT};
 pub use filesystem::Filesystem;
 pub use identity::Recognise;
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
-pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
-pub use takeover::CLAIM_STALE;
-pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
+pub use renew::LossHandler;
+pub use wait::{Cancel, Wait};
 
 use crate::heartbeat::{self, Heartbeats};
 use crate::lease::Lease;
@@ -38,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use wait::WAIT_POLL;
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -214,7 +214,7 @@ impl Lock {
                 // Lost while its renewal was stuck (it was told): let it go and start anew.
                 *st = None;
             }
-            match self.inner.attempt(alive, metadata.clone())? {
+            let pause = match self.inner.attempt(alive, metadata.clone())? {
                 Attempt::Acquired(holding, reclaimed) => {
                     self.inner.hold(&mut st, holding, on_lost);
                     drop(st);
@@ -226,8 +226,7 @@ impl Lock {
                     if wait.expired() {
                         return Err(LockError::Held { holder }.into());
                     }
-                    drop(st);
-                    sleep(WAIT_POLL)?;
+                    WAIT_POLL
                 }
                 Attempt::Transient(e) => {
                     // A real permission problem answers the same: after a second of it, say
@@ -236,24 +235,26 @@ impl Lock {
                     if transient >= TRANSIENT_LIMIT {
                         return Err(LockError::io("create", &self.inner.path, e).into());
                     }
-                    drop(st);
-                    sleep(opts.retry_delay.max(Duration::from_millis(1)))?;
+                    opts.retry_delay.max(Duration::from_millis(1))
                 }
                 Attempt::Contended { pause } => {
                     contended += 1;
                     // The retry budget is Go's rule for a single try; a caller that may still
                     // wait just keeps going.
                     if contended >= opts.retry_limit && wait.expired() {
-                        return Err(LockError::RetryBudgetExhausted {
-                            attempts: contended,
-                        }
-                        .into());
+                        let attempts = contended;
+                        return Err(LockError::RetryBudgetExhausted { attempts }.into());
                     }
-                    drop(st);
-                    if pause && !opts.retry_delay.is_zero() {
-                        sleep(opts.retry_delay)?;
+                    if pause {
+                        opts.retry_delay
+                    } else {
+                        Duration::ZERO
                     }
                 }
+            };
+            drop(st);
+            if !pause.is_zero() {
+                sleep(pause)?;
             }
         }
     }

@@ -9,7 +9,7 @@ pub const WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// When an acquisition stops waiting for a held lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
+enum Deadline {
     /// Try once and report a held lock at once (Go's behaviour).
     Once,
     /// Keep trying until then.
@@ -21,8 +21,8 @@ pub enum Deadline {
 /// How long `acquire` may wait for a held lock, and what cancels the wait.
 #[derive(Clone)]
 pub struct Wait {
-    pub deadline: Deadline,
-    pub cancel: Option<Arc<Cancel>>,
+    deadline: Deadline,
+    cancel: Option<Arc<Cancel>>,
 }
 
 impl Default for Wait {

@@ -106,19 +106,7 @@ pub enum ProcessState {
     Unknown,
 }
 
-/// The kinds of thing at a lock path that are not a regular file; each is refused, untouched.
-pub fn describe_non_regular(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::Symlink => "a symbolic link",
-        FileKind::Directory => "a directory",
-        FileKind::Fifo => "a FIFO",
-        FileKind::Socket => "a socket",
-        FileKind::Device => "a device",
-        FileKind::Regular => "a regular file",
-        FileKind::Other => "not a regular file",
-    }
-}
-
+/// What kind of thing is at a lock path; anything but a regular file is refused, untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Regular,
@@ -128,6 +116,20 @@ pub enum FileKind {
     Socket,
     Device,
     Other,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+            FileKind::Regular => "a regular file",
+            FileKind::Other => "not a regular file",
+        })
+    }
 }
 
 /// Reads what is at `path` without following a symlink and without opening anything that is

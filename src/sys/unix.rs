@@ -111,11 +111,6 @@ impl OwnedFile {
         let m = self.file.metadata()?;
         Ok((m.len(), m.nlink()))
     }
-
-    /// Whether the file has been unlinked from every name.
-    pub fn is_unlinked(&self) -> io::Result<bool> {
-        Ok(self.file.metadata()?.nlink() == 0)
-    }
 }
 
 /// The id of what is at `path` now, without following a symlink; `None` when nothing is.
@@ -127,13 +122,14 @@ pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
     }
 }
 
-/// Writes `bytes` to a new file that has no name yet, or a private one, ready to be published.
-pub struct Unpublished {
+/// A new file holding the complete record, not yet under the lock name.
+struct Unpublished {
     owned: OwnedFile,
     /// `None` for an anonymous `O_TMPFILE`, else the private temp name.
     temp: Option<std::path::PathBuf>,
 }
 
+/// Writes `bytes` to a new file that has no name yet, or a private one, ready to be published.
 fn write_new(
     dir: &Path,
     path: &Path,

@@ -114,10 +114,6 @@ impl OwnedFile {
         let len = ((info.nFileSizeHigh as u64) << 32) | info.nFileSizeLow as u64;
         Ok((len, info.nNumberOfLinks as u64))
     }
-
-    pub fn is_unlinked(&self) -> io::Result<bool> {
-        Ok(handle_info(&self.file)?.nNumberOfLinks == 0)
-    }
 }
 
 pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {

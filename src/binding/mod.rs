@@ -1,21 +1,21 @@
 //! The N-API layer: converts plain values in and out, runs the engine off the JS thread, and
-//! delivers lost-lease notices through a threadsafe function. Errors cross as plain data
-//! (`NativeOutcome.failure`); `lib/index.js` turns them into Node-style `Error`s, because
-//! that is where JavaScript error objects are natural to build.
+//! delivers lost-lease notices through a threadsafe function. Failures cross as plain data
+//! ([`records::NativeFailure`]: code, message and details); `lib/index.js` turns them into
+//! Node-style `Error`s, because that is where JavaScript error objects are natural to build.
 
-use crate::lease::Lease;
+mod records;
+
 use crate::lock::{
-    self, Assessment, Cancel, Holder, LeaseLost, Lock, LockError, Options, Pending, Thresholds,
-    Wait,
+    self, Assessment, Cancel, LeaseLost, Lock, LockError, Options, Pending, Thresholds, Wait,
 };
-use crate::owner::{self, Liveness};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
+use records::{assessment_record, failure, lost_info, ms, LeaseRecord, LostInfo, NativeFailure};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 type LostFn = ThreadsafeFunction<LostInfo, (), LostInfo, Status, false, true>;
 type AliveFn = ThreadsafeFunction<f64, bool, f64, Status, false, true>;
@@ -32,42 +32,17 @@ pub struct NativeOptions {
     pub stale_threshold: f64,
 }
 
-/// A lock file's record, flattened: `valid: false` for content that is not a lease.
+/// What `acquire` ended with: `failure`, or success with what was taken over (if anything).
 #[napi(object)]
-#[derive(Clone)]
-pub struct LeaseRecord {
-    pub valid: bool,
-    pub pid: Option<f64>,
-    pub owner_id: Option<String>,
-    pub hostname: Option<String>,
-    /// Milliseconds since the epoch.
-    pub started_at: Option<f64>,
-    pub last_heartbeat: Option<f64>,
-    /// Compact JSON text.
-    pub metadata: Option<String>,
-    /// `"alive"`, `"dead"` or `"unknown"`.
-    pub alive: String,
-    pub stale: bool,
-    pub size: Option<u32>,
-    pub modified_at: Option<f64>,
+pub struct AcquireOutcome {
+    /// A dead or stale lease, or old content that was not a lease, replaced by ours.
+    pub reclaimed: Option<LeaseRecord>,
+    pub failure: Option<NativeFailure>,
 }
 
+/// What `release` ended with: `failure`, or whether our lock file was removed.
 #[napi(object)]
-pub struct NativeFailure {
-    pub code: String,
-    pub message: String,
-    pub holder: Option<LeaseRecord>,
-    pub syscall: Option<String>,
-    pub errno: Option<i32>,
-    pub attempts: Option<u32>,
-}
-
-#[napi(object)]
-pub struct NativeOutcome {
-    pub ok: bool,
-    /// acquire: what was taken over; inspect: what is there.
-    pub record: Option<LeaseRecord>,
-    /// release: whether the file was removed.
+pub struct ReleaseOutcome {
     pub removed: bool,
     pub failure: Option<NativeFailure>,
 }
@@ -83,163 +58,64 @@ pub struct FilesystemInfo {
     pub stable_inodes: Option<bool>,
 }
 
+/// What `inspect` found: `failure`, or the lock file's record (none: no lock file).
 #[napi(object)]
-pub struct LostInfo {
-    pub reason: String,
-    pub new_owner: Option<LeaseRecord>,
-    pub error: Option<String>,
-    pub at: f64,
+pub struct InspectOutcome {
+    pub holder: Option<LeaseRecord>,
+    pub failure: Option<NativeFailure>,
 }
 
-/// Milliseconds from JS as a Duration; anything too large for one saturates (never panics).
-fn ms(d: f64) -> Duration {
-    Duration::try_from_secs_f64((d / 1000.0).max(0.0)).unwrap_or(Duration::MAX)
-}
-
-fn epoch_ms(t: SystemTime) -> f64 {
-    owner::unix_nanos(t) as f64 / 1e6
-}
-
-fn holder_record(h: &Holder) -> LeaseRecord {
-    lease_record(&h.lease, h.alive, h.stale)
-}
-
-fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
-    LeaseRecord {
-        valid: true,
-        pid: Some(l.pid as f64),
-        owner_id: Some(l.owner_id.clone()),
-        hostname: l.identity.as_ref().map(|i| i.hostname.clone()),
-        started_at: l.acquired_unix_nano.map(|n| n as f64 / 1e6),
-        last_heartbeat: Some(l.last_heartbeat_unix_nano as f64 / 1e6),
-        metadata: l.metadata_json.clone(),
-        alive: match alive {
-            Liveness::Alive => "alive",
-            Liveness::Dead => "dead",
-            Liveness::Unknown => "unknown",
-        }
-        .into(),
-        stale,
-        size: None,
-        modified_at: None,
-    }
-}
-
-fn invalid_record(size: usize, modified: SystemTime, stale: bool) -> LeaseRecord {
-    LeaseRecord {
-        valid: false,
-        pid: None,
-        owner_id: None,
-        hostname: None,
-        started_at: None,
-        last_heartbeat: None,
-        metadata: None,
-        alive: "unknown".into(),
-        stale,
-        size: Some(size as u32),
-        modified_at: Some(epoch_ms(modified)),
-    }
-}
-
-fn assessment_record(a: Assessment) -> LeaseRecord {
-    match a {
-        Assessment::Lease(h) => holder_record(&h),
-        Assessment::Invalid {
-            bytes,
-            modified,
-            stale,
-        } => invalid_record(bytes, modified, stale),
-    }
-}
-
-fn failure(e: LockError) -> NativeFailure {
-    let plain = |code: &str, message: String| NativeFailure {
-        code: code.into(),
-        message,
-        holder: None,
-        syscall: None,
-        errno: None,
-        attempts: None,
-    };
-    match e {
-        LockError::Held { holder } => NativeFailure {
-            holder: holder.as_deref().map(holder_record),
-            ..plain("ELOCKHELD", String::new())
+fn acquired(r: std::result::Result<Option<Assessment>, LockError>) -> AcquireOutcome {
+    match r {
+        Ok(found) => AcquireOutcome {
+            reclaimed: found.map(assessment_record),
+            failure: None,
         },
-        LockError::RetryBudgetExhausted { attempts } => NativeFailure {
-            attempts: Some(attempts),
-            ..plain(
-                "ELOCKCONTENDED",
-                "acquire lock: contention exceeded retry budget".into(),
-            )
+        Err(e) => AcquireOutcome {
+            reclaimed: None,
+            failure: Some(failure(e)),
         },
-        LockError::NotAFile { kind } => plain(
-            "ELOCKNOTFILE",
-            format!(
-                "lock path is {}, not a regular file; it was left untouched",
-                crate::sys::describe_non_regular(kind)
-            ),
-        ),
-        LockError::MetadataInvalid(why) => plain(
-            "ERR_INVALID_ARG_VALUE",
-            format!("metadata is not JSON: {why}"),
-        ),
-        LockError::MetadataTooLarge { size, limit } => plain(
-            "ERR_OUT_OF_RANGE",
-            format!("metadata is {size} bytes as JSON; the limit is {limit}"),
-        ),
-        LockError::NotHeld => plain(
-            "ELOCKNOTHELD",
-            "the lock is not held by this instance".into(),
-        ),
-        LockError::Cancelled => plain("ABORT_ERR", "The operation was aborted".into()),
-        LockError::Io { op, path, source } => {
-            let errno = source.raw_os_error();
-            let code = errno
-                .map(crate::sys::errno_name)
-                .unwrap_or_else(|| "EIO".to_string());
-            NativeFailure {
-                syscall: Some(op.into()),
-                errno,
-                ..plain(
-                    &code,
-                    format!("{code}: {source}, {op} '{}'", path.display()),
-                )
-            }
-        }
     }
 }
 
-fn done(record: Option<LeaseRecord>, removed: bool) -> NativeOutcome {
-    NativeOutcome {
-        ok: true,
-        record,
-        removed,
-        failure: None,
-    }
+/// The defaults of `PidLock`'s options (milliseconds for times), from the engine's own.
+#[napi(object)]
+pub struct Defaults {
+    pub acquire_retry_limit: u32,
+    pub acquire_retry_delay: f64,
+    pub invalid_pid_lock_stale_threshold: f64,
+    pub file_write_mode: u32,
+    pub directory_write_mode: u32,
+    pub lease_heartbeat_interval: f64,
+    pub lease_stale_threshold: f64,
 }
 
-fn failed(e: LockError) -> NativeOutcome {
-    NativeOutcome {
-        ok: false,
-        record: None,
-        removed: false,
-        failure: Some(failure(e)),
-    }
+/// The values the JS layer must agree with the engine on, stated once here.
+#[napi(object)]
+pub struct Constants {
+    pub defaults: Defaults,
+    /// The largest metadata accepted, in bytes of compact JSON.
+    pub metadata_limit: u32,
+    /// The first line of the error for a held lock.
+    pub held_text: String,
 }
 
-fn lost_info(l: LeaseLost, stale_threshold: Duration) -> LostInfo {
-    LostInfo {
-        reason: l.reason.as_str().into(),
-        new_owner: l.new_owner.as_ref().map(|o| {
-            lease_record(
-                o,
-                owner::liveness(o),
-                owner::is_stale(o, stale_threshold, SystemTime::now()),
-            )
-        }),
-        error: l.error_code,
-        at: epoch_ms(l.at),
+#[napi]
+pub fn constants() -> Constants {
+    let d = Options::default();
+    let millis = |t: Duration| t.as_millis() as f64;
+    Constants {
+        defaults: Defaults {
+            acquire_retry_limit: d.retry_limit,
+            acquire_retry_delay: millis(d.retry_delay),
+            invalid_pid_lock_stale_threshold: millis(d.invalid_stale),
+            file_write_mode: d.file_mode,
+            directory_write_mode: d.dir_mode,
+            lease_heartbeat_interval: millis(d.heartbeat_interval),
+            lease_stale_threshold: millis(d.stale_threshold),
+        },
+        metadata_limit: lock::METADATA_LIMIT as u32,
+        held_text: lock::HELD_TEXT.into(),
     }
 }
 
@@ -305,16 +181,6 @@ pub struct NativeLock {
     lock: Arc<Lock>,
 }
 
-fn loss_handler(tsfn: LostFn, stale_threshold: Duration) -> lock::LossHandler {
-    Arc::new(move |lost: LeaseLost| {
-        // Closing (the environment is gone) or a full queue: nobody is left to tell.
-        let _ = tsfn.call(
-            lost_info(lost, stale_threshold),
-            ThreadsafeFunctionCallMode::NonBlocking,
-        );
-    })
-}
-
 /// Asks the user's `processAppearsAlive` on the JS thread and waits for the answer. If the
 /// environment is gone or does not answer, the owner counts as alive (the safe side).
 fn ask_alive(tsfn: &AliveFn, pid: i64) -> bool {
@@ -340,6 +206,11 @@ fn wait_for(timeout: Option<f64>, cancel: Option<Arc<Cancel>>) -> Wait {
         Some(t) if t.is_infinite() => Wait::for_duration(None, cancel),
         Some(t) => Wait::for_duration(Some(ms(t)), cancel),
     }
+}
+
+/// The user's `processAppearsAlive`, called on the JS thread (the first try runs there).
+fn probe_here<'a>(f: &'a Function<'a, f64, bool>) -> impl Fn(i64) -> bool + 'a {
+    move |pid| f.call(pid as f64).unwrap_or(true)
 }
 
 #[napi]
@@ -374,7 +245,7 @@ impl NativeLock {
     /// without end.
     #[napi(
         ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
-        ts_return_type = "NativeOutcome | Promise<NativeOutcome>"
+        ts_return_type = "AcquireOutcome | Promise<AcquireOutcome>"
     )]
     pub fn acquire<'env>(
         &self,
@@ -384,30 +255,21 @@ impl NativeLock {
         cancel: Option<&CancelToken>,
         on_lost: Option<Function<LostInfo, ()>>,
         alive: Option<Function<f64, bool>>,
-    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
-        let on_lost = match on_lost {
-            Some(f) => Some(loss_handler(
-                f.build_threadsafe_function().weak::<true>().build()?,
-                self.lock.options().stale_threshold,
-            )),
-            None => None,
-        };
+    ) -> Result<Either<AcquireOutcome, PromiseRaw<'env, AcquireOutcome>>> {
+        let on_lost = self.loss_handler(on_lost)?;
         let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
-        let quick = self.lock.io_is_quick();
-        let first = if !quick {
+        let first = if !self.lock.io_is_quick() {
             Err(Pending::MustWait)
         } else {
-            let probe = alive
-                .as_ref()
-                .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
+            let probe = alive.as_ref().map(probe_here);
             let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
             self.lock
                 .acquire_without_sleeping(&wait, probe_ref, metadata.clone(), on_lost.clone())
         };
         match first {
-            Ok(r) => return Ok(Either::A(done(r.map(assessment_record), false))),
+            Ok(found) => return Ok(Either::A(acquired(Ok(found)))),
+            Err(Pending::Failed(e)) => return Ok(Either::A(acquired(Err(e)))),
             Err(Pending::MustWait) => {}
-            Err(Pending::Failed(e)) => return Ok(Either::A(failed(e))),
         }
         let alive = match alive {
             Some(f) => Some(f.build_threadsafe_function().weak::<true>().build()?),
@@ -415,17 +277,14 @@ impl NativeLock {
         };
         let lock = self.lock.clone();
         let promise = env.spawn_future(async move {
-            let outcome = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 lock.learn_filesystem();
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
-                match lock.acquire(&wait, probe_ref, metadata, on_lost) {
-                    Ok(r) => done(r.map(assessment_record), false),
-                    Err(e) => failed(e),
-                }
+                acquired(lock.acquire(&wait, probe_ref, metadata, on_lost))
             })
-            .await;
-            outcome.map_err(|e| Error::from_reason(format!("acquire task failed: {e}")))
+            .await
+            .map_err(|e| Error::from_reason(format!("acquire task failed: {e}")))
         })?;
         Ok(Either::B(promise))
     }
@@ -440,60 +299,52 @@ impl NativeLock {
         metadata: Option<String>,
         on_lost: Option<Function<LostInfo, ()>>,
         alive: Option<Function<f64, bool>>,
-    ) -> Result<NativeOutcome> {
-        let on_lost = match on_lost {
-            Some(f) => Some(loss_handler(
-                f.build_threadsafe_function().weak::<true>().build()?,
-                self.lock.options().stale_threshold,
-            )),
-            None => None,
-        };
-        let probe = alive
-            .as_ref()
-            .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
+    ) -> Result<AcquireOutcome> {
+        let on_lost = self.loss_handler(on_lost)?;
+        let probe = alive.as_ref().map(probe_here);
         let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
         let wait = wait_for(timeout, None);
-        Ok(
-            match self.lock.acquire(&wait, probe_ref, metadata, on_lost) {
-                Ok(r) => done(r.map(assessment_record), false),
-                Err(e) => failed(e),
-            },
-        )
+        Ok(acquired(
+            self.lock.acquire(&wait, probe_ref, metadata, on_lost),
+        ))
     }
 
     /// Releases: on the JS thread on a known local disk type (a rename, a stat and an
     /// unlink), else on a worker thread, and then a promise is returned.
-    #[napi(ts_return_type = "NativeOutcome | Promise<NativeOutcome>")]
+    #[napi(ts_return_type = "ReleaseOutcome | Promise<ReleaseOutcome>")]
     pub fn release<'env>(
         &self,
         env: &'env Env,
-    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+    ) -> Result<Either<ReleaseOutcome, PromiseRaw<'env, ReleaseOutcome>>> {
         let lock = self.lock.clone();
         off_thread_unless_quick(env, &self.lock, move || release_now(&lock))
     }
 
     /// Releases on the JS thread, whatever the filesystem (blocking by contract).
     #[napi]
-    pub fn release_sync(&self) -> NativeOutcome {
+    pub fn release_sync(&self) -> ReleaseOutcome {
         release_now(&self.lock)
     }
 
     /// Replaces the metadata: on the JS thread on a known local disk type (a few file
-    /// operations), else on a worker thread, and then a promise is returned.
-    #[napi(ts_return_type = "NativeOutcome | Promise<NativeOutcome>")]
+    /// operations), else on a worker thread, and then a promise is returned. `null` when done.
+    #[napi(ts_return_type = "NativeFailure | null | Promise<NativeFailure | null>")]
     pub fn update<'env>(
         &self,
         env: &'env Env,
         metadata: Option<String>,
-    ) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+    ) -> Result<Either<Option<NativeFailure>, PromiseRaw<'env, Option<NativeFailure>>>> {
         let lock = self.lock.clone();
-        off_thread_unless_quick(env, &self.lock, move || update_now(&lock, metadata))
+        off_thread_unless_quick(env, &self.lock, move || {
+            lock.update(metadata).err().map(failure)
+        })
     }
 
     /// Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract).
+    /// `null` when done.
     #[napi]
-    pub fn update_sync(&self, metadata: Option<String>) -> NativeOutcome {
-        update_now(&self.lock, metadata)
+    pub fn update_sync(&self, metadata: Option<String>) -> Option<NativeFailure> {
+        self.lock.update(metadata).err().map(failure)
     }
 
     /// The filesystem the lock lives on, once an acquisition has looked at it.
@@ -506,21 +357,13 @@ impl NativeLock {
         })
     }
 
-    /// The record this instance wrote, while it holds the lock.
-    #[napi]
-    pub fn lease(&self) -> Option<LeaseRecord> {
-        self.lock
-            .current_lease()
-            .map(|l| lease_record(&l, Liveness::Alive, false))
-    }
-
     #[napi]
     pub fn inspect<'env>(
         env: &'env Env,
         path: String,
         stale_threshold: f64,
         invalid_stale: f64,
-    ) -> Result<PromiseRaw<'env, NativeOutcome>> {
+    ) -> Result<PromiseRaw<'env, InspectOutcome>> {
         env.spawn_future(async move {
             tokio::task::spawn_blocking(move || inspect_now(path, stale_threshold, invalid_stale))
                 .await
@@ -529,18 +372,38 @@ impl NativeLock {
     }
 
     #[napi]
-    pub fn inspect_sync(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
+    pub fn inspect_sync(path: String, stale_threshold: f64, invalid_stale: f64) -> InspectOutcome {
         inspect_now(path, stale_threshold, invalid_stale)
+    }
+
+    /// The lost-lease handler for one acquisition: a weak threadsafe function (it never keeps
+    /// Node alive), dropped on release or after it fires.
+    fn loss_handler(
+        &self,
+        on_lost: Option<Function<LostInfo, ()>>,
+    ) -> Result<Option<lock::LossHandler>> {
+        let Some(f) = on_lost else {
+            return Ok(None);
+        };
+        let tsfn: LostFn = f.build_threadsafe_function().weak::<true>().build()?;
+        let stale_threshold = self.lock.options().stale_threshold;
+        Ok(Some(Arc::new(move |lost: LeaseLost| {
+            // Closing (the environment is gone) or a full queue: nobody is left to tell.
+            let _ = tsfn.call(
+                lost_info(lost, stale_threshold),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        })))
     }
 }
 
 /// Runs `work` here when the lock's filesystem is a known local disk type, else on a worker
 /// thread (returning a promise), so that a slow or hung mount never holds up the JS thread.
-fn off_thread_unless_quick<'env>(
+fn off_thread_unless_quick<'env, T: ToNapiValue + Send + 'static>(
     env: &'env Env,
     lock: &Lock,
-    work: impl FnOnce() -> NativeOutcome + Send + 'static,
-) -> Result<Either<NativeOutcome, PromiseRaw<'env, NativeOutcome>>> {
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<Either<T, PromiseRaw<'env, T>>> {
     if lock.io_is_quick() {
         return Ok(Either::A(work()));
     }
@@ -552,27 +415,32 @@ fn off_thread_unless_quick<'env>(
     Ok(Either::B(promise))
 }
 
-fn release_now(lock: &Lock) -> NativeOutcome {
+fn release_now(lock: &Lock) -> ReleaseOutcome {
     match lock.release() {
-        Ok(removed) => done(None, removed),
-        Err(e) => failed(e),
+        Ok(removed) => ReleaseOutcome {
+            removed,
+            failure: None,
+        },
+        Err(e) => ReleaseOutcome {
+            removed: false,
+            failure: Some(failure(e)),
+        },
     }
 }
 
-fn update_now(lock: &Lock, metadata: Option<String>) -> NativeOutcome {
-    match lock.update(metadata) {
-        Ok(()) => done(None, false),
-        Err(e) => failed(e),
-    }
-}
-
-fn inspect_now(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
+fn inspect_now(path: String, stale_threshold: f64, invalid_stale: f64) -> InspectOutcome {
     let limits = Thresholds {
         stale: ms(stale_threshold),
         invalid: ms(invalid_stale),
     };
     match lock::inspect(&PathBuf::from(path), limits) {
-        Ok(found) => done(found.map(assessment_record), false),
-        Err(e) => failed(e),
+        Ok(found) => InspectOutcome {
+            holder: found.map(assessment_record),
+            failure: None,
+        },
+        Err(e) => InspectOutcome {
+            holder: None,
+            failure: Some(failure(e)),
+        },
     }
 }
