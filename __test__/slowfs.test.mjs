@@ -260,6 +260,33 @@ test('hung mount: the holder is told within the stale threshold, its other lock 
   assert.equal(await next.release(), true)
 })
 
+test('hung mount: exit while the lock there is still held (the release itself hangs) returns within a second', fuse, async (t) => {
+  const mnt = await mountSlowFs(t)
+  const p = path.join(mnt.dir, 'x.lock')
+  const c = scriptWithStdin(t, `
+    const lock = new PidLock(args[0], { leaseHeartbeatInterval: 1000, leaseStaleThreshold: 30000 })
+    await lock.acquire()
+    console.log('ACQUIRED')
+    process.stdin.setEncoding('utf8')
+    process.stdin.on('data', () => { console.log('EXITING ' + Date.now()); process.exit(3) })
+  `, [p])
+  await c.line('ACQUIRED')
+  await mnt.command('hang')
+  c.send('exit')
+  const exitingAt = await c.line('EXITING')
+  const { code } = await c.exited
+  const took = Date.now() - exitingAt
+  t.diagnostic(`process.exit() with a held lock on the hung mount took ${took} ms`)
+  assert.equal(code, 3, 'exit code unchanged')
+  assert.ok(took < 1000, `exit took ${took} ms`)
+  await mnt.command('unhang')
+  // The lease was left to go stale; its owner is gone, so it is taken over at once.
+  const next = new PidLock(p)
+  const { reclaimed } = await next.acquire()
+  assert.equal(reclaimed.pid, c.pid)
+  assert.equal(await next.release(), true)
+})
+
 test('hung mount: a stalled renewal is reported once and never un-lost when the mount comes back', fuse, async (t) => {
   const mnt = await mountSlowFs(t)
   const p = path.join(mnt.dir, 'x.lock')

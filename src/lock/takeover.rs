@@ -8,7 +8,8 @@
 //! broken). It then writes its own complete lease to a private name and swaps that name with
 //! the lock path in one `renameat2(RENAME_EXCHANGE)`. The lock path is never empty, so no
 //! third contender can slip a new lock in. The file that came out of the path is compared with
-//! the snapshot: same inode and same bytes means it is the very file judged stale, unchanged
+//! the snapshot: same inode and same bytes (same bytes alone where inode numbers are made up
+//! per name, see [`identity`]) means it is the very file judged stale, unchanged
 //! since (a live holder rewrites its heartbeat in place, which changes the bytes), and it is
 //! deleted - the takeover is complete. Anything else means somebody else won (a Go contender,
 //! which takes no claim) or the holder woke up: the exchange is undone (the path gets its file
