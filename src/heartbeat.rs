@@ -209,11 +209,14 @@ pub struct Heartbeats<T: 'static> {
     wake: Condvar,
 }
 
-/// Whether the watchdog thread runs, and how often it was told of new items (a poke that
-/// comes while it is looking is not lost: it looks again instead of sleeping).
+/// Whether the watchdog thread runs, how often it was told of new items (a poke that comes
+/// while it is looking is not lost: it looks again instead of sleeping), and until when it
+/// sleeps (`None`: it is looking, or sleeps until told) - a new item whose give-up point comes
+/// later than that needs no poke, which keeps tight acquire/release loops from waking it.
 struct WatchState {
     started: bool,
     pokes: u64,
+    asleep_until: Option<Instant>,
 }
 
 impl<T: Beat> Heartbeats<T> {
@@ -223,6 +226,7 @@ impl<T: Beat> Heartbeats<T> {
             watchdog: Mutex::new(WatchState {
                 started: false,
                 pokes: 0,
+                asleep_until: None,
             }),
             wake: Condvar::new(),
         }
@@ -250,7 +254,13 @@ impl<T: Beat> Heartbeats<T> {
     /// Makes sure `item` gets beats on the thread for `key`, and is watched.
     pub fn start(&'static self, key: u64, item: &Arc<T>) {
         self.scheduler(key).start(item);
+        let give_up = item.give_up_in().map(|left| Instant::now() + left);
         let mut w = self.watch_state();
+        if w.started
+            && (give_up.is_none() || w.asleep_until.zip(give_up).is_some_and(|(t, g)| t <= g))
+        {
+            return;
+        }
         w.pokes = w.pokes.wrapping_add(1);
         if !w.started {
             // Without a watchdog a stuck renewal is still noticed by `held` (no I/O); only the
@@ -287,7 +297,11 @@ impl<T: Beat> Heartbeats<T> {
     fn watch(&self) {
         let mut seen: Vec<(u64, u64)> = Vec::new();
         loop {
-            let pokes = self.watch_state().pokes;
+            let pokes = {
+                let mut w = self.watch_state();
+                w.asleep_until = None;
+                w.pokes
+            };
             let now = Instant::now();
             let mut next: Option<Instant> = None;
             for (key, s) in self.all() {
@@ -311,10 +325,11 @@ impl<T: Beat> Heartbeats<T> {
                     next = Some(next.map_or(at, |n: Instant| n.min(at)));
                 }
             }
-            let guard = self.watch_state();
+            let mut guard = self.watch_state();
             if guard.pokes != pokes {
                 continue;
             }
+            guard.asleep_until = next;
             // A poisoned wait only means a beat panicked elsewhere; look again either way.
             match next {
                 Some(at) => {
