@@ -49,8 +49,8 @@ export declare class NativeLock {
   updateSync(metadata?: string | undefined | null): NativeFailure | null
   /** The filesystem the lock lives on, once an acquisition has looked at it. */
   get filesystem(): FilesystemInfo | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<InspectOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number): InspectOutcome
+  static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): Promise<InspectOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): InspectOutcome
 }
 
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
@@ -80,6 +80,8 @@ export interface Defaults {
   directoryWriteMode: number
   leaseHeartbeatInterval: number
   leaseStaleThreshold: number
+  /** `'refuse'` or `'reclaim'`. */
+  invalidContent: string
 }
 
 /** The filesystem a lock lives on (see `PidLock.filesystem`). */
@@ -132,6 +134,8 @@ export interface NativeFailure {
   syscall?: string
   errno?: number
   attempts?: number
+  /** `ELOCKNOTLEASE`: the size of the file that is not a lease. */
+  size?: number
 }
 
 /** Validated options (the JS layer checks types and ranges first). */
@@ -143,6 +147,8 @@ export interface NativeOptions {
   dirMode: number
   heartbeatInterval: number
   staleThreshold: number
+  /** `invalidContent: 'reclaim'`. */
+  reclaimInvalid: boolean
 }
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */

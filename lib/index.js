@@ -13,6 +13,8 @@ const native = constants()
 const DEFAULTS = Object.freeze(native.defaults)
 const HELD_TEXT = native.heldText
 const METADATA_LIMIT = native.metadataLimit
+/** What may happen to a file at the lock path whose content is not a lease (see index.d.ts). */
+const INVALID_CONTENT = ['refuse', 'reclaim']
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
 const ALREADY_HELD = Object.freeze({ reclaimed: null })
@@ -103,6 +105,16 @@ function timeoutOption(options, name) {
   return value === 0 ? null : value
 }
 
+function invalidContentOption(options) {
+  const value = options.invalidContent
+  if (value === undefined) return DEFAULTS.invalidContent
+  if (typeof value !== 'string') throw typeError('options.invalidContent', 'of type string', value)
+  if (!INVALID_CONTENT.includes(value)) {
+    throw valueError('options.invalidContent', `must be one of ${INVALID_CONTENT.map((v) => `'${v}'`).join(', ')}`, value)
+  }
+  return value
+}
+
 function objectArg(value, name) {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object') throw typeError(name, 'of type object', value)
@@ -166,10 +178,28 @@ function heldError(failure, path, custom) {
   return err
 }
 
+/** `ELOCKNOTLEASE`: the file at the lock path is not a lock; it was left untouched. */
+function notLeaseError(failure, path) {
+  const e = new Error(failure.message)
+  e.code = failure.code
+  e.path = path
+  e.size = failure.size ?? 0
+  return e
+}
+
+function cancelledByRelease() {
+  const e = new Error('The acquire was cancelled by release()')
+  e.name = 'AbortError'
+  e.code = 'ABORT_ERR'
+  return e
+}
+
 function nativeError(failure, path, custom) {
   switch (failure.code) {
     case 'ELOCKHELD':
       return heldError(failure, path, custom)
+    case 'ELOCKNOTLEASE':
+      return notLeaseError(failure, path)
     case 'ERR_OUT_OF_RANGE': {
       const e = new RangeError(failure.message)
       e.code = failure.code
@@ -227,8 +257,10 @@ class PidLock {
   #alive
   #metadata
   #heldError
-  /** Counts acquisitions, so a late notice for an old one is dropped. */
+  /** Counts releases: a notice for an acquisition released since is dropped. */
   #generation = 0
+  /** The cancel tokens of acquires still running: release() cancels them. */
+  #waits = new Set()
   /** Async calls on one instance run one after another, in call order. */
   #tail = Promise.resolve()
   #pending = 0
@@ -260,6 +292,7 @@ class PidLock {
       dirMode: integerOption(options, 'directoryWriteMode', 1, 0o7777),
       heartbeatInterval: heartbeat,
       staleThreshold: stale,
+      reclaimInvalid: invalidContentOption(options) === 'reclaim',
     }
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
@@ -305,7 +338,9 @@ class PidLock {
   }
 
   #callbacks() {
-    const generation = ++this.#generation
+    // Not bumped here: a loss of an earlier acquisition that is still on its way is reported,
+    // never swallowed by a later acquire.
+    const generation = this.#generation
     const user = this.#onLeaseLost
     // A fresh closure per acquisition: the native side drops it on release or loss, so a
     // callback that refers to this lock does not keep the lock alive after that.
@@ -358,10 +393,14 @@ class PidLock {
       return Promise.reject(err)
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
-    const token = signal ? new CancelToken() : null
-    const onAbort = token ? () => token.cancel() : null
+    // Cancelled by the signal, or by release() on this instance.
+    const token = new CancelToken()
+    const waitState = { token, byRelease: false }
+    this.#waits.add(waitState)
+    const onAbort = () => token.cancel()
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
     const settle = () => {
+      this.#waits.delete(waitState)
       if (signal) signal.removeEventListener('abort', onAbort)
     }
     return this.#enqueue(() => {
@@ -370,11 +409,15 @@ class PidLock {
       // onLeaseLost.
       if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
-      return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
+      // A release() called after this acquire() but before it ran cancels its wait: it still
+      // takes effect in call order, as a single try.
+      const wait = waitState.byRelease ? null : timeout
+      return this.#native.acquire(wait, this.#metadata, token, onLost, alive)
     }).then(
       (out) => {
         settle()
         if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
+        if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
       },
@@ -415,6 +458,7 @@ class PidLock {
   release() {
     // From here on, no notice for the current acquisition reaches onLeaseLost.
     this.#generation++
+    this.#cancelWaits()
     return this.#enqueue(() => this.#native.release()).then((out) => {
       if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
       return out.removed
@@ -422,11 +466,21 @@ class PidLock {
   }
 
   releaseSync() {
-    this.#checkIdle()
+    // Waiting acquires are cancelled; any other call still queued makes this ELOCKBUSY.
+    if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
+    this.#cancelWaits()
     const out = this.#native.releaseSync()
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
+  }
+
+  /** Cancels every acquire of this instance that has not finished yet. */
+  #cancelWaits() {
+    for (const wait of this.#waits) {
+      wait.byRelease = true
+      wait.token.cancel()
+    }
   }
 
   /** Replaces the holder metadata in the lease while held (readers see old or new, never a mix). */
@@ -475,6 +529,7 @@ function inspectArgs(path, options) {
     resolved,
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
+    invalidContentOption(options) === 'reclaim',
   ]
 }
 

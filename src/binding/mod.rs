@@ -30,6 +30,8 @@ pub struct NativeOptions {
     pub dir_mode: u32,
     pub heartbeat_interval: f64,
     pub stale_threshold: f64,
+    /// `invalidContent: 'reclaim'`.
+    pub reclaim_invalid: bool,
 }
 
 /// What `acquire` ended with: `failure`, or success with what was taken over (if anything).
@@ -88,6 +90,8 @@ pub struct Defaults {
     pub directory_write_mode: u32,
     pub lease_heartbeat_interval: f64,
     pub lease_stale_threshold: f64,
+    /// `'refuse'` or `'reclaim'`.
+    pub invalid_content: String,
 }
 
 /// The values the JS layer must agree with the engine on, stated once here.
@@ -113,6 +117,12 @@ pub fn constants() -> Constants {
             directory_write_mode: d.dir_mode,
             lease_heartbeat_interval: millis(d.heartbeat_interval),
             lease_stale_threshold: millis(d.stale_threshold),
+            invalid_content: if d.reclaim_invalid {
+                "reclaim"
+            } else {
+                "refuse"
+            }
+            .into(),
         },
         metadata_limit: lock::METADATA_LIMIT as u32,
         held_text: lock::HELD_TEXT.into(),
@@ -225,6 +235,7 @@ impl NativeLock {
             dir_mode: options.dir_mode,
             heartbeat_interval: ms(options.heartbeat_interval),
             stale_threshold: ms(options.stale_threshold),
+            reclaim_invalid: options.reclaim_invalid,
         };
         let group = env_group(&env);
         NativeLock {
@@ -363,17 +374,25 @@ impl NativeLock {
         path: String,
         stale_threshold: f64,
         invalid_stale: f64,
+        reclaim_invalid: bool,
     ) -> Result<PromiseRaw<'env, InspectOutcome>> {
         env.spawn_future(async move {
-            tokio::task::spawn_blocking(move || inspect_now(path, stale_threshold, invalid_stale))
-                .await
-                .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
+            tokio::task::spawn_blocking(move || {
+                inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
+            })
+            .await
+            .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
         })
     }
 
     #[napi]
-    pub fn inspect_sync(path: String, stale_threshold: f64, invalid_stale: f64) -> InspectOutcome {
-        inspect_now(path, stale_threshold, invalid_stale)
+    pub fn inspect_sync(
+        path: String,
+        stale_threshold: f64,
+        invalid_stale: f64,
+        reclaim_invalid: bool,
+    ) -> InspectOutcome {
+        inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
     }
 
     /// The lost-lease handler for one acquisition: a weak threadsafe function (it never keeps
@@ -428,10 +447,16 @@ fn release_now(lock: &Lock) -> ReleaseOutcome {
     }
 }
 
-fn inspect_now(path: String, stale_threshold: f64, invalid_stale: f64) -> InspectOutcome {
+fn inspect_now(
+    path: String,
+    stale_threshold: f64,
+    invalid_stale: f64,
+    reclaim_invalid: bool,
+) -> InspectOutcome {
     let limits = Thresholds {
         stale: ms(stale_threshold),
         invalid: ms(invalid_stale),
+        reclaim_invalid,
     };
     match lock::inspect(&PathBuf::from(path), limits) {
         Ok(found) => InspectOutcome {

@@ -36,6 +36,8 @@ pub struct NativeFailure {
     pub syscall: Option<String>,
     pub errno: Option<i32>,
     pub attempts: Option<u32>,
+    /// `ELOCKNOTLEASE`: the size of the file that is not a lease.
+    pub size: Option<f64>,
 }
 
 /// A lost lease, as `onLeaseLost` reports it.
@@ -84,6 +86,20 @@ fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
 pub fn assessment_record(a: Assessment) -> LeaseRecord {
     match a {
         Assessment::Lease(h) => holder_record(&h),
+        // Reported as an error, never as a holder; shown as content that is not a lease.
+        Assessment::NotALease { size, .. } => LeaseRecord {
+            valid: false,
+            pid: None,
+            owner_id: None,
+            hostname: None,
+            started_at: None,
+            last_heartbeat: None,
+            metadata: None,
+            alive: "unknown".into(),
+            stale: false,
+            size: Some(size.min(u32::MAX as u64) as u32),
+            modified_at: None,
+        },
         Assessment::Invalid {
             bytes,
             modified,
@@ -111,6 +127,7 @@ fn code(e: &LockError) -> String {
         LockError::Held { .. } => "ELOCKHELD".into(),
         LockError::RetryBudgetExhausted { .. } => "ELOCKCONTENDED".into(),
         LockError::NotAFile { .. } => "ELOCKNOTFILE".into(),
+        LockError::NotALease { .. } => "ELOCKNOTLEASE".into(),
         LockError::MetadataInvalid(_) => "ERR_INVALID_ARG_VALUE".into(),
         LockError::MetadataTooLarge { .. } => "ERR_OUT_OF_RANGE".into(),
         LockError::NotHeld => "ELOCKNOTHELD".into(),
@@ -127,10 +144,12 @@ pub fn failure(e: LockError) -> NativeFailure {
         syscall: None,
         errno: None,
         attempts: None,
+        size: None,
     };
     match e {
         LockError::Held { holder } => out.holder = holder.as_deref().map(holder_record),
         LockError::RetryBudgetExhausted { attempts } => out.attempts = Some(attempts),
+        LockError::NotALease { size, .. } => out.size = Some(size as f64),
         LockError::Io { op, source, .. } => {
             out.syscall = Some(op.into());
             out.errno = source.raw_os_error();
@@ -148,7 +167,7 @@ pub fn lost_info(l: LeaseLost, stale_threshold: Duration) -> LostInfo {
             lease_record(
                 o,
                 owner::liveness(o),
-                owner::is_stale(o, stale_threshold, SystemTime::now()),
+                owner::is_stale(o, stale_threshold, SystemTime::now(), None),
             )
         }),
         error: l.error_code,

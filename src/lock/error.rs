@@ -19,6 +19,13 @@ pub enum LockError {
     RetryBudgetExhausted { attempts: u32 },
     /// Something other than a regular file is at the lock path; it was left untouched.
     NotAFile { kind: FileKind },
+    /// The file at the lock path is not a lock and cannot be a lease cut off mid-write; it was
+    /// left untouched. `head`: its first bytes, as read.
+    NotALease {
+        path: PathBuf,
+        size: u64,
+        head: Vec<u8>,
+    },
     /// Metadata that is not JSON text.
     MetadataInvalid(String),
     /// Metadata over the size limit.
@@ -58,6 +65,15 @@ impl fmt::Display for LockError {
                 f,
                 "lock path is {kind}, not a regular file; it was left untouched"
             ),
+            LockError::NotALease { path, size, head } => write!(
+                f,
+                "{} is not a lock file: its {size} bytes are not a lease (it starts with \"{}\"). \
+                 It was left untouched. Lock a separate path next to the resource, such as \
+                 {}.lock; if this file is a stale lock left by another tool, delete it.",
+                path.display(),
+                glimpse(head),
+                path.display()
+            ),
             LockError::MetadataInvalid(why) => write!(f, "metadata is not JSON: {why}"),
             LockError::MetadataTooLarge { size, limit } => {
                 write!(f, "metadata is {size} bytes as JSON; the limit is {limit}")
@@ -81,6 +97,21 @@ impl std::error::Error for LockError {
             _ => None,
         }
     }
+}
+
+/// Bytes of unknown content as printable ASCII: printable characters as they are, everything
+/// else (control characters, terminal escapes, non-ASCII) as `\xNN`, so that nothing read from
+/// a file can act on a terminal.
+pub fn glimpse(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
 }
 
 /// The name of an I/O error's OS code (`ENOENT`), or `EIO` when it has none.

@@ -19,21 +19,11 @@ use std::time::{Duration, Instant};
 pub const EXIT_RELEASE_BOUND: Duration = Duration::from_millis(500);
 
 impl Inner {
-    /// Releases whatever this instance holds, for process or environment exit. Never waits
-    /// long for a heartbeat in progress.
-    fn release_for_exit(&self) {
-        let mut st = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                // A heartbeat is writing; it finishes within microseconds on a local disk.
-                std::thread::sleep(Duration::from_millis(2));
-                match self.state.try_lock() {
-                    Ok(g) => g,
-                    Err(_) => return,
-                }
-            }
-        };
+    /// Releases whatever this instance holds, for process or environment exit. A heartbeat
+    /// in progress is waited for (it holds the state for one write), never given up on; on a
+    /// slow filesystem this runs on a helper thread that the exit waits for only so long.
+    pub(super) fn release_for_exit(&self) {
+        let mut st = super::lock(&self.state);
         let _ = self.release_locked(&mut st);
     }
 }
@@ -41,6 +31,8 @@ impl Inner {
 /// Releases every lock held by one group (`Some(group)`) or by the whole process (`None`), as
 /// the environment or the process ends. Fenced like any release.
 pub fn release_held_for_exit(group: Option<u64>) {
+    // First its waits: an environment that ends acquires nothing afterwards.
+    super::waits::end_group(group);
     let mut slow: Vec<(u64, Vec<Arc<Inner>>)> = Vec::new();
     for inner in HEARTBEATS.scheduled() {
         if !inner.is_held() || group.is_some_and(|g| inner.group != g) {

@@ -69,7 +69,9 @@ pub(super) fn names_record(path: &Path, file: &OwnedFile, record: &[u8], how: Re
     }
 }
 
-/// Whether `path` holds exactly the file judged in `snap`, unchanged since.
+/// Whether `path` holds exactly the file judged in `snap`, unchanged since. The snapshot keeps
+/// the judged file open, so its inode cannot have been freed and reused by another file: the
+/// same id is the same file, and the same bytes mean nobody wrote to it since.
 pub(super) fn is_snapshot(path: &Path, snap: &Snapshot, how: Recognise) -> bool {
     let Ok((file, id)) = sys::open_private(path) else {
         return false;

@@ -173,8 +173,11 @@ fn take_over_by_rename(
         Err(e) => return Err(LockError::io("rename", path, e)),
     }
     if !identity::is_snapshot(&private, snap, how) {
-        let _ = std::fs::hard_link(&private, path);
-        let _ = std::fs::remove_file(&private);
+        // Not the judged file: back it goes, or it stays at the private name if the path was
+        // taken meanwhile - never deleted.
+        if std::fs::hard_link(&private, path).is_ok() {
+            let _ = std::fs::remove_file(&private);
+        }
         return Ok(None);
     }
     let _ = std::fs::remove_file(&private);

@@ -48,6 +48,17 @@ impl Wait {
         Wait { deadline, cancel }
     }
 
+    /// The same wait with a cancellation flag of its own (the caller's, if it gave one), so
+    /// that `release()` or the end of its environment can cancel it.
+    pub(super) fn cancellable(&self) -> (Wait, Arc<Cancel>) {
+        let cancel = self.cancel.clone().unwrap_or_default();
+        let wait = Wait {
+            deadline: self.deadline,
+            cancel: Some(cancel.clone()),
+        };
+        (wait, cancel)
+    }
+
     /// Whether the time to wait for a held lock is up.
     pub(super) fn expired(&self) -> bool {
         match self.deadline {
