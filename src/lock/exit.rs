@@ -25,6 +25,9 @@ impl Inner {
     pub(super) fn release_for_exit(&self) {
         let mut st = super::lock(&self.state);
         let _ = self.release_locked(&mut st);
+        if st.is_none() {
+            self.let_go_of_dir();
+        }
     }
 }
 
