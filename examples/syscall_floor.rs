@@ -6,11 +6,13 @@
 //!   syscall_floor idle <dir> <n> <ms>     holds n open files and renews each every <ms> as a
 //!                                         heartbeat does; prints READY, runs until stdin closes
 //!
-//! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: an
-//! anonymous `O_TMPFILE` file, the lease written, `fstat`, `linkat` to the lock name, a `pread`
-//! of our own file, `getpid` (for the private name), `rename` to the private name, `lstat`,
-//! `unlink`, `close`. A heartbeat is `fstat` + `pwrite` of the same length, with an `lstat` of
-//! the path every fourth beat.
+//! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: the
+//! lock's directory resolved from `/` one component at a time (`openat` with `O_PATH` and
+//! `O_NOFOLLOW`, `fstat`, `close` of the previous one; `geteuid` once), then through
+//! `/proc/self/fd/<dir>`: an anonymous `O_TMPFILE` file, the lease written, `fstat`, `linkat` to
+//! the lock name, a `pread` of our own file, `getpid` (for the private name), `rename` to the
+//! private name, `lstat`, `unlink`, and the two `close`s. A heartbeat is `fstat` + `pwrite` of
+//! the same length, with an `lstat` of the path every fourth beat.
 
 #[cfg(target_os = "linux")]
 fn main() {
@@ -72,15 +74,40 @@ mod linux {
         r.into_bytes()
     }
 
+    /// Opens `dir` as the lock does: from `/`, one component at a time, never following a link.
+    fn walk(dir: &Path) -> libc::c_int {
+        let root = c(Path::new("/"));
+        // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
+        unsafe {
+            let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_PATH | libc::O_DIRECTORY;
+            let mut fd = libc::open(root.as_ptr(), flags);
+            check(fd as _, "open /");
+            libc::geteuid();
+            for part in dir.components().skip(1) {
+                let name = c(Path::new(part.as_os_str()));
+                let next = libc::openat(fd, name.as_ptr(), flags | libc::O_NOFOLLOW);
+                check(next as _, "openat");
+                libc::close(fd);
+                let mut st: libc::stat = std::mem::zeroed();
+                check(libc::fstat(next, &mut st) as _, "fstat dir");
+                fd = next;
+            }
+            fd
+        }
+    }
+
     pub fn pairs(dir: &Path, count: usize) {
         let bytes = record();
-        let cdir = c(dir);
-        let lock = c(&dir.join("floor.lock"));
-        let private = c(&dir.join(".floor.lock.release.1.1.0"));
         let mut out = Vec::with_capacity(count);
         let mut buf = vec![0u8; bytes.len() + 1];
+        let dir = std::fs::canonicalize(dir).expect("an existing directory");
         for _ in 0..count {
             let t0 = Instant::now();
+            let dfd = walk(&dir);
+            let via = std::path::PathBuf::from(format!("/proc/self/fd/{dfd}"));
+            let cdir = c(&via);
+            let lock = c(&via.join("floor.lock"));
+            let private = c(&via.join(".floor.lock.release.1.1.0"));
             // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
             unsafe {
                 let fd = libc::open(
@@ -115,6 +142,7 @@ mod linux {
                 check(libc::lstat(private.as_ptr(), &mut st) as _, "lstat");
                 check(libc::unlink(private.as_ptr()) as _, "unlink");
                 libc::close(fd);
+                libc::close(dfd);
             }
             out.push(t0.elapsed().as_secs_f64() * 1e6);
         }
