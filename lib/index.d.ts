@@ -129,7 +129,11 @@ export interface PidLockOptions {
   leaseHeartbeatInterval?: number
   /** Milliseconds without a heartbeat after which a lease may be taken over. Integer > leaseHeartbeatInterval. Default 3000. */
   leaseStaleThreshold?: number
-  /** Called once (on the JS thread) when a held lease is lost; `held` is already false. A throw becomes a process warning. */
+  /**
+   * Called once (on the JS thread) when a held lease is lost; `held` is already false, unless a
+   * later `acquire()` (which verifies an unconfirmed lease, reporting its loss here) has since
+   * taken the lock anew. A throw becomes a process warning.
+   */
   onLeaseLost?: (info: LeaseLostInfo) => void
   /** Stored in the lease for others to read (`PidLock.inspect`, `err.holder.metadata`). */
   metadata?: LockMetadata | null
