@@ -5,7 +5,7 @@
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { ago, formatRows, holderLines, mdString, shown } = require('./holder.js')
-const { safeUrl } = require('./sanitize.js')
+const { safeJson, safeUrl } = require('./sanitize.js')
 const { liveEntries } = require('./registry.js')
 const { stopHolder, STOP_TIMEOUT } = require('./replace.js')
 const { EXIT, UsageError, parse, parseDuration, errorExit } = require('./cli-args.js')
@@ -59,7 +59,7 @@ async function status(args, io) {
   }
   const [state, free] = stateOf(holder)
   const code = free === EXIT.FREE && blocked(holder) ? EXIT.HELD : free
-  io.stdout.write(values.json ? `${JSON.stringify({ state, path, holder: holderJson(holder) })}\n` : STATUS_TEXT[state](path, holder))
+  io.stdout.write(values.json ? `${safeJson({ state, path, holder: holderJson(holder) })}\n` : STATUS_TEXT[state](path, holder))
   return code
 }
 
@@ -82,7 +82,7 @@ async function list(args, io) {
   if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`)
   const rows = (await liveEntries()).map(listRow)
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ version: 1, locks: rows })}\n`)
+    io.stdout.write(`${safeJson({ version: 1, locks: rows })}\n`)
     return 0
   }
   if (!rows.length) {
