@@ -265,8 +265,9 @@ impl<T: Beat> Heartbeats<T> {
         if !w.started {
             // Without a watchdog a stuck renewal is still noticed by `held` (no I/O); only the
             // callback would wait for the stuck call. Try again at the next start.
+            // The name fits Linux's 15 bytes and differs there from the waiters' "leaselock-watch".
             w.started = std::thread::Builder::new()
-                .name("leaselock-watchdog".into())
+                .name("leaselock-stall".into())
                 .spawn(move || self.watch())
                 .is_ok();
         }
