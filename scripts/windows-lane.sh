@@ -106,7 +106,7 @@ cp "$shims/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 # tests (the same engine calls as the API tests, at several minutes under Wine).
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(api cli edges-content edges-lifecycle edges-liveness exit-and-workers go-parity hostile
+  files=(api cli edges-content edges-lifecycle edges-liveness exit-and-workers go-parity handover hostile
     processes safety wait-sync-metadata windows)
   files=("${files[@]/#/__test__/}")
   files=("${files[@]/%/.test.mjs}")
