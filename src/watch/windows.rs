@@ -524,9 +524,8 @@ fn run() {
     }
 }
 
-/// Makes the first read of each new directory. Only this thread makes reads: a read belongs
-/// to the thread that made it (Windows cancels it when that thread ends, and Wine completes it
-/// only when that thread next waits through the server), and waiters' threads come and go.
+/// Makes the first read of each new directory. Only this thread makes reads: Windows cancels
+/// the I/O a thread started when that thread ends, and waiters' threads come and go.
 fn start_reads(reg: &mut Registry) {
     let mut failed = Vec::new();
     for (key, d) in reg.dirs.iter_mut().filter(|(_, d)| !d.started) {
