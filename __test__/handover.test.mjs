@@ -198,28 +198,31 @@ async function medianOf(n, f) {
 
 const now = () => performance.timeOrigin + performance.now()
 
+/** A child's script: waits for the lock at args[0], prints when it got it (epoch ms), releases. */
+const waiterCode = `
+  const lock = new PidLock(args[0])
+  const waiting = lock.acquire({ timeout: 60_000 })
+  console.log('WAITING')
+  await waiting
+  console.log('ACQUIRED ' + JSON.stringify({ at: performance.timeOrigin + performance.now() }))
+  await lock.release()
+`
+
+/** Waits until the waiter `c` watches what `what` says (Linux), or gives it time to (elsewhere, where nothing shows a watch from the outside). */
+async function armed(c, what) {
+  if (linux) await waitUntil(() => what(watchesOf(c.pid)), { what: 'the waiter to watch' })
+  else await sleep(1000)
+}
+
 test('a waiter in another process is woken by the release, not by its safety poll', { timeout: 180_000 }, async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const mine = new PidLock(p)
-  const code = `
-    const lock = new PidLock(args[0])
-    const waiting = lock.acquire({ timeout: 60_000 })
-    console.log('WAITING')
-    await waiting
-    console.log('ACQUIRED ' + JSON.stringify({ at: performance.timeOrigin + performance.now() }))
-    await lock.release()
-  `
   const rounds = []
   const ms = await medianOf(5, async () => {
     await mine.acquire({ timeout: 20_000 })
-    const c = script(t, code, { args: [p] })
+    const c = script(t, waiterCode, { args: [p] })
     await c.line('WAITING', 30_000)
-    if (linux) {
-      await waitUntil(() => watchesOf(c.pid).inotify[0] === 1, { what: 'the waiter to watch' })
-    } else {
-      // Nothing shows its watch from the outside here: give its first look time to arm it.
-      await sleep(1000)
-    }
+    await armed(c, (w) => w.inotify[0] === 1)
     const t0 = now()
     await mine.release()
     const { at } = await c.line('ACQUIRED', 30_000)
@@ -230,6 +233,29 @@ test('a waiter in another process is woken by the release, not by its safety pol
   t.diagnostic(`release() called -> waiter's acquire() resolved, ms: ${rounds.map((r) => r.toFixed(2)).join(', ')} (median ${ms.toFixed(2)})`)
   // A watched waiter looks on its own only every 500 ms: a notification that never came
   // would put the median near 250 ms.
+  assert.ok(ms < 150, `median ${ms} ms`)
+})
+
+test('a waiter wakes when a live holder in another process is killed, not at its next safety poll', { timeout: 180_000 }, async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const rounds = []
+  const ms = await medianOf(3, async () => {
+    const h = holder(t, { path: p })
+    await h.line('ACQUIRED', 30_000)
+    const c = script(t, waiterCode, { args: [p] })
+    await c.line('WAITING', 30_000)
+    await armed(c, (w) => w.inotify[0] === 1 && w.pidfds === 1)
+    const t0 = now()
+    h.signal('SIGKILL')
+    const { at } = await c.line('ACQUIRED', 30_000)
+    await c.exited
+    rounds.push(at - t0)
+    return at - t0
+  })
+  t.diagnostic(`holder killed -> waiter's acquire() resolved, ms: ${rounds.map((r) => r.toFixed(2)).join(', ')} (median ${ms.toFixed(2)})`)
+  // The killed holder's file stays: only the exit's notification wakes a waiter that watches
+  // the holder; without it the median would be near 250 ms (a waiter that cannot watch the
+  // holder looks every 20 ms instead).
   assert.ok(ms < 150, `median ${ms} ms`)
 })
 
