@@ -43,6 +43,8 @@ mod linux_tests;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
+mod windows_read;
+#[cfg(windows)]
 use windows as backend;
 
 #[cfg(target_os = "macos")]

@@ -3,51 +3,38 @@
 //!
 //! Each watched directory has one handle (opened with read, write and delete sharing, so it
 //! never blocks a rename or a removal) with one overlapped read always pending on it, made by
-//! the thread; its completion signals an event. The thread waits on those events, the watched processes'
-//! handles and a wake-up event with `WaitForMultipleObjects`, which takes 64 handles at most:
-//! past 63 directories and processes a new watch is refused and that waiter polls.
+//! the thread (`windows_read.rs`); its completion signals an event. The thread waits on those
+//! events, the watched processes' handles and a wake-up event with `WaitForMultipleObjects`,
+//! which takes 64 handles at most: past 63 directories and processes a new watch is refused
+//! and that waiter polls.
 //!
-//! The registry below is the single owner of every handle and of each read's buffer. Only the
-//! thread closes handles and frees buffers, after the read on them is over (cancelled, or
-//! given up on: a buffer whose read does not end within a second is leaked rather than freed
-//! under the kernel). When the registry is empty the thread ends; the next subscriber starts a
-//! new one. The system keeps a directory's changes between two reads once the first read is
-//! made, so nothing falls between a completion and the next read; a change list that did not
-//! fit (no bytes, or `ERROR_NOTIFY_ENUM_DIR`) rings every waiter of that directory.
+//! The registry below owns every handle and read. Once a directory's first read is made, only
+//! the thread closes its handle, after ending the read (see `DirRead`'s drop), and only the
+//! thread closes process handles. When the registry is empty the thread ends; the next
+//! subscriber starts a new one. The system keeps a directory's changes between two reads once
+//! the first read is made, so nothing falls between a completion and the next read; a change
+//! list that did not fit (no bytes, or `ERROR_NOTIFY_ENUM_DIR`) rings every waiter of that
+//! directory.
 
+use super::windows_read::{last_error, new_event, refusal, DirRead, Read};
 use super::{lock, Bell, DirId, Unwatched};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
-use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use windows_sys::Win32::Foundation::{
-    GetLastError, ERROR_INVALID_PARAMETER, ERROR_IO_INCOMPLETE, ERROR_NOTIFY_ENUM_DIR, HANDLE,
-    WAIT_FAILED, WAIT_OBJECT_0,
-};
-use windows_sys::Win32::Storage::FileSystem::{
-    GetFileInformationByHandle, ReadDirectoryChangesW, BY_HANDLE_FILE_INFORMATION,
-    FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OVERLAPPED, FILE_LIST_DIRECTORY,
-    FILE_NOTIFY_CHANGE_FILE_NAME,
-};
+use windows_sys::Win32::Foundation::{ERROR_INVALID_PARAMETER, HANDLE, WAIT_FAILED, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, OpenProcess, ResetEvent, SetEvent, WaitForMultipleObjects, WaitForSingleObject,
-    INFINITE, PROCESS_SYNCHRONIZE,
+    OpenProcess, SetEvent, WaitForMultipleObjects, WaitForSingleObject, INFINITE,
+    PROCESS_SYNCHRONIZE,
 };
-use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
 
-/// Read, write and delete sharing: our handle never stands in anybody's way.
-const SHARE_ALL: u32 = 7;
-/// One read's buffer, in 32-bit words (the records are DWORD-aligned): 16 KiB.
-const BUF_WORDS: usize = 4096;
+pub(super) use super::windows_read::dir_id;
+
 /// `WaitForMultipleObjects` takes this many handles; one is the wake-up event.
 const MAX_WATCHED: usize = 63;
-/// How long the thread waits for a cancelled read to end before it leaks its buffer instead.
-const CANCEL_WAIT_MS: u32 = 1000;
 /// How long a new watch waits for the thread to make its first read (a change before that is
 /// not reported, and the waiter's safety poll finds it).
 const START_WAIT: Duration = Duration::from_secs(1);
@@ -68,25 +55,9 @@ struct Backend {
     retiring: Vec<Dir>,
 }
 
-/// One pending read: the kernel writes into `ov` and `buf` until it is over.
-struct Io {
-    ov: OVERLAPPED,
-    buf: [u32; BUF_WORDS],
-    /// Manual-reset event signalled when the read ends (`ov.hEvent`).
-    event: OwnedHandle,
-    pending: bool,
-}
-
-// SAFETY: `Io` holds raw handles and a buffer the kernel writes to; it is only touched under
-// the registry mutex (or by the thread after taking it out of the registry), never from two
-// threads at once.
-unsafe impl Send for Io {}
-
 struct Dir {
     id: DirId,
-    handle: OwnedHandle,
-    /// Boxed: the kernel holds its address while a read is pending.
-    io: Box<Io>,
+    read: DirRead,
     /// The thread has made the first read.
     started: bool,
     state: Arc<DirState>,
@@ -125,18 +96,6 @@ fn registry() -> MutexGuard<'static, Registry> {
     lock(&REGISTRY)
 }
 
-fn refusal(e: std::io::Error) -> Unwatched {
-    Unwatched::Refused(match e.raw_os_error() {
-        Some(code) => crate::sys::errno_name(code),
-        None => e.to_string(),
-    })
-}
-
-fn last_error() -> u32 {
-    // SAFETY: reads the calling thread's last-error value.
-    unsafe { GetLastError() }
-}
-
 impl Registry {
     fn backend(&mut self) -> Result<&mut Backend, Unwatched> {
         if self.backend.is_none() {
@@ -169,16 +128,6 @@ impl Backend {
     }
 }
 
-fn new_event(manual_reset: bool) -> Result<OwnedHandle, Unwatched> {
-    // SAFETY: an unnamed event with default security; checked for null before it is owned.
-    let h = unsafe { CreateEventW(std::ptr::null(), manual_reset.into(), 0, std::ptr::null()) };
-    if h.is_null() {
-        return Err(refusal(std::io::Error::last_os_error()));
-    }
-    // SAFETY: a fresh handle nobody else owns.
-    Ok(unsafe { OwnedHandle::from_raw_handle(h) })
-}
-
 fn start() -> Result<Backend, Unwatched> {
     let wake = new_event(false)?;
     std::thread::Builder::new()
@@ -190,29 +139,6 @@ fn start() -> Result<Backend, Unwatched> {
         wake,
         closing: Vec::new(),
         retiring: Vec::new(),
-    })
-}
-
-/// The identity of the directory at `dir` (volume serial number and file index).
-pub(super) fn dir_id(dir: &Path) -> std::io::Result<DirId> {
-    let f = OpenOptions::new()
-        .access_mode(0)
-        .share_mode(SHARE_ALL)
-        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
-        .open(dir)?;
-    id_of(&f)
-}
-
-fn id_of(f: &File) -> std::io::Result<DirId> {
-    // SAFETY: an all-zero BY_HANDLE_FILE_INFORMATION is a valid out-buffer; the handle is open.
-    let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { GetFileInformationByHandle(f.as_raw_handle() as HANDLE, &mut info) } == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(DirId {
-        dev: info.dwVolumeSerialNumber as u64,
-        ino: ((info.nFileIndexHigh as u64) << 32) | info.nFileIndexLow as u64,
     })
 }
 
@@ -231,49 +157,10 @@ impl DirSub {
     }
 }
 
-/// Starts the next read on `handle` into `io`. Changes made since the last read are kept by
-/// the system and returned by this one.
-fn start_read(handle: &OwnedHandle, io: &mut Io) -> std::io::Result<()> {
-    let event = io.event.as_raw_handle() as HANDLE;
-    // SAFETY: our event handle.
-    unsafe { ResetEvent(event) };
-    io.ov = OVERLAPPED {
-        hEvent: event,
-        ..OVERLAPPED::default()
-    };
-    // SAFETY: a directory handle opened for overlapped listing; `io` is boxed and outlives the
-    // read (only the thread frees it, after the read is over).
-    let ok = unsafe {
-        ReadDirectoryChangesW(
-            handle.as_raw_handle() as HANDLE,
-            io.buf.as_mut_ptr().cast(),
-            (BUF_WORDS * 4) as u32,
-            0,
-            FILE_NOTIFY_CHANGE_FILE_NAME,
-            std::ptr::null_mut(),
-            &mut io.ov,
-            None,
-        )
-    };
-    io.pending = ok != 0;
-    if ok == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 pub fn watch_dir(dir: &Path, name: &OsStr, bell: &Arc<Bell>) -> Result<DirSub, Unwatched> {
-    // Opened before the registry is locked: a slow open stalls only this waiter.
-    let file = OpenOptions::new()
-        .access_mode(FILE_LIST_DIRECTORY)
-        .share_mode(SHARE_ALL)
-        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OVERLAPPED)
-        .open(dir)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Unwatched::Missing,
-            _ => refusal(e),
-        })?;
-    let id = id_of(&file).map_err(refusal)?;
+    // Opened before the registry is locked: a slow open stalls only this waiter. (Closed
+    // again at once when the directory is watched already.)
+    let (read, id) = DirRead::open(dir)?;
     let mut reg = registry();
     let sub_id = reg.id();
     let entry = DirEntry {
@@ -300,24 +187,10 @@ pub fn watch_dir(dir: &Path, name: &OsStr, bell: &Arc<Bell>) -> Result<DirSub, U
         return Err(Unwatched::Refused("too many watches".into()));
     }
     reg.backend()?;
-    let event = match new_event(true) {
-        Ok(e) => e,
-        Err(e) => {
-            reg.poke();
-            return Err(e);
-        }
-    };
-    let io = Box::new(Io {
-        ov: OVERLAPPED::default(),
-        buf: [0; BUF_WORDS],
-        event,
-        pending: false,
-    });
     let state = Arc::new(DirState::default());
     let dir = Dir {
         id,
-        handle: OwnedHandle::from(file),
-        io,
+        read,
         started: false,
         state: state.clone(),
         subs: vec![entry],
@@ -356,25 +229,6 @@ impl Drop for DirSub {
             // the kernel may still write to.
             None => std::mem::forget(dir),
         }
-    }
-}
-
-/// Ends a directory's read and closes its handle; only the thread calls this.
-fn take_down(dir: Dir) {
-    let Dir { handle, io, .. } = dir;
-    if io.pending {
-        // SAFETY: our handle and the OVERLAPPED of its read.
-        unsafe { CancelIoEx(handle.as_raw_handle() as HANDLE, &io.ov) };
-    }
-    // Closing the handle ends any read still pending on it, too.
-    drop(handle);
-    let over = !io.pending
-        // SAFETY: our event handle, signalled when the read ends.
-        || unsafe { WaitForSingleObject(io.event.as_raw_handle() as HANDLE, CANCEL_WAIT_MS) }
-            == WAIT_OBJECT_0;
-    if !over {
-        // The kernel may still write into it: leak 16 KiB rather than free it.
-        std::mem::forget(io);
     }
 }
 
@@ -495,8 +349,8 @@ fn run() {
             if let Some(b) = &reg.backend {
                 handles.push(b.wake.as_raw_handle() as HANDLE);
             }
-            let reads = reg.dirs.values().filter(|d| d.io.pending);
-            handles.extend(reads.map(|d| d.io.event.as_raw_handle() as HANDLE));
+            let reads = reg.dirs.values().filter(|d| d.read.is_pending());
+            handles.extend(reads.map(|d| d.read.event()));
             let live = reg
                 .pids
                 .values()
@@ -505,8 +359,8 @@ fn run() {
             (retiring, closing)
         };
         if !retiring.is_empty() || !closing.is_empty() {
-            // Outside the mutex: a cancelled read may take a moment to end.
-            retiring.into_iter().for_each(take_down);
+            // Outside the mutex: a cancelled read may take a moment to end (see DirRead).
+            drop(retiring);
             drop(closing);
             continue;
         }
@@ -530,7 +384,7 @@ fn start_reads(reg: &mut Registry) {
     let mut failed = Vec::new();
     for (key, d) in reg.dirs.iter_mut().filter(|(_, d)| !d.started) {
         d.started = true;
-        if start_read(&d.handle, &mut d.io).is_err() {
+        if d.read.start().is_err() {
             d.state.gone.store(true, Ordering::Release);
             d.subs.iter().for_each(|s| s.bell.ring());
             failed.push(*key);
@@ -544,58 +398,27 @@ fn start_reads(reg: &mut Registry) {
     }
 }
 
-/// What a directory's read brought.
-enum Read {
-    Pending,
-    /// This many bytes of records in the buffer.
-    Names(usize),
-    /// More changes than fit: every waiter of the directory must look.
-    Overflow,
-    /// The handle fails (the directory was removed): every waiter must look, and re-watch.
-    Gone,
-}
-
-fn outcome(d: &Dir) -> Read {
-    if !d.started {
-        return Read::Pending;
-    }
-    if !d.io.pending {
-        return Read::Gone;
-    }
-    let mut n = 0u32;
-    // SAFETY: our handle and its read's OVERLAPPED; no waiting.
-    let ok =
-        unsafe { GetOverlappedResult(d.handle.as_raw_handle() as HANDLE, &d.io.ov, &mut n, 0) };
-    match (ok != 0, n) {
-        (true, 0) => Read::Overflow,
-        (true, n) => Read::Names(n as usize),
-        (false, _) => match last_error() {
-            ERROR_IO_INCOMPLETE => Read::Pending,
-            ERROR_NOTIFY_ENUM_DIR => Read::Overflow,
-            _ => Read::Gone,
-        },
-    }
-}
-
 fn check_dirs(reg: &mut Registry) {
     let mut gone = Vec::new();
     for (key, d) in reg.dirs.iter_mut() {
-        let read = outcome(d);
+        if !d.started {
+            continue;
+        }
+        let read = d.read.result();
         if matches!(read, Read::Pending) {
             continue;
         }
-        d.io.pending = false;
         if dropped_by_fault() {
             // Tests lose notifications on purpose; the read goes on.
         } else if let Read::Names(n) = read {
-            let names = names_in(&d.io.buf, n);
+            let names = d.read.names(n);
             for s in d.subs.iter().filter(|s| names.contains(&s.name)) {
                 s.bell.ring();
             }
         } else {
             d.subs.iter().for_each(|s| s.bell.ring());
         }
-        if matches!(read, Read::Gone) || start_read(&d.handle, &mut d.io).is_err() {
+        if matches!(read, Read::Gone) || d.read.start().is_err() {
             d.state.gone.store(true, Ordering::Release);
             d.subs.iter().for_each(|s| s.bell.ring());
             gone.push(*key);
@@ -622,38 +445,6 @@ fn check_pids(reg: &Registry) {
             }
         }
     }
-}
-
-/// The names (lower case) in the first `len` bytes of a read's buffer: a chain of
-/// `FILE_NOTIFY_INFORMATION` records (next-entry offset, action, name length in bytes, then
-/// the name in UTF-16), each checked against the buffer's end.
-fn names_in(buf: &[u32], len: usize) -> Vec<String> {
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let bytes = &bytes[..len.min(bytes.len())];
-    let word = |at: usize| {
-        bytes
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_ne_bytes)
-    };
-    let mut names = Vec::new();
-    let mut at = 0usize;
-    while let (Some(next), Some(name_len)) = (word(at), word(at + 8)) {
-        let start = at + 12;
-        let Some(raw) = bytes.get(start..start + name_len as usize) else {
-            break;
-        };
-        let units: Vec<u16> = raw
-            .chunks_exact(2)
-            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
-            .collect();
-        names.push(String::from_utf16_lossy(&units).to_lowercase());
-        if next == 0 {
-            break;
-        }
-        at += next as usize;
-    }
-    names
 }
 
 /// Tests can lose notifications on purpose (`LEASELOCK_FAULT_ERRORS=watch.event`, with the
