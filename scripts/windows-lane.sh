@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Windows lane: builds the addon for x86_64-pc-windows-gnu on this Linux machine and runs the
 # Node test suite with the official Windows node.exe under Wine, so the Windows code paths
-# (OpenProcess/GetProcessTimes, the Win32 file calls, the loader) run in CI instead of only
-# type-checking. Exits non-zero when a Windows test fails.
+# (OpenProcess/GetProcessTimes, the Win32 file calls, the loader, the ReadDirectoryChangesW watch)
+# run in CI instead of only type-checking; first it runs the watch backend's own Rust test
+# (tests/watch_windows.rs) under Wine. Exits non-zero when a Windows test fails.
 #
 # What it uses, all from the package registries:
 # - apt: wine64 (Wine 8 on Debian 12), gcc-mingw-w64-x86-64 (the linker, and the shim below);
