@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Windows lane: builds the addon for x86_64-pc-windows-gnu on this Linux machine and runs the
 # Node test suite with the official Windows node.exe under Wine, so the Windows code paths
-# (OpenProcess/GetProcessTimes, the Win32 file calls, the loader) run in CI instead of only
-# type-checking. Exits non-zero when a Windows test fails.
+# (OpenProcess/GetProcessTimes, the Win32 file calls, the loader, the ReadDirectoryChangesW watch)
+# run in CI instead of only type-checking; first it runs the watch backend's own Rust test
+# (tests/watch_windows.rs) under Wine. Exits non-zero when a Windows test fails.
 #
 # What it uses, all from the package registries:
 # - apt: wine64 (Wine 8 on Debian 12), gcc-mingw-w64-x86-64 (the linker, and the shim below);
@@ -65,17 +66,29 @@ x86_64-w64-mingw32-gcc -shared -O2 -s -o "$shims/bcryptprimitives.dll" \
   scripts/wine/bcryptprimitives.c -lbcrypt
 
 # --- the addon -------------------------------------------------------------------------------
-build=(build --locked --lib --target "$target")
+# xcargo ARGS...: cargo for $target, with rustup's std or with std built from source.
 if [ -n "$use_rustup" ]; then
   log "building the addon for $target ($(rustc --version), rustup's std)"
-  CARGO_TARGET_DIR="$cache/target" LIBNODE_PATH="$shims" \
-    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc cargo "${build[@]}"
+  xcargo() {
+    CARGO_TARGET_DIR="$cache/target" LIBNODE_PATH="$shims" \
+      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc cargo "$@"
+  }
+  std_args=()
 else
   log "building the addon for $target ($(/usr/bin/rustc --version), std from source)"
-  CARGO_TARGET_DIR="$cache/target-std" LIBNODE_PATH="$shims" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-    /usr/bin/cargo "${build[@]}" -Zbuild-std=std,panic_abort
+  xcargo() {
+    CARGO_TARGET_DIR="$cache/target-std" LIBNODE_PATH="$shims" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc /usr/bin/cargo "$@"
+  }
+  std_args=(-Zbuild-std=std,panic_abort)
 fi
+xcargo build --locked --lib --target "$target" "${std_args[@]}"
+# The watch backend's own test (tests/watch_windows.rs), run under Wine before the Node tests.
+# A test harness needs the unwinding runtime, so with std from source it is built with that.
+[ -n "$use_rustup" ] || std_args=(-Zbuild-std=std,panic_unwind,test)
+watch_test="$(xcargo test --locked --no-run --test watch_windows --target "$target" "${std_args[@]}" 2>&1 |
+  tee /dev/stderr | sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')"
+[ -f "$watch_test" ] || { log "the watch backend's test was not built"; exit 1; }
 out_dir="$cache/target$([ -n "$use_rustup" ] || echo -std)/$target/debug"
 addon="$cache/leaselock.win32-x64-gnu.node"
 cp "$out_dir/leaselock.dll" "$addon"
@@ -106,7 +119,7 @@ cp "$shims/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 # tests (the same engine calls as the API tests, at several minutes under Wine).
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(api cli edges-content edges-lifecycle edges-liveness exit-and-workers go-parity hostile
+  files=(api cli edges-content edges-lifecycle edges-liveness exit-and-workers go-parity handover hostile
     processes safety wait-sync-metadata windows)
   files=("${files[@]/#/__test__/}")
   files=("${files[@]/%/.test.mjs}")
@@ -119,6 +132,13 @@ results="$cache/results.txt"
 "$wine" "$node_dir/bin/node.exe" -p '`node ${process.version} on ${process.platform}`' >"$results" 2>&1
 log "$(tr -d '\r' <"$results"), ${#files[@]} test files (setup took $((SECONDS - started)) s)"
 status=0
+timeout 120 "$wine" "$watch_test" --test-threads=1 >"$results" 2>&1 || status=$?
+tr -d '\r' <"$results"
+if [ "$status" -ne 0 ]; then
+  "$wineserver" -k 2>/dev/null || true
+  log "FAILED: tests/watch_windows.rs (exit $status)"
+  exit 1
+fi
 timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
   "${files[@]}" >"$results" 2>&1 || status=$?
 "$wineserver" -k 2>/dev/null || true
