@@ -84,12 +84,31 @@ test('a long command line is shortened in the lease, and the command runs in ful
   const long = 'x'.repeat(20_000)
   const script = `const { PidLock } = require(${JSON.stringify(path.join(repoRoot, 'lib', 'index.js'))});
 PidLock.inspect(process.env.LEASELOCK_LOCKFILE).then((h) => { console.log('LEN ' + process.argv[1].length + ' ' + h.metadata.commandLine.length + ' ' + ('command' in h.metadata)); })`
-  const r = await run(t, ['run', lock, '--', process.execPath, '-e', script, long])
+  const r = await run(t, ['run', '--record-command', lock, '--', process.execPath, '-e', script, long])
   assert.equal(r.code, 0, r.out)
   const [, full, stored, hasArgv] = r.out.match(/LEN (\d+) (\d+) (\w+)/)
   assert.equal(Number(full), 20_000)
   assert.ok(Number(stored) <= 1000, stored)
-  assert.equal(hasArgv, 'false', 'the argv array that does not fit is dropped')
+  assert.equal(hasArgv, 'false', 'the argv array is never stored')
+})
+
+test('run records no command in the lease unless asked, and then once, as a line', async (t) => {
+  const dir = tempDir(t)
+  const lock = path.join(dir, 'x.lock')
+  // The command reads the lock file as another user could, while it runs under it.
+  const script = `const fs = require('fs'); const { PidLock } = require(${JSON.stringify(path.join(repoRoot, 'lib', 'index.js'))});
+const raw = fs.readFileSync(process.env.LEASELOCK_LOCKFILE, 'latin1');
+const secret = process.argv.find((a) => a.startsWith('Authorization: Bearer ')).slice(22);
+PidLock.inspect(process.env.LEASELOCK_LOCKFILE).then((h) => console.log('LEASE ' + JSON.stringify({ keys: Object.keys(h.metadata).sort(), token: raw.split(secret).length - 1, script: raw.includes('readFileSync') })))`
+  const lease = async (options) => {
+    const r = await run(t, ['run', ...options, lock, '--', process.execPath, '-e', script, '--', '-H', 'Authorization: Bearer s3cr3t-token-4f9a'])
+    assert.equal(r.code, 0, r.out)
+    return JSON.parse(r.out.match(/LEASE (.*)/)[1])
+  }
+  assert.deepEqual(await lease([]), { keys: ['cwd', 'tool'], token: 0, script: false })
+  assert.deepEqual(await lease(['--metadata', '{"url":"http://localhost:3000/"}']), { keys: ['cwd', 'tool', 'url'], token: 0, script: false })
+  // Asked: the command line once, no argv array beside it.
+  assert.deepEqual(await lease(['--record-command']), { keys: ['commandLine', 'cwd', 'tool'], token: 1, script: true })
 })
 
 test('--wait says who it waits for (pid, URL, age), once per change; --quiet says nothing', async (t) => {
@@ -209,11 +228,13 @@ test('list shows run locks of this user; --json is the documented shape', async 
   const first = await holder(t, lock, { url: 'http://localhost:4321/' }, env)
   const text = await run(t, ['list'], { env })
   assert.equal(text.code, 0)
-  assert.match(text.out, new RegExp(`^leaselock run ${process.execPath.replace(/[.]/g, '\\.')}.*: pid ${first.pid}, http://localhost:4321/\n`))
+  // The lease records no command by default (see --record-command), so none is shown.
+  assert.match(text.out, new RegExp(`^leaselock run: pid ${first.pid}, http://localhost:4321/\n`))
   assert.match(text.out, /lock: +.*x\.lock/)
   const { locks } = JSON.parse((await run(t, ['list', '--json'], { env })).out)
   assert.equal(locks.length, 1)
   assert.equal(locks[0].tool, 'leaselock run')
+  assert.equal(locks[0].command, null)
   assert.equal(locks[0].pid, first.pid)
   assert.equal(locks[0].url, 'http://localhost:4321/')
   assert.equal(locks[0].lock, lock)

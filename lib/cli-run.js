@@ -22,6 +22,7 @@ const RUN_OPTIONS = {
   'on-lost': { type: 'string' },
   replace: { type: 'boolean' },
   reuse: { type: 'boolean' },
+  'record-command': { type: 'boolean' },
   ...STOP_OPTIONS,
 }
 
@@ -53,6 +54,7 @@ function runOptions(args) {
     onLost,
     replace: Boolean(values.replace),
     reuse: Boolean(values.reuse),
+    recordCommand: Boolean(values['record-command']),
     quiet: Boolean(values.quiet),
     stop: stopOptions(values),
   }
@@ -142,8 +144,11 @@ async function run(args, io) {
   const state = { child: null, handlers: new Map() }
   let lock
   try {
-    // A long command line is shortened in the lease, never a reason not to run.
-    const metadata = fitMetadata({ ...o.metadata, tool: 'leaselock run', command: o.command, commandLine: line, cwd: process.cwd() }, ['command', 'cwd'])
+    // Lock files are readable by others and an argv may carry a secret (a token, a password), so
+    // the command is recorded only when asked, once, as a line that a long command shortens
+    // (never a reason not to run).
+    const recorded = o.recordCommand ? { commandLine: line } : {}
+    const metadata = fitMetadata({ ...o.metadata, tool: 'leaselock run', ...recorded, cwd: process.cwd() }, ['cwd'])
     lock = new PidLock(o.path, {
       metadata,
       onLeaseLost: (info) => {

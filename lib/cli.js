@@ -30,6 +30,9 @@ Options:
   --force              with --replace: SIGKILL a holder still running after --timeout
   --metadata <json>    a JSON object stored in the lease for others to read,
                        e.g. '{"url":"http://localhost:3000"}'
+  --record-command     store the command line in the lease (shortened), for \`status\` and
+                       refusals to show; off by default, as the lock file is readable by others
+                       and arguments may carry secrets
   --on-lost <policy>   when the lock is lost while the command runs: "warn" (default) or
                        "term" (send SIGTERM to the command)
   -q, --quiet          no waiting or replacing messages

@@ -3,9 +3,10 @@
 // plugins and the `leaselock` command record about the process that holds a lock.
 
 const nodePath = require('node:path')
+const { constants } = require('./native.js').binding
 
-/** The lease's cap on metadata, in bytes of JSON (the engine refuses more). */
-const METADATA_LIMIT = 4096
+/** The lease's cap on metadata, in bytes of JSON: the engine's own number (it refuses more). */
+const METADATA_LIMIT = constants().metadataLimit
 /** A command line longer than this is shortened in the lease (the command itself runs in full). */
 const COMMAND_LINE_MAX = 1000
 
