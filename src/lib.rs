@@ -9,6 +9,7 @@ pub mod lease;
 pub mod lock;
 pub mod owner;
 pub mod sys;
+pub mod watch;
 
 #[cfg(not(test))]
 mod binding;
