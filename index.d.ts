@@ -20,19 +20,35 @@ export declare class NativeLock {
   constructor(path: string, options: NativeOptions)
   get held(): boolean
   /**
-   * Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
-   * work on a local disk) and its outcome is returned as is; only when the lock is held and
-   * `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
-   * thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+   * Acquires. On a known local disk type the first attempt runs here on the JS thread (tens
+   * of microseconds of file work) and its outcome is returned as is; only when the lock is
+   * held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
+   * a worker thread, and then a promise is returned. Elsewhere (network, FUSE, not known
+   * yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
    * without end.
    */
   acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome | Promise<AcquireOutcome>
   /** Acquires on the JS thread; waiting (when `timeout` allows) blocks it. */
   acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome
-  /** Releases on the JS thread: a rename, a stat and an unlink. */
-  release(): ReleaseOutcome
-  /** Replaces the metadata on the JS thread (a few file operations). `null` when done. */
-  update(metadata?: string | undefined | null): NativeFailure | null
+  /**
+   * Releases: on the JS thread on a known local disk type (a rename, a stat and an
+   * unlink), else on a worker thread, and then a promise is returned.
+   */
+  release(): ReleaseOutcome | Promise<ReleaseOutcome>
+  /** Releases on the JS thread, whatever the filesystem (blocking by contract). */
+  releaseSync(): ReleaseOutcome
+  /**
+   * Replaces the metadata: on the JS thread on a known local disk type (a few file
+   * operations), else on a worker thread, and then a promise is returned. `null` when done.
+   */
+  update(metadata?: string | undefined | null): NativeFailure | null | Promise<NativeFailure | null>
+  /**
+   * Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract).
+   * `null` when done.
+   */
+  updateSync(metadata?: string | undefined | null): NativeFailure | null
+  /** The filesystem the lock lives on, once an acquisition has looked at it. */
+  get filesystem(): FilesystemInfo | null
   static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): Promise<InspectOutcome>
   static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): InspectOutcome
 }
@@ -66,6 +82,16 @@ export interface Defaults {
   leaseStaleThreshold: number
   /** `'refuse'` or `'reclaim'`. */
   invalidContent: string
+}
+
+/** The filesystem a lock lives on (see `PidLock.filesystem`). */
+export interface FilesystemInfo {
+  /** The kernel's name for its type (`ext4`, `tmpfs`, `nfs`, `fuse`, `apfs`, `NTFS`...). */
+  type: string
+  /** `"local"`, `"network"`, `"fuse"` or `"unknown"`. */
+  kind: string
+  /** Whether inode numbers stay with a file across names there; `null` if not looked at. */
+  stableInodes?: boolean
 }
 
 /** What `inspect` found: `failure`, or the lock file's record (none: no lock file). */

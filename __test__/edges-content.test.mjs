@@ -204,3 +204,30 @@ test('CLI: leaselock run package.json refuses, does not run the command, and kee
   assert.notEqual(status.status, 1, 'not reported as held')
   assert.equal(fs.readFileSync(p, 'utf8'), content)
 })
+
+test('plugins: a Vite server or webpack watch whose lockfile is a data file is refused with ELOCKNOTLEASE and leaves it', async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'data.json')
+  const content = '{"name":"app"}'
+  fs.writeFileSync(p, content)
+  age(p, 3600_000)
+  const { createServer } = await import('vite')
+  const { singleInstance } = await import('../lib/vite.mjs')
+  const viteErr = await rejection(
+    createServer({ root: dir, configFile: false, logLevel: 'silent', server: { port: 0 }, plugins: [singleInstance({ lockfile: 'data.json' })] }),
+  )
+  notLease(viteErr, p, content.length)
+  const { createRequire } = await import('node:module')
+  const require = createRequire(import.meta.url)
+  const webpack = require('webpack')
+  const { SingleInstancePlugin } = require('../lib/webpack.js')
+  fs.writeFileSync(path.join(dir, 'entry.js'), 'export default 1\n')
+  const webpackErr = await new Promise((resolve) => {
+    const config = { mode: 'development', context: dir, entry: './entry.js', output: { path: path.join(dir, 'out') }, watch: true, plugins: [new SingleInstancePlugin({ lockfile: 'data.json' })] }
+    const compiler = webpack(config, (err) => resolve(err))
+    if (compiler) t.after(() => new Promise((done) => compiler.close(done)))
+  })
+  notLease(webpackErr, p, content.length)
+  assert.equal(fs.readFileSync(p, 'utf8'), content)
+  assert.equal(exists(path.join(dir, 'out')), false, 'webpack compiled nothing')
+})

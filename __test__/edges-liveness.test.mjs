@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, readLease, procStart, sleep, waitUntil, notOnWindows } from './helpers/util.mjs'
+import { tempDir, readLease, procStart, sleep, waitUntil, goLease, age, notOnWindows } from './helpers/util.mjs'
 import { cannotRun, hidepid, wrappedScript } from './helpers/wrapped.mjs'
 
 const HB = { leaseHeartbeatInterval: 100, leaseStaleThreshold: 1500 }
@@ -158,6 +158,24 @@ test('a boot-clock stamp in the future of the reader is not trusted: the wall cl
   const { reclaimed } = await lock.acquire()
   assert.equal(reclaimed.ownerId, planted.ownerID)
   await lock.release()
+})
+
+test('a wall-clock stamp in the future of the reader is not trusted: the file\'s mtime ages the lease', async (t) => {
+  // A Go-written lease (no identity: only its age can free it) whose writer's clock is an hour
+  // ahead. Trusting the stamp would keep it fresh for an hour after its writer stopped.
+  const p = path.join(tempDir(t), 'x.lock')
+  fs.writeFileSync(p, goLease({ ownerID: 'ahead', hb: Date.now() + 3600_000 }))
+  // Renewed just now by the local clock (a heartbeat rewrites the file): held.
+  assert.equal(PidLock.inspectSync(p).stale, false)
+  await assert.rejects(new PidLock(p).acquire(), { code: 'ELOCKHELD' })
+  // Not rewritten for longer than the stale threshold: stale, and taken over.
+  age(p, 10_000)
+  assert.equal(PidLock.inspectSync(p).stale, true)
+  const lock = new PidLock(p)
+  const { reclaimed } = await lock.acquire()
+  assert.equal(reclaimed.ownerId, 'ahead')
+  assert.equal(reclaimed.stale, true)
+  assert.equal(await lock.release(), true)
 })
 
 test('a PID namespace without its own /proc: pids read there are not compared, a live holder is held', async (t) => {

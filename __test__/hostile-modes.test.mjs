@@ -11,7 +11,7 @@ import { PidLock } from 'leaselock'
 import { PLACES, attackerSh, asVictim, skipReason } from './helpers/attacker.mjs'
 
 test('fileWriteMode: only read/write bits, without group or other write', () => {
-  for (const bad of [0o666, 0o662, 0o646, 0o755, 0o700, 0o4600, 0o2600, 0o1600, 0o7777, 0o10000]) {
+  for (const bad of [0o666, 0o662, 0o646, 0o755, 0o700, 0o4600, 0o2600, 0o1600, 0o7777, 0o10000, 2 ** 32 + 0o600, 2 ** 40]) {
     assert.throws(() => new PidLock('/tmp/x.lock', { fileWriteMode: bad }), (err) => {
       assert.equal(err.name, 'RangeError', `${bad.toString(8)}: ${err.message}`)
       assert.equal(err.code, 'ERR_OUT_OF_RANGE')
@@ -25,7 +25,7 @@ test('fileWriteMode: only read/write bits, without group or other write', () => 
 })
 
 test('directoryWriteMode: no setuid/setgid, no other-write', () => {
-  for (const bad of [0o777, 0o1777, 0o4755, 0o2755, 0o2775, 0o757, 0o7777, 0o10000]) {
+  for (const bad of [0o777, 0o1777, 0o4755, 0o2755, 0o2775, 0o757, 0o7777, 0o10000, 2 ** 32 + 0o755, 2 ** 40]) {
     assert.throws(() => new PidLock('/tmp/x.lock', { directoryWriteMode: bad }), (err) => {
       assert.equal(err.name, 'RangeError', `${bad.toString(8)}: ${err.message}`)
       assert.equal(err.code, 'ERR_OUT_OF_RANGE')

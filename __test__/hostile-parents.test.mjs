@@ -6,10 +6,13 @@
 // The host's fs.protected_symlinks does not matter: the check is the package's own.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { PidLock } from 'leaselock'
-import { ATTACKER, PLACES, VICTIM, age, asAttacker, asVictim, rootDir, skipReason } from './helpers/attacker.mjs'
+import { ATTACKER, PLACES, VICTIM, age, asAttacker, asVictim, leaseText, plant, rootDir, skipReason } from './helpers/attacker.mjs'
+import { repoRoot } from './helpers/util.mjs'
 
 const PRECIOUS = 'root data that only looks like a broken lock\n'
 
@@ -153,4 +156,46 @@ test('group-writable directory: a parent swapped for a symlink after acquire red
   assert.equal(await lock.release(), true)
   assert.deepEqual(fs.readdirSync(path.join(ws, 'moved')), [], 'our file, where it really is, was removed')
   assert.equal(fs.readFileSync(path.join(target, 'a.lock'), 'utf8'), planted, 'nothing reached through the link')
+})
+
+// Where /proc is missing, the opened directory is reached by its checked physical path. An
+// acquire that waits keeps that directory between tries, so the path must still lead to it at
+// each try: a parent swapped for a link meanwhile (atomically, with renameat2's exchange, while
+// the attacker's lease keeps the victim waiting) is resolved again and refused, instead of the
+// next try publishing root's lock wherever the link points.
+const RENAMEAT2 = { x64: 316, arm64: 276 }[process.arch]
+const noProcSkip = skipReason || (RENAMEAT2 === undefined ? `renameat2 number unknown on ${process.arch}` : false) ||
+  (spawnSync('unshare', ['--mount', 'sh', '-c', 'umount -l /proc && ! test -e /proc/self']).status !== 0 ? 'cannot unmount /proc in a mount namespace' : false) ||
+  (spawnSync('perl', ['-e', '1']).status !== 0 ? 'perl is not installed' : false)
+
+test('without /proc: a parent swapped for a link while acquire waits is found at the next try and refused', { skip: noProcSkip, timeout: 60_000 }, async (t) => {
+  const ws = PLACES[1][1](t)
+  const target = rootDir(t)
+  asAttacker('mkdir "$1"', path.join(ws, 'sub'))
+  plant(path.join(ws, 'sub', 'app.lock'), leaseText({ pid: process.pid }))
+  const victim = `
+    const { PidLock } = await import(${JSON.stringify(pathToFileURL(path.join(repoRoot, 'lib', 'index.mjs')).href)})
+    const fs = await import('node:fs')
+    const lock = new PidLock(process.argv[1], { leaseStaleThreshold: 60_000 })
+    const done = lock.acquire({ timeout: 20_000 }).then(
+      () => ({ code: 'ACQUIRED', inTarget: fs.readdirSync(process.argv[2]) }),
+      (err) => ({ code: err.code, message: err.message }))
+    setTimeout(() => process.stdout.write('WAITING\\n'))
+    const out = await done
+    process.stdout.write('RESULT ' + JSON.stringify(out) + '\\n')
+    if (out.code === 'ACQUIRED') await lock.release()
+  `
+  const child = spawn('unshare', ['--mount', 'sh', '-c', 'umount -l /proc && exec "$0" "$@"', process.execPath, '--input-type=module', '-e', victim, path.join(ws, 'sub', 'app.lock'), target], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  await new Promise((resolve) => child.stdout.on('data', (d) => { out += d; if (out.includes('WAITING')) resolve() }))
+  asAttacker('ln -s "$1" "$2" && perl -e \'syscall($ARGV[0], -100, $ARGV[1], -100, $ARGV[2], 2) == 0 or die "renameat2: $!\\n"\' "$3" "$2" "$4"',
+    target, path.join(ws, 'link'), String(RENAMEAT2), path.join(ws, 'sub'))
+  assert.equal(fs.lstatSync(path.join(ws, 'sub')).isSymbolicLink(), true, 'the parent is now the attacker\'s link')
+  await exited
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '))
+  assert.ok(line, out)
+  const result = JSON.parse(line.slice(7))
+  assertUnsafe(result, path.join(ws, 'sub'))
+  assert.deepEqual(fs.readdirSync(target), [], 'nothing published through the link')
 })

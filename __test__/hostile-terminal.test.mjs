@@ -53,6 +53,10 @@ for (const [place, makeDir] of PLACES) {
 
     const json = cli(['status', file, '--json'])
     assert.equal(JSON.parse(json.stdout).holder.metadata.root, HOSTILE.metadata.root, '--json keeps the data, escaped by JSON')
+    assert.equal(JSON.parse(json.stdout).holder.metadata.commandLine, HOSTILE.metadata.commandLine)
+    // JSON.stringify leaves DEL, C1 controls, bidi overrides and U+2028 raw; a person may run
+    // --json in a terminal too.
+    assertInert('leaselock status --json', json.stdout)
 
     const run = cli(['run', file, '--', process.execPath, '-e', 'process.exit(0)'])
     assert.equal(run.status, 75, run.stdout + run.stderr)

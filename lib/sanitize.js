@@ -13,7 +13,8 @@ const FIELD_LIMIT = 200
 // isolates, deprecated format characters, the byte order mark, interlinear annotation marks,
 // and surrogates (a pair is one character when iterated, so only a lone one reaches this test:
 // not text, and a terminal may show it as anything).
-const UNSAFE = /^[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb]$/u
+const UNSAFE_CHARS = '\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u206f\\ud800-\\udfff\\ufeff\\ufff9-\\ufffb'
+const UNSAFE = new RegExp(`^[${UNSAFE_CHARS}]$`, 'u')
 
 function escapeChar(ch) {
   const code = ch.codePointAt(0)
@@ -59,6 +60,15 @@ function safeUrl(value) {
   return href.length > FIELD_LIMIT ? null : safeText(href)
 }
 
+// JSON.stringify escapes C0 controls and lone surrogates but leaves DEL, C1 controls and the
+// invisible and bidirectional characters raw; escaped as \uXXXX, the JSON stays equal.
+const JSON_UNSAFE = new RegExp(`[${UNSAFE_CHARS}]`, 'gu')
+
+/** `JSON.stringify(value)` with nothing in it that can act on a terminal; parses to the same. */
+function safeJson(value) {
+  return JSON.stringify(value).replace(JSON_UNSAFE, (ch) => `\\u${ch.codePointAt(0).toString(16).padStart(4, '0')}`)
+}
+
 const LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/
 
 /** A host name read from a lock file, printable only when it has host name syntax; else `null`. */
@@ -68,4 +78,4 @@ function safeHostname(value) {
   return name.split('.').every((label) => LABEL.test(label)) ? value : null
 }
 
-module.exports = { FIELD_LIMIT, safeText, safeUrl, safeHostname }
+module.exports = { FIELD_LIMIT, safeText, safeUrl, safeHostname, safeJson }

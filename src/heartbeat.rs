@@ -1,9 +1,12 @@
-//! One heartbeat thread for every lease the process holds.
+//! Heartbeat threads: one per filesystem for every lease the process holds there, and one
+//! watchdog over them.
 //!
-//! A native thread, not a task on the JS event loop or on a shared async runtime: garbage
-//! collection pauses, a blocked event loop or a busy runtime cannot starve it, and it never
-//! keeps Node alive. One thread with a deadline queue costs the same whether the process holds
-//! one lease or a thousand.
+//! Native threads, not tasks on the JS event loop or on a shared async runtime: garbage
+//! collection pauses, a blocked event loop or a busy runtime cannot starve them, and they never
+//! keep Node alive. One thread with a deadline queue costs the same whether the process holds
+//! one lease on a disk or a thousand. A thread per filesystem (the caller's key) means a hung
+//! mount stalls only the renewals on it; the watchdog notices a renewal stuck past its give-up
+//! point without waiting for the stuck call, and has it reported.
 //!
 //! The scheduler knows only the small [`Beat`] trait: it runs beats when they are due and
 //! keeps every scheduled item alive (an `Arc`) until that item says it has nothing left to
@@ -11,6 +14,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,13 @@ pub trait Beat: Send + Sync + 'static {
     fn beat(&self) -> Option<Instant>;
     /// When the next beat is due if there is something to renew right now, else `None`.
     fn next_due(&self) -> Option<Instant>;
+    /// How long until a renewal that has not completed by then is given up (the give-up
+    /// point; zero once past it), while there is something to renew; else `None`. Must not
+    /// block on anything a beat holds.
+    fn give_up_in(&self) -> Option<Duration>;
+    /// Reports that renewal is stuck past the give-up point. Called on the watchdog thread
+    /// while a beat may still be blocked in a system call; must not block on what it holds.
+    fn stalled(&self);
 }
 
 /// How early a beat may run to share a wake-up with others.
@@ -63,6 +74,10 @@ struct Queue<T> {
 pub struct Scheduler<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
+    /// Whether a beat is running now, and how many have started: the watchdog calls the
+    /// thread stuck when it finds the same beat running at two looks.
+    busy: AtomicBool,
+    started: AtomicU64,
 }
 
 fn key<T>(item: &Arc<T>) -> usize {
@@ -79,7 +94,15 @@ impl<T: Beat> Scheduler<T> {
                 thread_started: false,
             }),
             wake: Condvar::new(),
+            busy: AtomicBool::new(false),
+            started: AtomicU64::new(0),
         }
+    }
+
+    /// Whether a beat is running, and which (a count of beats started).
+    fn activity(&self) -> (bool, u64) {
+        let started = self.started.load(AtomicOrdering::Acquire);
+        (self.busy.load(AtomicOrdering::Acquire), started)
     }
 
     /// A poisoned mutex only means a beat panicked elsewhere; the queue is still consistent
@@ -143,7 +166,10 @@ impl<T: Beat> Scheduler<T> {
                 Some(_) => {
                     let Some(due) = q.heap.pop() else { continue };
                     drop(q);
+                    self.started.fetch_add(1, AtomicOrdering::AcqRel);
+                    self.busy.store(true, AtomicOrdering::Release);
                     let next = due.item.beat();
+                    self.busy.store(false, AtomicOrdering::Release);
                     q = self.guard();
                     // Asked under the queue lock, as `start` is: an item that became active
                     // again since its beat found nothing to renew keeps its entry.
@@ -169,4 +195,155 @@ fn push<T>(q: &mut Queue<T>, item: Arc<T>, at: Instant) {
     q.seq += 1;
     let seq = q.seq;
     q.heap.push(Due { at, seq, item });
+}
+
+/// How soon the watchdog looks again at a renewal past its give-up point whose thread was not
+/// yet seen stuck: a process that was asleep or stopped gets its beats in first.
+const RECHECK: Duration = Duration::from_millis(25);
+
+/// One [`Scheduler`] per key (the caller's filesystem), so that a hung filesystem stalls only
+/// the renewals on it, and the watchdog thread over all of them.
+pub struct Heartbeats<T: 'static> {
+    schedulers: Mutex<Vec<(u64, &'static Scheduler<T>)>>,
+    watchdog: Mutex<WatchState>,
+    wake: Condvar,
+}
+
+/// Whether the watchdog thread runs, how often it was told of new items (a poke that comes
+/// while it is looking is not lost: it looks again instead of sleeping), and until when it
+/// sleeps (`None`: it is looking, or sleeps until told) - a new item whose give-up point comes
+/// later than that needs no poke, which keeps tight acquire/release loops from waking it.
+struct WatchState {
+    started: bool,
+    pokes: u64,
+    asleep_until: Option<Instant>,
+}
+
+impl<T: Beat> Heartbeats<T> {
+    pub const fn new() -> Self {
+        Heartbeats {
+            schedulers: Mutex::new(Vec::new()),
+            watchdog: Mutex::new(WatchState {
+                started: false,
+                pokes: 0,
+                asleep_until: None,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn all(&self) -> Vec<(u64, &'static Scheduler<T>)> {
+        self.schedulers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The scheduler for `key`, made on first use. Schedulers live as long as the process:
+    /// there is one per filesystem a lock was ever held on.
+    fn scheduler(&self, key: u64) -> &'static Scheduler<T> {
+        let mut list = self.schedulers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = list.iter().find(|(k, _)| *k == key) {
+            return s;
+        }
+        let s: &'static Scheduler<T> = Box::leak(Box::new(Scheduler::new()));
+        list.push((key, s));
+        s
+    }
+
+    /// Makes sure `item` gets beats on the thread for `key`, and is watched.
+    pub fn start(&'static self, key: u64, item: &Arc<T>) {
+        self.scheduler(key).start(item);
+        let give_up = item.give_up_in().map(|left| Instant::now() + left);
+        let mut w = self.watch_state();
+        if w.started
+            && (give_up.is_none() || w.asleep_until.zip(give_up).is_some_and(|(t, g)| t <= g))
+        {
+            return;
+        }
+        w.pokes = w.pokes.wrapping_add(1);
+        if !w.started {
+            // Without a watchdog a stuck renewal is still noticed by `held` (no I/O); only the
+            // callback would wait for the stuck call. Try again at the next start.
+            w.started = std::thread::Builder::new()
+                .name("leaselock-watchdog".into())
+                .spawn(move || self.watch())
+                .is_ok();
+        }
+        drop(w);
+        self.wake.notify_one();
+    }
+
+    fn watch_state(&self) -> MutexGuard<'_, WatchState> {
+        self.watchdog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every item scheduled now, on any thread.
+    pub fn scheduled(&self) -> Vec<Arc<T>> {
+        let mut out: Vec<Arc<T>> = Vec::new();
+        for (_, s) in self.all() {
+            for item in s.scheduled() {
+                if !out.iter().any(|o| Arc::ptr_eq(o, &item)) {
+                    out.push(item);
+                }
+            }
+        }
+        out
+    }
+
+    /// The watchdog: sleeps until the earliest give-up point of anything scheduled; an item
+    /// past it whose scheduler thread is stuck in one beat (the same beat running at two
+    /// looks) is reported stalled. Costs one look per give-up period while all is well.
+    fn watch(&self) {
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        loop {
+            let pokes = {
+                let mut w = self.watch_state();
+                w.asleep_until = None;
+                w.pokes
+            };
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for (key, s) in self.all() {
+                let (busy, started) = s.activity();
+                let before = seen.iter_mut().find(|(k, _)| *k == key);
+                let stuck = busy && before.as_ref().is_some_and(|(_, n)| *n == started);
+                match before {
+                    Some(entry) => entry.1 = started,
+                    None => seen.push((key, started)),
+                }
+                for item in s.scheduled() {
+                    let at = match item.give_up_in() {
+                        None => continue,
+                        Some(left) if !left.is_zero() => now + left,
+                        Some(_) if stuck => {
+                            item.stalled();
+                            continue;
+                        }
+                        Some(_) => now + RECHECK,
+                    };
+                    next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                }
+            }
+            let mut guard = self.watch_state();
+            if guard.pokes != pokes {
+                continue;
+            }
+            guard.asleep_until = next;
+            // A poisoned wait only means a beat panicked elsewhere; look again either way.
+            match next {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    drop(self.wake.wait_timeout(guard, left));
+                }
+                None => drop(self.wake.wait(guard)),
+            }
+        }
+    }
+}
+
+impl<T: Beat> Default for Heartbeats<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -537,8 +537,9 @@ fn release_stalled_after_claim_deletes_only_its_own_file() {
     new.release().unwrap();
 }
 
-/// A heartbeat stalled past the stale threshold is a frozen holder: it is taken over, and when
-/// it resumes it is told (`owner-changed`, naming the new owner); the new owner's file stays.
+/// A heartbeat stalled past the stale threshold is a frozen holder: the watchdog tells it at the
+/// give-up point (`heartbeat-stalled`) without waiting for the stalled call, it is taken over,
+/// and when the call completes nothing changes: still lost, the new owner's file stays.
 #[test]
 fn heartbeat_stalled_past_the_threshold_is_taken_over_and_told() {
     let dir = TempDir::new("hb-stall");
@@ -572,7 +573,7 @@ fn heartbeat_stalled_past_the_threshold_is_taken_over_and_told() {
     }
     let ours = new.current_lease().unwrap().owner_id;
     let lost = old.expect("LOST");
-    assert_eq!(lost, format!("LOST owner-changed {ours}"));
+    assert_eq!(lost, "LOST heartbeat-stalled ");
     old.send("held");
     assert_eq!(old.expect("HELD?"), "HELD? false");
     old.send("release");

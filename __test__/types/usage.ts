@@ -10,6 +10,7 @@ import {
   type AcquireSyncOptions,
   type InspectOptions,
   type InvalidLockContent,
+  type LockFilesystem,
   type LeaseHolder,
   type LeaseLostInfo,
   type LockErrorCode,
@@ -38,7 +39,7 @@ async function everything(): Promise<void> {
     leaseHeartbeatInterval: 250,
     leaseStaleThreshold: 3000,
     onLeaseLost: (info: LeaseLostInfo) => {
-      const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' = info.reason
+      const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' = info.reason
       const path: string = info.path
       const owner: LockHolder | null = info.newOwner
       const error: string | null = info.error
@@ -55,6 +56,12 @@ async function everything(): Promise<void> {
   // Getters.
   const p: string = full.path
   const held: boolean = full.held
+  const where: LockFilesystem | null = full.filesystem
+  if (where) {
+    const kind: 'local' | 'network' | 'fuse' | 'unknown' = where.kind
+    const stable: boolean | null = where.stableInodes
+    void [where.type.length, kind, stable]
+  }
   void [p, held, plain, viaUrl]
 
   // acquire: no options, a timeout, Infinity, a signal.

@@ -54,6 +54,17 @@ pub struct ReleaseOutcome {
     pub failure: Option<NativeFailure>,
 }
 
+/// The filesystem a lock lives on (see `PidLock.filesystem`).
+#[napi(object)]
+pub struct FilesystemInfo {
+    /// The kernel's name for its type (`ext4`, `tmpfs`, `nfs`, `fuse`, `apfs`, `NTFS`...).
+    pub r#type: String,
+    /// `"local"`, `"network"`, `"fuse"` or `"unknown"`.
+    pub kind: String,
+    /// Whether inode numbers stay with a file across names there; `null` if not looked at.
+    pub stable_inodes: Option<bool>,
+}
+
 /// What `inspect` found: `failure`, or the lock file's record (none: no lock file).
 #[napi(object)]
 pub struct InspectOutcome {
@@ -243,10 +254,11 @@ impl NativeLock {
         self.lock.held()
     }
 
-    /// Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
-    /// work on a local disk) and its outcome is returned as is; only when the lock is held and
-    /// `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
-    /// thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+    /// Acquires. On a known local disk type the first attempt runs here on the JS thread (tens
+    /// of microseconds of file work) and its outcome is returned as is; only when the lock is
+    /// held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
+    /// a worker thread, and then a promise is returned. Elsewhere (network, FUSE, not known
+    /// yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
     /// without end.
     #[napi(
         ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
@@ -263,7 +275,9 @@ impl NativeLock {
     ) -> Result<Either<AcquireOutcome, PromiseRaw<'env, AcquireOutcome>>> {
         let on_lost = self.loss_handler(on_lost)?;
         let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
-        let first = {
+        let first = if !self.lock.io_is_quick() {
+            Err(Pending::MustWait)
+        } else {
             let probe = alive.as_ref().map(probe_here);
             let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
             self.lock
@@ -281,6 +295,7 @@ impl NativeLock {
         let lock = self.lock.clone();
         let promise = env.spawn_future(async move {
             tokio::task::spawn_blocking(move || {
+                lock.learn_filesystem();
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
                 acquired(lock.acquire(&wait, probe_ref, metadata, on_lost))
@@ -311,25 +326,52 @@ impl NativeLock {
         ))
     }
 
-    /// Releases on the JS thread: a rename, a stat and an unlink.
-    #[napi]
-    pub fn release(&self) -> ReleaseOutcome {
-        match self.lock.release() {
-            Ok(removed) => ReleaseOutcome {
-                removed,
-                failure: None,
-            },
-            Err(e) => ReleaseOutcome {
-                removed: false,
-                failure: Some(failure(e)),
-            },
-        }
+    /// Releases: on the JS thread on a known local disk type (a rename, a stat and an
+    /// unlink), else on a worker thread, and then a promise is returned.
+    #[napi(ts_return_type = "ReleaseOutcome | Promise<ReleaseOutcome>")]
+    pub fn release<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<Either<ReleaseOutcome, PromiseRaw<'env, ReleaseOutcome>>> {
+        let lock = self.lock.clone();
+        off_thread_unless_quick(env, &self.lock, move || release_now(&lock))
     }
 
-    /// Replaces the metadata on the JS thread (a few file operations). `null` when done.
+    /// Releases on the JS thread, whatever the filesystem (blocking by contract).
     #[napi]
-    pub fn update(&self, metadata: Option<String>) -> Option<NativeFailure> {
+    pub fn release_sync(&self) -> ReleaseOutcome {
+        release_now(&self.lock)
+    }
+
+    /// Replaces the metadata: on the JS thread on a known local disk type (a few file
+    /// operations), else on a worker thread, and then a promise is returned. `null` when done.
+    #[napi(ts_return_type = "NativeFailure | null | Promise<NativeFailure | null>")]
+    pub fn update<'env>(
+        &self,
+        env: &'env Env,
+        metadata: Option<String>,
+    ) -> Result<Either<Option<NativeFailure>, PromiseRaw<'env, Option<NativeFailure>>>> {
+        let lock = self.lock.clone();
+        off_thread_unless_quick(env, &self.lock, move || {
+            lock.update(metadata).err().map(failure)
+        })
+    }
+
+    /// Replaces the metadata on the JS thread, whatever the filesystem (blocking by contract).
+    /// `null` when done.
+    #[napi]
+    pub fn update_sync(&self, metadata: Option<String>) -> Option<NativeFailure> {
         self.lock.update(metadata).err().map(failure)
+    }
+
+    /// The filesystem the lock lives on, once an acquisition has looked at it.
+    #[napi(getter)]
+    pub fn filesystem(&self) -> Option<FilesystemInfo> {
+        self.lock.filesystem().map(|f| FilesystemInfo {
+            r#type: f.info.name,
+            kind: f.info.kind.as_str().into(),
+            stable_inodes: f.stable_inodes,
+        })
     }
 
     #[napi]
@@ -379,6 +421,37 @@ impl NativeLock {
                 ThreadsafeFunctionCallMode::NonBlocking,
             );
         })))
+    }
+}
+
+/// Runs `work` here when the lock's filesystem is a known local disk type, else on a worker
+/// thread (returning a promise), so that a slow or hung mount never holds up the JS thread.
+fn off_thread_unless_quick<'env, T: ToNapiValue + Send + 'static>(
+    env: &'env Env,
+    lock: &Lock,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<Either<T, PromiseRaw<'env, T>>> {
+    if lock.io_is_quick() {
+        return Ok(Either::A(work()));
+    }
+    let promise = env.spawn_future(async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::from_reason(format!("lock task failed: {e}")))
+    })?;
+    Ok(Either::B(promise))
+}
+
+fn release_now(lock: &Lock) -> ReleaseOutcome {
+    match lock.release() {
+        Ok(removed) => ReleaseOutcome {
+            removed,
+            failure: None,
+        },
+        Err(e) => ReleaseOutcome {
+            removed: false,
+            failure: Some(failure(e)),
+        },
     }
 }
 

@@ -167,6 +167,9 @@ pub enum LossReason {
     Removed,
     /// Heartbeats kept failing until the lease was about to expire.
     HeartbeatFailed,
+    /// A renewal did not complete by the give-up point: its filesystem is stuck (a hung mount).
+    /// Reported while the call is still stuck; its late completion changes nothing.
+    HeartbeatStalled,
 }
 
 impl LossReason {
@@ -175,6 +178,7 @@ impl LossReason {
             LossReason::OwnerChanged => "owner-changed",
             LossReason::Removed => "removed",
             LossReason::HeartbeatFailed => "heartbeat-failed",
+            LossReason::HeartbeatStalled => "heartbeat-stalled",
         }
     }
 }

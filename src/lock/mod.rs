@@ -3,10 +3,15 @@
 //! Each concern has its own room: [`wait`] (deadlines, cancellation), [`judge`] (what is at the
 //! path, shared with [`inspect`]), [`takeover`] (replacing a stale lock, and why that is
 //! race-free), [`renew`] (heartbeat and metadata update), [`release`] (and why it cannot delete
-//! a new owner's lock), [`options`] and [`error`]. The heartbeat thread itself is
-//! [`crate::heartbeat`]; a lock is one of the things it beats.
+//! a new owner's lock), [`filesystem`] (which filesystem, and so which thread does the I/O),
+//! [`identity`] (recognising files by inode or by content), [`exit`] (release at the end of
+//! the process or a worker, bounded), [`options`] and [`error`]. The heartbeat threads are
+//! [`crate::heartbeat`]; a lock is one of the things they beat.
 
 mod error;
+mod exit;
+mod filesystem;
+mod identity;
 mod judge;
 mod options;
 mod release;
@@ -18,20 +23,24 @@ mod wait;
 mod waits;
 
 pub use error::{glimpse, io_code, Blocked, LeaseLost, LockError, LossReason, HELD_TEXT};
+pub use exit::{release_held_for_exit, EXIT_RELEASE_BOUND};
+pub use filesystem::Filesystem;
+pub use identity::Recognise;
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::LossHandler;
 pub use wait::{Cancel, Wait, SAFETY_POLL};
 
-use crate::heartbeat::{self, Scheduler};
+use crate::heartbeat::{self, Heartbeats};
 use crate::lease::Lease;
 use crate::owner;
 use crate::sys::{self, LockDir, PathError, ResolveError, Snapshot};
+use filesystem::Place;
 use renew::{Holding, Outcome, DISPLACED_GRACE};
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use wait::{Pause, Recheck, Sleeper};
@@ -39,10 +48,10 @@ use wait::{Pause, Recheck, Sleeper};
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
 
-/// Every held lock of the process is beaten by this one scheduler, which also keeps each held
-/// lock alive when its JS object is collected: a lock is released by `release()` or by the
-/// end of the process or environment, never by garbage collection.
-static HEARTBEATS: Scheduler<Inner> = Scheduler::new();
+/// Every held lock of the process is beaten here, on the thread of its filesystem, which also
+/// keeps each held lock alive when its JS object is collected: a lock is released by
+/// `release()` or by the end of the process or environment, never by garbage collection.
+static HEARTBEATS: Heartbeats<Inner> = Heartbeats::new();
 
 /// A poisoned mutex here only means another thread panicked while holding it; the state it
 /// protects is still consistent (every update is a single assignment), so carry on.
@@ -73,6 +82,13 @@ struct Inner {
     /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
     /// held, and only when the directory was removed.
     dir: Mutex<Option<Arc<LockDir>>>,
+    /// Who to tell of a loss of the current holding; taken by whoever reports it (once), and
+    /// kept apart from `state` so that a loss is told while a renewal is stuck holding that.
+    notice: Mutex<Option<LossHandler>>,
+    /// The filesystem the lock lives on.
+    place: Place,
+    /// The descriptor of the file held (see `sys::close_at_exit`), -1 when none.
+    open_fd: AtomicI64,
 }
 
 /// An acquisition that was not allowed to sleep stopped short.
@@ -142,12 +158,32 @@ impl Lock {
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
                 dir: Mutex::new(None),
+                notice: Mutex::new(None),
+                place: Place::default(),
+                open_fd: AtomicI64::new(-1),
             }),
         }
     }
 
     pub fn options(&self) -> &Options {
         &self.inner.opts
+    }
+
+    /// Whether this lock's I/O may run on the JS thread: its filesystem is a known local disk
+    /// type (no I/O to answer; see `filesystem`).
+    pub fn io_is_quick(&self) -> bool {
+        self.inner.place.is_quick(&self.inner.path)
+    }
+
+    /// Finds out which filesystem the lock lives on, if not known yet. May block on a hung
+    /// mount: call it off the JS thread.
+    pub fn learn_filesystem(&self) {
+        self.inner.place.learn(&self.inner.path);
+    }
+
+    /// The lock's filesystem, once an acquisition has looked at it.
+    pub fn filesystem(&self) -> Option<Filesystem> {
+        self.inner.place.describe()
     }
 
     /// Whether this instance holds the lock with a lease it can vouch for. No I/O: false once a
@@ -219,6 +255,7 @@ impl Lock {
         let metadata = metadata
             .map(|m| options::compact_metadata(&m))
             .transpose()?;
+        self.inner.place.learn(&self.inner.path);
         let _serial = lock(&self.inner.acquiring);
         // `release()` and the end of this environment cancel the wait.
         let (wait, cancel) = wait.cancellable();
@@ -271,7 +308,7 @@ impl Lock {
         }
         self.inner.hold(&mut st, holding, on_lost);
         drop(st);
-        HEARTBEATS.start(&self.inner);
+        HEARTBEATS.start(self.inner.place.dev(), &self.inner);
         Ok(())
     }
 
@@ -284,14 +321,20 @@ impl Lock {
         waits::cancel_lock(&self.inner);
         let mut st = lock(&self.inner.state);
         let released = self.inner.release_locked(&mut st);
-        if st.is_none() {
+        // An acquisition still in flight (cancelled above) keeps the directory: it may have
+        // published a file there that it must remove, and it lets go of it when it ends.
+        let acquiring = matches!(
+            self.inner.acquiring.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        );
+        if st.is_none() && !acquiring {
             self.inner.let_go_of_dir();
         }
         drop(st);
         if released.is_err() {
             // Held again: make sure the heartbeat still beats it (it may have let go of it
             // while the release was under way).
-            HEARTBEATS.start(&self.inner);
+            HEARTBEATS.start(self.inner.place.dev(), &self.inner);
         }
         released
     }
@@ -309,7 +352,12 @@ impl Lock {
         let mut next = h.lease.with_heartbeat(now, sys::boot_nanos());
         next.metadata_json = metadata;
         h.replace(&self.inner.at(), next, self.inner.opts.file_mode)
-            .map_err(|e| self.inner.shown(e))
+            .map_err(|e| self.inner.shown(e))?;
+        // A new record of another length comes with a new file.
+        self.inner
+            .open_fd
+            .store(sys::raw_descriptor(&h.file), Ordering::Release);
+        Ok(())
     }
 
     /// The lease this instance wrote, while it holds the lock.
@@ -439,6 +487,7 @@ impl Inner {
             return Ok(Attempt::Contended { pause: false });
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
+        let how = self.place.recognise(&self.path);
         if let Assessment::NotALease { size, head } = found {
             return Err(not_a_lease(&self.path, size, head));
         }
@@ -463,12 +512,12 @@ impl Inner {
             return Err(LockError::NotMovable(takeover::sticky(path, owner)));
         }
         crate::faults::point("takeover.after-judge");
-        let taken = takeover::take_over(path, opts, &snap, &bytes)?;
+        let taken = takeover::take_over(path, opts, &snap, &bytes, how)?;
         crate::faults::point("takeover.before-confirm");
         Ok(match taken {
             // A Go contender compares bytes and then unlinks by path: it can remove the file we
             // just put there. Success only while the path still names our file.
-            Some(file) if sys::id_at(path).ok().flatten() == Some(file.id) => {
+            Some(file) if identity::names_record(path, &file, &bytes, how) => {
                 Attempt::Acquired(Holding::new(file, lease, bytes), Some(Box::new(found)))
             }
             _ => Attempt::Contended { pause: true },
@@ -476,16 +525,37 @@ impl Inner {
     }
 
     /// Records a new holding; the caller starts its heartbeat once the state lock is let go.
+    /// Off a local disk type, first finds out whether the lock name reports the inode of the
+    /// file we hold open (see `identity`).
     fn hold(
         &self,
         st: &mut Option<Box<Holding>>,
         mut h: Box<Holding>,
         on_lost: Option<LossHandler>,
     ) {
-        h.on_lost = on_lost;
+        h.how = if self.place.is_quick(&self.path) {
+            Recognise::ByInode
+        } else {
+            identity::detect(&self.at(), &h.file)
+        };
+        self.place.acquired(h.how, h.file.id);
+        self.open_fd
+            .store(sys::raw_descriptor(&h.file), Ordering::Release);
+        *lock(&self.notice) = on_lost;
         *st = Some(h);
         self.confirm();
         self.held.store(true, Ordering::Release);
+    }
+
+    /// Marks the current holding lost and tells its holder, once per acquisition, whichever
+    /// thread gets here first.
+    fn lose(&self, lost: LeaseLost) {
+        if self.held.swap(false, Ordering::AcqRel) {
+            let report = lock(&self.notice).take();
+            if let Some(report) = report {
+                report(lost);
+            }
+        }
     }
 
     fn release_locked(&self, st: &mut Option<Box<Holding>>) -> Result<bool, LockError> {
@@ -494,7 +564,10 @@ impl Inner {
         };
         self.held.store(false, Ordering::Release);
         match release::release(&self.at(), h, &self.opts) {
-            Ok(removed) => Ok(removed),
+            Ok(removed) => {
+                lock(&self.notice).take();
+                Ok(removed)
+            }
             Err((h, e)) => {
                 let e = self.shown(e);
                 // Still ours and still there: keep holding so the caller can try again. Its
@@ -571,16 +644,6 @@ impl Inner {
     fn is_held(&self) -> bool {
         self.held.load(Ordering::Acquire)
     }
-
-    /// Releases whatever this instance holds, for process or environment exit. A heartbeat
-    /// in progress is waited for (it holds the state for one write), never given up on.
-    fn release_for_exit(&self) {
-        let mut st = lock(&self.state);
-        let _ = self.release_locked(&mut st);
-        if st.is_none() {
-            self.let_go_of_dir();
-        }
-    }
 }
 
 impl heartbeat::Beat for Inner {
@@ -599,6 +662,11 @@ impl heartbeat::Beat for Inner {
         let mut st = lock(&self.state);
         let at = self.at();
         let outcome = st.as_mut()?.heartbeat(&at, &self.opts);
+        if !self.is_held() {
+            // Reported lost while this beat was stuck: it stays lost, whatever the beat found.
+            // The holding stays, so that `release()` still removes our file if it is ours.
+            return None;
+        }
         let lost = match outcome {
             Outcome::Renewed { next } => {
                 self.confirm();
@@ -607,19 +675,41 @@ impl heartbeat::Beat for Inner {
             Outcome::Retry { next } => return Some(next),
             Outcome::Lost(lost) => lost,
         };
-        let on_lost = st.take().and_then(|h| h.on_lost);
-        self.held.store(false, Ordering::Release);
+        *st = None;
         self.let_go_of_dir();
         drop(st);
-        if let Some(report) = on_lost {
-            report(*lost);
-        }
+        self.lose(*lost);
         None
     }
 
     fn next_due(&self) -> Option<Instant> {
         self.is_held()
             .then(|| Instant::now() + self.opts.heartbeat_interval)
+    }
+
+    /// Until `held` turns false without a confirming heartbeat (see `Lock::held`).
+    fn give_up_in(&self) -> Option<Duration> {
+        if !self.is_held() {
+            return None;
+        }
+        let confirmed = self.confirmed_at.load(Ordering::Acquire);
+        let trust = self
+            .opts
+            .stale_threshold
+            .saturating_sub(self.opts.heartbeat_interval);
+        let at = confirmed.saturating_add(trust.as_nanos() as u64);
+        Some(Duration::from_nanos(
+            at.saturating_sub(owner::clock_nanos()),
+        ))
+    }
+
+    fn stalled(&self) {
+        self.lose(LeaseLost {
+            reason: LossReason::HeartbeatStalled,
+            new_owner: None,
+            error_code: None,
+            at: SystemTime::now(),
+        });
     }
 }
 
@@ -691,17 +781,5 @@ fn not_a_lease(path: &Path, size: u64, head: Vec<u8>) -> LockError {
         path: path.to_path_buf(),
         size,
         head,
-    }
-}
-
-/// Releases every lock held by one group (`Some(group)`) or by the whole process, as the
-/// environment or the process ends. Fenced like any release.
-pub fn release_held_for_exit(group: Option<u64>) {
-    // First its waits: an environment that ends acquires nothing afterwards.
-    waits::end_group(group);
-    for inner in HEARTBEATS.scheduled() {
-        if inner.is_held() && group.is_none_or(|g| inner.group == g) {
-            inner.release_for_exit();
-        }
     }
 }

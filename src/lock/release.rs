@@ -4,12 +4,14 @@
 //! Release reads our file through the handle we keep (someone may have written their record
 //! into it: then it is theirs). While our lease is fresh nobody may take it over, so the path
 //! is still ours; past that, it first checks that the path still names our file (we keep it
-//! open, so its inode cannot be reused). Then it renames the path to a private name - atomic,
+//! open, so its inode cannot be reused; where inode numbers are made up per name, the file
+//! with our owner id - see `identity`). Then it renames the path to a private name - atomic,
 //! so what moves is exactly one file - and deletes it only if the moved file is ours. If a
 //! takeover happened in between, the moved file is the new owner's and it is linked straight
 //! back.
 
 use super::error::LockError;
+use super::identity;
 use super::options::Options;
 use super::renew::{carries_owner, Holding};
 use crate::owner;
@@ -39,8 +41,8 @@ pub(super) fn release(
     // a moment.
     let since_ok = Duration::from_nanos(owner::clock_nanos().saturating_sub(h.last_ok));
     if since_ok + opts.heartbeat_interval >= opts.stale_threshold {
-        match sys::id_at(path) {
-            Ok(Some(id)) if id == h.file.id => {}
+        match identity::names_ours(path, &h.file, &h.lease.owner_id, h.how) {
+            Ok(true) => {}
             // Not ours any more (lost, or removed by hand): leave it alone.
             _ => return Ok(false),
         }
@@ -54,7 +56,7 @@ pub(super) fn release(
         return Err((h, LockError::io("rename", path, e)));
     }
     crate::faults::point("release.after-claim");
-    if sys::id_at(&private).ok().flatten() == Some(h.file.id) {
+    if identity::names_ours(&private, &h.file, &h.lease.owner_id, h.how).unwrap_or(false) {
         let _ = std::fs::remove_file(&private);
         return Ok(true);
     }

@@ -7,6 +7,7 @@
 //! exchanged with ours in one step, and what came out of the path is verified to be our file.
 
 use super::error::{LeaseLost, LockError, LossReason};
+use super::identity::{self, Recognise};
 use super::options::Options;
 use crate::lease::{self, Lease};
 use crate::owner;
@@ -39,7 +40,8 @@ pub(super) struct Holding {
     beats: u32,
     displaced_since: Option<Instant>,
     last_error: Option<io::Error>,
-    pub on_lost: Option<LossHandler>,
+    /// How this lock's files are recognised on its filesystem.
+    pub how: Recognise,
 }
 
 /// What one heartbeat concluded.
@@ -72,7 +74,7 @@ impl Holding {
             beats: 0,
             displaced_since: None,
             last_error: None,
-            on_lost: None,
+            how: Recognise::ByInode,
         })
     }
 
@@ -148,9 +150,9 @@ impl Holding {
         // at every few beats, and at every beat while something looked wrong.
         self.beats = self.beats.wrapping_add(1);
         if self.beats.is_multiple_of(PATH_CHECK_EVERY) || self.displaced_since.is_some() {
-            match sys::id_at(path) {
-                Ok(Some(id)) if id == self.file.id => {}
-                Ok(_) => return lost_to_whatever_is_at(path, false),
+            match identity::names_ours(path, &self.file, &self.lease.owner_id, self.how) {
+                Ok(true) => {}
+                Ok(false) => return lost_to_whatever_is_at(path, false),
                 Err(e) => return Renewal::Failed(e),
             }
         }
@@ -194,8 +196,9 @@ impl Holding {
                 .map_err(|e| LockError::io("write", path, e))?;
             match sys::exchange(&temp, path) {
                 Ok(true) => {
-                    let out = sys::open_private(&temp).ok().map(|(_, id)| id);
-                    if out == Some(self.file.id) {
+                    let ours =
+                        identity::names_ours(&temp, &self.file, &self.lease.owner_id, self.how);
+                    if ours.unwrap_or(false) {
                         let _ = std::fs::remove_file(&temp);
                         self.file = file;
                         self.lease = next;

@@ -8,7 +8,8 @@
 //! broken). It then writes its own complete lease to a private name and swaps that name with
 //! the lock path in one `renameat2(RENAME_EXCHANGE)`. The lock path is never empty, so no
 //! third contender can slip a new lock in. The file that came out of the path is compared with
-//! the snapshot: same inode and same bytes means it is the very file judged stale, unchanged
+//! the snapshot: same inode and same bytes (same bytes alone where inode numbers are made up
+//! per name, see [`identity`]) means it is the very file judged stale, unchanged
 //! since (a live holder rewrites its heartbeat in place, which changes the bytes), and it is
 //! deleted - the takeover is complete. Anything else means somebody else won (a Go contender,
 //! which takes no claim) or the holder woke up: the exchange is undone (the path gets its file
@@ -26,6 +27,7 @@
 //! path empty for the microseconds of a wrong claim, which is documented as a weaker guarantee.
 
 use super::error::{Blocked, LockError};
+use super::identity::{self, Recognise};
 use super::options::Options;
 use crate::lease;
 use crate::owner::{self, Liveness};
@@ -40,18 +42,20 @@ pub const CLAIM_STALE: Duration = Duration::from_secs(1);
 
 /// Replaces the stale file `snap` with our lease; `None` if it changed under us or another
 /// contender is taking it over right now. See the module documentation for why this is
-/// safe with any number of contenders.
+/// safe with any number of contenders. `how`: how files are recognised on this filesystem
+/// (see [`identity`]).
 pub(super) fn take_over(
     path: &Path,
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
-    let Some(claim) = claim(path, opts.file_mode)? else {
+    let Some(claim) = claim(path, opts.file_mode, how)? else {
         return Ok(None);
     };
     crate::faults::point("takeover.after-claim");
-    let taken = take_over_claimed(path, opts, snap, bytes);
+    let taken = take_over_claimed(path, opts, snap, bytes, how);
     claim.give_up();
     taken
 }
@@ -61,11 +65,16 @@ fn take_over_claimed(
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
     // The claim may have come after another contender's takeover finished: then the path no
     // longer holds the judged file, and exchanging would only show readers our lease for a
     // moment and make the new holder's heartbeat look twice.
-    if sys::id_at(path).ok().flatten() != Some(snap.id) {
+    let unchanged = match how {
+        Recognise::ByInode => sys::id_at(path).ok().flatten() == Some(snap.id),
+        Recognise::ByContent => identity::is_snapshot(path, snap, how),
+    };
+    if !unchanged {
         return Ok(None);
     }
     let (temp, ours) = sys::write_private(path, bytes, opts.file_mode)
@@ -75,7 +84,7 @@ fn take_over_claimed(
         Ok(true) => {}
         Ok(false) => {
             let _ = std::fs::remove_file(&temp);
-            return take_over_by_rename(path, opts, snap, bytes);
+            return take_over_by_rename(path, opts, snap, bytes, how);
         }
         Err(e) => {
             let _ = std::fs::remove_file(&temp);
@@ -87,7 +96,7 @@ fn take_over_claimed(
     }
     crate::faults::point("takeover.after-exchange");
     // `temp` now names what was at the path.
-    if is_snapshot(&temp, snap) {
+    if identity::is_snapshot(&temp, snap, how) {
         let _ = std::fs::remove_file(&temp);
         return Ok(Some(ours));
     }
@@ -95,7 +104,7 @@ fn take_over_claimed(
     // woke up: undo, and delete only our own file - never one that came back instead.
     match sys::exchange(&temp, path) {
         Ok(true) => {
-            if sys::id_at(&temp).ok().flatten() == Some(ours.id) {
+            if identity::names_record(&temp, &ours, bytes, how) {
                 let _ = std::fs::remove_file(&temp);
             }
         }
@@ -115,12 +124,19 @@ fn take_over_claimed(
 /// could otherwise hand the path to a loser and delete the winner's file. `None`: somebody
 /// else holds the claim; try again after the retry delay. A claim whose taker died, or
 /// older than [`CLAIM_STALE`] (a takeover takes microseconds), is broken.
-fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
+fn claim(lock_path: &Path, file_mode: u32, how: Recognise) -> Result<Option<Claim>, LockError> {
     let path = sys::sibling(lock_path, "takeover");
     let record = owner::new_lease(None).encode();
     for _ in 0..2 {
         match sys::publish(&path, &record, file_mode) {
-            Ok(file) => return Ok(Some(Claim { path, file })),
+            Ok(file) => {
+                return Ok(Some(Claim {
+                    path,
+                    file,
+                    record,
+                    how,
+                }))
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(None),
             Err(e) => return Err(LockError::io("create", &path, e)),
@@ -144,7 +160,7 @@ fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
         if !taker_dead && age < CLAIM_STALE {
             return Ok(None);
         }
-        if let Err(e) = remove_if_unchanged(&path, &snap) {
+        if let Err(e) = remove_if_unchanged(&path, &snap, how) {
             if refused(&e) {
                 return Err(LockError::NotMovable(Blocked {
                     owner: sys::owner_at(&path),
@@ -229,6 +245,7 @@ fn take_over_by_rename(
     opts: &Options,
     snap: &Snapshot,
     bytes: &[u8],
+    how: Recognise,
 ) -> Result<Option<OwnedFile>, LockError> {
     let private = sys::private_name(path, "claim");
     match std::fs::rename(path, &private) {
@@ -236,7 +253,7 @@ fn take_over_by_rename(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(LockError::io("rename", path, e)),
     }
-    if !is_snapshot(&private, snap) {
+    if !identity::is_snapshot(&private, snap, how) {
         // Not the judged file: back it goes, or it stays at the private name if the path was
         // taken meanwhile - never deleted.
         if std::fs::hard_link(&private, path).is_ok() {
@@ -256,11 +273,13 @@ fn take_over_by_rename(
 struct Claim {
     path: PathBuf,
     file: OwnedFile,
+    record: Vec<u8>,
+    how: Recognise,
 }
 
 impl Claim {
     fn give_up(self) {
-        if sys::id_at(&self.path).ok().flatten() == Some(self.file.id) {
+        if identity::names_record(&self.path, &self.file, &self.record, self.how) {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -268,30 +287,13 @@ impl Claim {
 
 /// Removes the file at `path` if it is still the one in `snap`: claimed by a rename first, so
 /// a newer file is never removed, and put back if the claim caught one.
-fn remove_if_unchanged(path: &Path, snap: &Snapshot) -> io::Result<()> {
+fn remove_if_unchanged(path: &Path, snap: &Snapshot, how: Recognise) -> io::Result<()> {
     let private = sys::private_name(path, "stale");
     std::fs::rename(path, &private)?;
     // Ours to delete if it is the stale one; otherwise it goes back (unless something newer
     // took the name meanwhile, and then it stays at the private name rather than be lost).
-    if is_snapshot(&private, snap) || std::fs::hard_link(&private, path).is_ok() {
+    if identity::is_snapshot(&private, snap, how) || std::fs::hard_link(&private, path).is_ok() {
         let _ = std::fs::remove_file(&private);
     }
     Ok(())
-}
-
-/// Whether `path` (a private name) holds exactly the file judged in `snap`. The snapshot keeps
-/// the judged file open, so its inode cannot have been freed and reused by another file: the
-/// same id is the same file, and the same bytes mean nobody wrote to it since.
-fn is_snapshot(path: &Path, snap: &Snapshot) -> bool {
-    let Ok((file, id)) = sys::open_private(path) else {
-        return false;
-    };
-    if id != snap.id {
-        return false;
-    }
-    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-    match sys::read_capped(&file, len) {
-        Ok((bytes, oversized)) => oversized == snap.oversized && bytes == snap.bytes,
-        Err(_) => false,
-    }
 }

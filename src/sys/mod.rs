@@ -188,13 +188,23 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     }))
 }
 
-/// Publishes a complete file under `path`, creating missing parent directories once.
+/// Publishes a complete file under `path`. On Unix the lock's directory was opened, and
+/// created where missing, by the resolver through its checks (`resolve.rs`): a directory
+/// missing now is an error, never created again by path - that would walk the user's path
+/// anew, through whatever link was swapped into it meanwhile. Windows, whose lock directory is
+/// its path as given, creates missing parent directories once.
 pub fn publish_creating_parents(
     path: &Path,
     bytes: &[u8],
     file_mode: u32,
     dir_mode: u32,
 ) -> std::io::Result<OwnedFile> {
+    #[cfg(unix)]
+    {
+        let _ = dir_mode;
+        publish(path, bytes, file_mode)
+    }
+    #[cfg(windows)]
     match publish(path, bytes, file_mode) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create_parents(path, dir_mode)?;
@@ -264,6 +274,57 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
         helper_stem(path),
         std::process::id()
     ))
+}
+
+/// The descriptor of an open lock file as a number, for [`close_at_exit`]; -1 where there is
+/// no such thing to close that way (Windows).
+pub fn raw_descriptor(file: &OwnedFile) -> i64 {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        file.file.as_raw_fd() as i64
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        -1
+    }
+}
+
+/// Closes a lock file's descriptor that a thread stuck on a hung mount still owns, as the
+/// process exits. Without this the kernel closes it while the process ends, and on a hung
+/// network or FUSE mount that close (FUSE flush, NFS write-back) waits for the server with no
+/// signal left to interrupt it: the exit never completes. Closed here, from a helper thread
+/// that the exit then kills, the wait is interrupted instead.
+///
+/// # Safety
+/// Only at process exit, with `raw` from [`raw_descriptor`] of a file that is still open: the
+/// owner's later close (which never comes, the process is ending) would close the number again.
+pub unsafe fn close_at_exit(raw: i64) {
+    #[cfg(unix)]
+    if raw >= 0 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            libc::close(raw as i32);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = raw;
+}
+
+/// Whether a descriptor number is still open in this process (`close_at_exit` removes it from
+/// the table at once, before the close waits for the filesystem).
+pub fn descriptor_is_open(raw: i64) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: F_GETFD only reads the descriptor table.
+        raw >= 0 && unsafe { libc::fcntl(raw as i32, libc::F_GETFD) } != -1
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = raw;
+        false
+    }
 }
 
 /// Windows has no symlink owners, sticky bits or directory descriptors to hold in this sense:

@@ -13,8 +13,10 @@
 //! `/proc/self/fd/<fd>/<name>`: the kernel resolves that magic link straight to the open
 //! directory, so no component of the user's path is walked again between the check and the use.
 //! Where `/proc` is missing (and on macOS) the physical path that was checked is used instead:
-//! it has no symlink left in it, but a directory swapped in later by someone allowed to write
-//! an ancestor is not noticed there.
+//! it has no symlink left in it, and before each try of an acquire it must still lead to the
+//! open directory ([`LockDir::is_removed`]); a directory swapped in by someone allowed to write
+//! an ancestor in the moment between that comparison and the use, or while the lock is held,
+//! is not noticed there.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -100,9 +102,24 @@ impl LockDir {
         &self.physical
     }
 
-    /// Whether the directory has been removed since it was opened (then resolve again).
+    /// Whether the directory has been removed since it was opened, or - where it is reached by
+    /// its physical path, without `/proc` - that path no longer leads to it (a parent renamed,
+    /// or swapped for a link): then resolve again, with the checks. Without this, an acquire
+    /// that waits would follow a swapped path on its next try.
+    #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 on every target
     pub fn is_removed(&self) -> bool {
-        matches!(fstat(self.fd.as_raw_fd()), Ok(st) if st.st_nlink == 0)
+        let Ok(st) = fstat(self.fd.as_raw_fd()) else {
+            return true;
+        };
+        if st.st_nlink == 0 {
+            return true;
+        }
+        if self.via != self.physical {
+            return false;
+        }
+        use std::os::unix::fs::MetadataExt;
+        !matches!(std::fs::metadata(&self.physical),
+            Ok(m) if m.dev() == st.st_dev as u64 && m.ino() == st.st_ino as u64)
     }
 
     /// `p` below this directory's prefix, as a name relative to it (to show the user's path).

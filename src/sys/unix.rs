@@ -320,15 +320,6 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
     }
 }
 
-/// Creates the missing parent directories of `path` with `mode` (umask applies).
-pub fn create_parents(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(parent_dir(path))
-}
-
 /// A boot clock in nanoseconds: monotonic, counts suspend, comparable across processes of one
 /// boot. Immune to wall-clock jumps.
 pub fn boot_nanos() -> Option<u64> {

@@ -1,0 +1,223 @@
+//! The benchmark's floors: the system calls a lock makes, issued by a plain native loop with no
+//! lock logic, no JavaScript and no N-API around them (see bench/README.md).
+//!
+//!   syscall_floor pair <dir> <count>      one acquire+release's calls per pair; prints each
+//!                                         pair's time in microseconds, one JSON array
+//!   syscall_floor idle <dir> <n> <ms>     holds n open files and renews each every <ms> as a
+//!                                         heartbeat does; prints READY, runs until stdin closes
+//!
+//! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: the
+//! lock's directory resolved from `/` one component at a time (`openat` with `O_PATH` and
+//! `O_NOFOLLOW`, `fstat`, `close` of the previous one; `geteuid` once), then through
+//! `/proc/self/fd/<dir>`: an anonymous `O_TMPFILE` file, the lease written, `fstat`, `linkat` to
+//! the lock name, a `pread` of our own file, `getpid` (for the private name), `rename` to the
+//! private name, `lstat`, `unlink`, and the two `close`s. A heartbeat is `fstat` + `pwrite` of
+//! the same length, with an `lstat` of the path every fourth beat.
+
+#[cfg(target_os = "linux")]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: syscall_floor pair <dir> <count> | idle <dir> <n> <ms>";
+    match args.get(1).map(String::as_str) {
+        Some("pair") if args.len() == 4 => {
+            let count = args[3].parse().expect(usage);
+            linux::pairs(std::path::Path::new(&args[2]), count);
+        }
+        Some("idle") if args.len() == 5 => {
+            let n = args[3].parse().expect(usage);
+            let ms = args[4].parse().expect(usage);
+            linux::idle(std::path::Path::new(&args[2]), n, ms);
+        }
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("syscall_floor mirrors the Linux system calls; nothing to measure here");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::CString;
+    use std::io::{BufRead, Write};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    fn c(p: &Path) -> CString {
+        CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path")
+    }
+
+    fn check(rc: libc::c_long, what: &str) {
+        if rc < 0 {
+            panic!("{what}: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// A record as long as ours with identity fields (what `acquireSync` writes).
+    fn record() -> Vec<u8> {
+        let mut r = format!(
+            "{{\"version\":1,\"ownerID\":\"{}-1796000000000000000-1\",\"pid\":{}",
+            std::process::id(),
+            std::process::id()
+        );
+        r.push_str(",\"lastHeartbeatUnixNano\":1796000000000000000,\"hostname\":\"bench-host\"");
+        r.push_str(
+            ",\"bootID\":\"00000000-0000-0000-0000-000000000000\",\"pidNamespace\":\"4026531836\"",
+        );
+        r.push_str(",\"processStart\":\"123456\",\"heartbeatBootNano\":1234567890123,\"acquiredUnixNano\":1796000000000000000}\n");
+        r.into_bytes()
+    }
+
+    /// Opens `dir` as the lock does: from `/`, one component at a time, never following a link.
+    fn walk(dir: &Path) -> libc::c_int {
+        let root = c(Path::new("/"));
+        // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
+        unsafe {
+            let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_PATH | libc::O_DIRECTORY;
+            let mut fd = libc::open(root.as_ptr(), flags);
+            check(fd as _, "open /");
+            libc::geteuid();
+            for part in dir.components().skip(1) {
+                let name = c(Path::new(part.as_os_str()));
+                let next = libc::openat(fd, name.as_ptr(), flags | libc::O_NOFOLLOW);
+                check(next as _, "openat");
+                libc::close(fd);
+                let mut st: libc::stat = std::mem::zeroed();
+                check(libc::fstat(next, &mut st) as _, "fstat dir");
+                fd = next;
+            }
+            fd
+        }
+    }
+
+    pub fn pairs(dir: &Path, count: usize) {
+        let bytes = record();
+        let mut out = Vec::with_capacity(count);
+        let mut buf = vec![0u8; bytes.len() + 1];
+        let dir = std::fs::canonicalize(dir).expect("an existing directory");
+        for _ in 0..count {
+            let t0 = Instant::now();
+            let dfd = walk(&dir);
+            let via = std::path::PathBuf::from(format!("/proc/self/fd/{dfd}"));
+            let cdir = c(&via);
+            let lock = c(&via.join("floor.lock"));
+            let private = c(&via.join(".floor.lock.release.1.1.0"));
+            // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
+            unsafe {
+                let fd = libc::open(
+                    cdir.as_ptr(),
+                    libc::O_RDWR | libc::O_CLOEXEC | libc::O_TMPFILE,
+                    0o644,
+                );
+                check(fd as _, "open");
+                check(
+                    libc::write(fd, bytes.as_ptr().cast(), bytes.len()) as _,
+                    "write",
+                );
+                let mut st: libc::stat = std::mem::zeroed();
+                check(libc::fstat(fd, &mut st) as _, "fstat");
+                let proc_path = CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+                check(
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        proc_path.as_ptr(),
+                        libc::AT_FDCWD,
+                        lock.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    ) as _,
+                    "linkat",
+                );
+                check(
+                    libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) as _,
+                    "pread",
+                );
+                libc::getpid();
+                check(libc::rename(lock.as_ptr(), private.as_ptr()) as _, "rename");
+                check(libc::lstat(private.as_ptr(), &mut st) as _, "lstat");
+                check(libc::unlink(private.as_ptr()) as _, "unlink");
+                libc::close(fd);
+                libc::close(dfd);
+            }
+            out.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        let text: Vec<String> = out.iter().map(|us| format!("{us:.3}")).collect();
+        println!("[{}]", text.join(","));
+    }
+
+    pub fn idle(dir: &Path, n: usize, interval_ms: u64) {
+        let bytes = record();
+        let mut files = Vec::with_capacity(n);
+        for i in 0..n {
+            let path = c(&dir.join(format!("idle-{i}.lock")));
+            // SAFETY: as above.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            check(fd as _, "open");
+            // SAFETY: as above.
+            check(
+                unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), 0) } as _,
+                "pwrite",
+            );
+            files.push((fd, path));
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(());
+        });
+        println!("READY");
+        let _ = std::io::stdout().flush();
+        let interval = Duration::from_millis(interval_ms);
+        let mut record = bytes;
+        let mut beat: u64 = 0;
+        let mut next = Instant::now() + interval;
+        loop {
+            match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            beat += 1;
+            // A new timestamp of the same width, as a heartbeat patches it in place.
+            let stamp = format!("{:019}", 1_796_000_000_000_000_000u64 + beat);
+            if let Some(at) = find(&record, b"lastHeartbeatUnixNano\":") {
+                record[at..at + 19].copy_from_slice(stamp.as_bytes());
+            }
+            for (fd, path) in &files {
+                // SAFETY: as above.
+                unsafe {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    check(libc::fstat(*fd, &mut st) as _, "fstat");
+                    if beat.is_multiple_of(4) {
+                        check(libc::lstat(path.as_ptr(), &mut st) as _, "lstat");
+                    }
+                    check(
+                        libc::pwrite(*fd, record.as_ptr().cast(), record.len(), 0) as _,
+                        "pwrite",
+                    );
+                }
+            }
+            next += interval;
+        }
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + needle.len())
+    }
+}
