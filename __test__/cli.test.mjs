@@ -35,6 +35,8 @@ const leaselock = (t, args, opts) => new Proc(t, process.execPath, [bin.leaseloc
 async function run(t, args, opts) {
   const p = leaselock(t, args, opts)
   const status = await p.exit()
+  // The last output can still be in the pipe when 'exit' fires (often so on Windows).
+  await p.closed
   return { ...status, out: p.out }
 }
 

