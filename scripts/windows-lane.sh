@@ -145,7 +145,8 @@ if [ "$status" -ne 0 ]; then
   log "FAILED: tests/watch_windows.rs (exit $status)"
   exit 1
 fi
-timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
+# A test that hangs fails after two minutes (none needs more); the whole run is cut off at ten.
+timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-timeout=120000 --test-reporter=spec \
   "${files[@]}" >"$results" 2>&1 || status=$?
 tr -d '\r' <"$results"
 if [ "$status" -ne 0 ]; then
