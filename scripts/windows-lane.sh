@@ -92,8 +92,12 @@ xcargo build --locked --lib --target "$target" "${std_args[@]}"
 # The watch backend's own test (tests/watch_windows.rs), run under Wine before the Node tests.
 # A test harness needs the unwinding runtime, so with std from source it is built with that.
 [ -n "$use_rustup" ] || std_args=(-Zbuild-std=std,panic_unwind,test)
-watch_test="$(xcargo test --locked --no-run --test watch_windows --target "$target" "${std_args[@]}" 2>&1 |
-  tee /dev/stderr | sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')"
+# Its build output is kept and then printed through our own stderr (opening /dev/stderr again, as
+# tee would, truncates a log file that stderr is redirected to).
+built="$(xcargo test --locked --no-run --test watch_windows --target "$target" "${std_args[@]}" 2>&1)" ||
+  { printf '%s\n' "$built" >&2; log "the watch backend's test did not build"; exit 1; }
+printf '%s\n' "$built" >&2
+watch_test="$(printf '%s\n' "$built" | sed -n 's/^ *Executable .*(\(.*\.exe\))$/\1/p')"
 [ -f "$watch_test" ] || { log "the watch backend's test was not built"; exit 1; }
 out_dir="$repo/target$([ -n "$use_rustup" ] || echo /windows-std)/$target/debug"
 addon="$run_dir/leaselock.win32-x64-gnu.node"
