@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { PidLock } from '../lib/index.mjs'
-import { LISTEN_MARK, Proc, bin, freePort, isListening, tempProject } from './integrations/helpers.mjs'
+import { LISTEN_MARK, Proc, bin, freePort, isListening, repoRoot, tempProject } from './integrations/helpers.mjs'
 
 const withDevServer = (options = '') => `const { SingleInstancePlugin } = require('leaselock/webpack')
 module.exports = {
@@ -70,10 +70,34 @@ async function holderWithUrl(lock) {
   assert.fail(`no URL in the lease at ${lock}`)
 }
 
-test('a second `webpack serve` refuses with the running URL and PID, exits 1 and never binds a port', async (t) => {
+/**
+ * webpack-dev-server majors tested side by side: 6.x (Node >= 22.15) is installed under its own
+ * name, and webpack-cli's `serve` loads it when WEBPACK_DEV_SERVER_PACKAGE names it.
+ */
+const DEV_SERVERS = ['webpack-dev-server', 'webpack-dev-server6'].map((name) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'node_modules', name, 'package.json'), 'utf8'))
+  const env = name === 'webpack-dev-server' ? {} : { WEBPACK_DEV_SERVER_PACKAGE: name }
+  const needs = /^>=\s*([\d.]+)/.exec(pkg.engines?.node ?? '')?.[1]
+  const skip = needs && older(process.versions.node, needs) ? `webpack-dev-server ${pkg.version} needs Node >= ${needs}` : false
+  return { version: pkg.version, env, skip }
+})
+
+function older(version, than) {
+  const [a, b] = [version, than].map((v) => v.split('.').map(Number))
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) < (b[i] ?? 0)
+  return false
+}
+
+for (const wds of DEV_SERVERS) {
+  test(`webpack-dev-server ${wds.version}: a second \`webpack serve\` refuses with the running URL and PID, exits 1 and never binds a port`, { skip: wds.skip }, (t) =>
+    refusesSecondServe(t, wds.env))
+}
+
+async function refusesSecondServe(t, env) {
   const dir = webpackProject(t)
   const [p1, p2] = [await freePort(), await freePort()]
-  const first = serve(t, dir, p1)
+  const first = serve(t, dir, p1, { env })
+  await first.waitFor(/compiled successfully/)
   await first.waitFor(/compiled successfully/)
   const holder = await holderWithUrl(lockOf(dir))
   assert.equal(holder.pid, first.pid)
@@ -81,7 +105,7 @@ test('a second `webpack serve` refuses with the running URL and PID, exits 1 and
   assert.equal(holder.metadata.port, p1)
   assert.equal(holder.metadata.root, dir)
 
-  const second = serve(t, dir, p2, { traceListen: true })
+  const second = serve(t, dir, p2, { env, traceListen: true })
   const { code } = await second.exit()
   assert.equal(code, 1, second.out)
   assert.match(second.out, /Another webpack dev server is already running for this project/)
@@ -95,7 +119,7 @@ test('a second `webpack serve` refuses with the running URL and PID, exits 1 and
   assert.equal(await isListening(p2), false)
   assert.equal(first.status, null)
   assert.equal(await isListening(p1), true)
-})
+}
 
 test('after SIGKILL a new `webpack serve` starts at once (URL read from the dev server log)', async (t) => {
   const dir = webpackProject(t, { 'webpack.config.js': withoutDevServer })
@@ -178,25 +202,30 @@ test('webpack(config) with webpack-dev-server loaded throws ELOCKHELD instead of
   assert.equal(fs.existsSync(lockOf(dir)), false, first.out)
 })
 
-test("onConflict: 'replace' stops the running `webpack serve`; 'reuse' prints its URL and exits 0", async (t) => {
+for (const wds of DEV_SERVERS) {
+  test(`webpack-dev-server ${wds.version}: onConflict: 'replace' stops the running \`webpack serve\`; 'reuse' prints its URL and exits 0`, { skip: wds.skip }, (t) =>
+    replacesAndReuses(t, wds.env))
+}
+
+async function replacesAndReuses(t, env) {
   const dir = webpackProject(t, {
     'webpack.replace.config.js': withDevServer("{ onConflict: 'replace' }"),
     'webpack.reuse.config.js': withDevServer("{ onConflict: 'reuse' }"),
   })
-  const first = serve(t, dir, await freePort())
+  const first = serve(t, dir, await freePort(), { env })
   await first.waitFor(/compiled successfully/)
   const { metadata } = await holderWithUrl(lockOf(dir))
 
-  const reused = serve(t, dir, await freePort(), { args: ['--config', 'webpack.reuse.config.js'] })
+  const reused = serve(t, dir, await freePort(), { env, args: ['--config', 'webpack.reuse.config.js'] })
   assert.deepEqual(await reused.exit(), { code: 0, signal: null }, reused.out)
   assert.ok(reused.out.includes(`${metadata.url}\n`), reused.out)
   assert.doesNotMatch(reused.out, /compiled/)
 
   const port = await freePort()
-  const second = serve(t, dir, port, { args: ['--config', 'webpack.replace.config.js'] })
+  const second = serve(t, dir, port, { env, args: ['--config', 'webpack.replace.config.js'] })
   await second.waitFor(/compiled successfully/)
   assert.notEqual((await first.exit()).code, null, 'the first one was stopped')
   assert.match(second.out, new RegExp(`asking pid ${first.pid}, ${metadata.url.replace(/[.]/g, '\\.')} to exit \\(SIGTERM\\)`))
   assert.equal((await holderWithUrl(lockOf(dir))).pid, second.pid)
   assert.equal(await isListening(port), true)
-})
+}
