@@ -10,6 +10,10 @@ use std::path::Path;
 use std::time::SystemTime;
 
 pub mod fskind;
+#[cfg(target_os = "macos")]
+pub mod holder_macos;
+#[cfg(windows)]
+pub mod holder_windows;
 pub mod pidfd;
 
 #[cfg(unix)]
