@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { PidLock } from 'leaselock'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { tempDir, holder, script, readLease, exists, ourLease, windowsOnly, sleep, repoRoot } from './helpers/util.mjs'
 
@@ -141,7 +141,7 @@ test('a forged lease naming a live process of ours is never asked to exit, nor e
   for (const args of [['stop', forged], ['stop', '--force', '--timeout', '1s', forged]]) {
     const r = await leaselock(args)
     assert.equal(r.code, 77, r.out)
-    assert.match(r.out, new RegExp(`not signalling pid ${h.pid}`))
+    assert.match(r.out, new RegExp(`not signalling pid ${h.pid}: .*does not have the lock file open`))
   }
   await stillRunning(h)
   const plain = script(t, `console.log('UP'); setInterval(() => {}, 1000)`)
@@ -153,7 +153,7 @@ test('a forged lease naming a live process of ours is never asked to exit, nor e
   assert.equal((await PidLock.inspect(forged)).alive, true, 'the forged lease names a live process, start time and all')
   const r = await leaselock(['stop', '--force', '--timeout', '1s', forged])
   assert.equal(r.code, 77, r.out)
-  assert.match(r.out, new RegExp(`not signalling pid ${plain.pid}: .*\\((.+)\\)`))
+  assert.match(r.out, new RegExp(`not signalling pid ${plain.pid}: .*does not have the lock file open`))
   await sleep(300)
   assert.equal(plain.exitInfo, undefined, 'the plain process was not ended')
 })
@@ -161,7 +161,7 @@ test('a forged lease naming a live process of ours is never asked to exit, nor e
 test('the stop request: a holder answers it as SIGTERM; a process without leaselock does not take it', WIN, async (t) => {
   const dir = tempDir(t)
   // With a SIGTERM listener: it runs (here it exits with 3).
-  const graceful = script(t, `process.on('SIGTERM', () => { console.log('GOT SIGTERM'); process.exit(3) }); await new PidLock(args[0]).acquire(); console.log('HELD')`, { args: [path.join(dir, 'a.lock')] })
+  const graceful = script(t, `process.on('SIGTERM', () => { console.log('GOT SIGTERM'); process.exit(3) }); await new PidLock(args[0]).acquire(); setInterval(() => {}, 1000); console.log('HELD')`, { args: [path.join(dir, 'a.lock')] })
   await graceful.line('HELD')
   const a = binding.openProcessHandle(graceful.pid)
   assert.equal(a.requestExit(), 'asked')
@@ -192,7 +192,9 @@ test('the stop request: a holder answers it as SIGTERM; a process without leasel
 test('stop and run --replace end a real holder: the stop request, then the lock is free', WIN, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
-  const { h } = await heldByChild(t, p)
+  // A program that closes down on SIGTERM, as a dev server does: it releases and exits with 3.
+  const app = script(t, `const lock = new PidLock(args[0]); await lock.acquire(); process.on('SIGTERM', async () => { await lock.release(); console.log('RELEASED'); process.exit(3) }); setInterval(() => {}, 1000); console.log('HELD')`, { args: [p] })
+  await app.line('HELD')
   const proof = proveHolder(p, await PidLock.inspect(p))
   if (!proof.ok) {
     // Tried, not assumed: this is what the platform answered for a real holder.
@@ -201,14 +203,18 @@ test('stop and run --replace end a real holder: the stop request, then the lock 
   }
   const r = await leaselock(['stop', '--timeout', '5s', p])
   assert.equal(r.code, 0, r.out)
-  assert.match(r.out, new RegExp(`asking pid ${h.pid} to exit \\(a stop request\\)`))
-  await h.exited
+  assert.match(r.out, new RegExp(`asking pid ${app.pid} to exit \\(a stop request\\)`))
+  assert.match(r.out, /has let go of the lock/)
+  assert.deepEqual(await app.exited, { code: 3, signal: null })
   assert.equal(exists(p), false)
-  const again = await heldByChild(t, p)
-  const replaced = await leaselock(['run', '--replace', p, '--', process.execPath, '-e', 'console.log("REPLACED")'])
+  // `leaselock run` as the holder: the request reaches it, it ends its command and lets go.
+  const running = spawn(process.execPath, [bin, 'run', p, '--', process.execPath, '-e', 'console.log("UP"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(() => running.kill())
+  await new Promise((resolve) => running.stdout.on('data', (d) => String(d).includes('UP') && resolve()))
+  const replaced = await leaselock(['run', '--replace', '--timeout', '10s', p, '--', process.execPath, '-e', 'console.log("REPLACED")'])
   assert.equal(replaced.code, 0, replaced.out)
   assert.match(replaced.out, /REPLACED/)
-  await again.h.exited
+  await new Promise((resolve) => (running.exitCode !== null ? resolve() : running.once('exit', resolve)))
 })
 
 test('lease files have no CR: acquire, heartbeat and update() write LF only', WIN, async (t) => {

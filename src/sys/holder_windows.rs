@@ -5,12 +5,10 @@
 //!   a regular file whose DACL lets nobody but its owner, SYSTEM and Administrators write it;
 //! - the file's owner SID is the caller's token user (unless the caller allows another owner)
 //!   and the holder process's token user;
-//! - the holder has that very file open: the Restart Manager lists the processes that have a
-//!   file open, each as pid + process start time (`RM_UNIQUE_PROCESS`), and the holder must be
-//!   among them with the start time it has now. The Restart Manager works by path, so the path
-//!   must name the same file (volume serial + file index) after the query as before it, and the
-//!   query must list this process too, which holds the file open while it asks: a Restart
-//!   Manager that lists nobody (Wine's, which is a stub) proves nothing.
+//! - the holder has that very file open (`holder_windows_open.rs` says how that is found), while
+//!   a handle on the holder process is held, so that its pid cannot pass to another process
+//!   meanwhile;
+//! - the lease names the holder's creation time (checked in `lib/proof.js`).
 //!
 //! Windows has no SIGTERM for another process. `process.kill(pid, 'SIGTERM')` in Node is
 //! `TerminateProcess`: no handler runs. A console control event (`GenerateConsoleCtrlEvent`)
@@ -28,12 +26,11 @@ use super::windows::{id_of_file, probe};
 use super::ProcessState;
 use std::fs::File;
 use std::io;
-use std::os::windows::ffi::OsStrExt;
 use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::path::Path;
 use windows_sys::Win32::Foundation::{
-    GetLastError, LocalFree, ERROR_ALREADY_EXISTS, ERROR_MORE_DATA, FILETIME, HANDLE, WAIT_OBJECT_0,
+    GetLastError, LocalFree, ERROR_ALREADY_EXISTS, FILETIME, HANDLE, WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, GetSecurityInfo, SE_FILE_OBJECT, SE_KERNEL_OBJECT,
@@ -46,10 +43,6 @@ use windows_sys::Win32::Security::{
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
     READ_CONTROL,
-};
-use windows_sys::Win32::System::RestartManager::{
-    RmEndSession, RmGetList, RmRegisterResources, RmStartSession, CCH_RM_SESSION_KEY,
-    RM_PROCESS_INFO,
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess,
@@ -218,77 +211,8 @@ fn owner_and_writers(handle: HANDLE, file: bool) -> io::Result<(Vec<u8>, Vec<Str
     result
 }
 
-fn filetime_string(t: FILETIME) -> String {
+pub(super) fn filetime_string(t: FILETIME) -> String {
     ((u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime)).to_string()
-}
-
-/// The pids and start times of every process that has the file at `path` open, from the
-/// Restart Manager.
-fn processes_with_open(path: &Path) -> io::Result<Vec<(u32, String)>> {
-    let mut session = 0u32;
-    let mut key = [0u16; CCH_RM_SESSION_KEY as usize + 1];
-    // SAFETY: `key` has room for CCH_RM_SESSION_KEY characters and the NUL.
-    let rc = unsafe { RmStartSession(&mut session, 0, key.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc as i32));
-    }
-    let result = (|| {
-        let wide: Vec<u16> = std::path::absolute(path)?
-            .as_os_str()
-            .encode_wide()
-            .chain(Some(0))
-            .collect();
-        let names = [wide.as_ptr()];
-        // SAFETY: one NUL-terminated name, alive for the call; no applications or services.
-        let rc = unsafe {
-            RmRegisterResources(
-                session,
-                1,
-                names.as_ptr(),
-                0,
-                std::ptr::null(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc as i32));
-        }
-        let mut room = 8u32;
-        for _ in 0..4 {
-            let mut infos = vec![RM_PROCESS_INFO::default(); room as usize];
-            let (mut needed, mut count, mut reasons) = (0u32, room, 0u32);
-            // SAFETY: `infos` holds `count` entries; the call writes at most that many.
-            let rc = unsafe {
-                RmGetList(
-                    session,
-                    &mut needed,
-                    &mut count,
-                    infos.as_mut_ptr(),
-                    &mut reasons,
-                )
-            };
-            if rc == ERROR_MORE_DATA {
-                room = needed.max(room) + 4;
-                continue;
-            }
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc as i32));
-            }
-            infos.truncate(count.min(room) as usize);
-            return Ok(infos
-                .iter()
-                .map(|p| {
-                    let start = filetime_string(p.Process.ProcessStartTime);
-                    (p.Process.dwProcessId, start)
-                })
-                .collect());
-        }
-        Err(io::Error::other("the list kept growing"))
-    })();
-    // SAFETY: the session was started above.
-    unsafe { RmEndSession(session) };
-    result
 }
 
 fn open_lease(path: &Path) -> Result<File, String> {
@@ -345,21 +269,13 @@ pub fn prove(path: &Path, pid: u32, allow_other_owner: bool) -> Result<Proven, S
             "process {pid} runs as {h}, but the lock file belongs to {o}"
         ));
     }
-    let open = processes_with_open(path)
-        .map_err(|e| format!("the Restart Manager cannot tell who has the lock file open ({e})"))?;
-    let (me_pid, me_start) = (std::process::id(), own_start());
-    if !open
-        .iter()
-        .any(|p| p.0 == me_pid && Some(&p.1) == me_start.as_ref())
-    {
-        return Err("the Restart Manager here does not report who has a file open (it does not list this process, which has the lock file open), so the holder cannot be proven".to_owned());
-    }
-    if !open.iter().any(|p| p.0 == pid && p.1 == process.start) {
+    // The process handle is open from here on: no other process can get its pid meanwhile.
+    let holds = super::holder_windows_open::holds(&file, id, path, pid, &process.start)?;
+    if !holds {
         return Err(format!("process {pid} does not have the lock file open"));
     }
-    let now = super::windows::id_at(path).map_err(|e| e.to_string())?;
-    if now != Some(id) {
-        return Err("the lock file changed while it was checked".to_owned());
+    if process.has_ended() {
+        return Err("the holder is not running".to_owned());
     }
     Ok(Proven {
         lease,
@@ -472,9 +388,14 @@ impl Process {
         }
         // SAFETY: just opened, owned by nothing else.
         let ev = unsafe { OwnedHandle::from_raw_handle(ev) };
-        let (owner, _) = owner_and_writers(ev.as_raw_handle(), false)?;
-        if owner != token_user(self.raw())? {
-            return Ok(Asked::NotListening);
+        // An event of another user under this name is a squatter's: the holder does not listen
+        // to it. Where no owner can be read (Wine gives kernel objects none) the request is
+        // made all the same: it is a request to a process already proven, never a signal, and
+        // a squatter could only learn that it was made.
+        if let Ok((owner, _)) = owner_and_writers(ev.as_raw_handle(), false) {
+            if owner != token_user(self.raw())? {
+                return Ok(Asked::NotListening);
+            }
         }
         // SAFETY: the event is open with EVENT_MODIFY_STATE.
         if unsafe { SetEvent(ev.as_raw_handle()) } == 0 {

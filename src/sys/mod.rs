@@ -14,6 +14,8 @@ pub mod fskind;
 pub mod holder_macos;
 #[cfg(windows)]
 pub mod holder_windows;
+#[cfg(windows)]
+mod holder_windows_open;
 pub mod pidfd;
 
 #[cfg(unix)]
