@@ -17,7 +17,8 @@
 //! were never proven to hold anything. So the graceful ask is a request the holder's own
 //! leaselock listens for: a named auto-reset event `Local\leaselock-stop-<pid>-<start>`, created
 //! by the holder (never opened if it already existed: a squatter's event is not listened to),
-//! which the stopper signals only after checking that the event's owner is the holder's user.
+//! which the stopper does not signal when the event's owner is another user than the holder's
+//! (where an owner can be read: Wine reports none).
 //! The holder then behaves as Node on Unix would on SIGTERM (`lib/stop-requests.js`). A holder
 //! that does not listen (another program, an older leaselock) is ended only with `--force`,
 //! by `TerminateProcess` through the handle opened before the final check.
