@@ -54,11 +54,11 @@ export function windowsOnly(reason) {
 /**
  * The command the ELOCKHELD text offers to stop the holder `pid`: offered only for a holder
  * proven to hold the lock file (lib/proof.js): from /proc on Linux, through libproc on macOS,
- * through the Restart Manager on Windows (a stub under Wine, so nothing is proven there: null).
+ * from the kernel's lists of open files on Windows (under Wine too).
  */
 export function stopCommand(pid) {
   if (process.platform === 'linux' || process.platform === 'darwin') return `kill ${pid}`
-  return isWindows && !underWine ? `taskkill /PID ${pid} /F` : null
+  return isWindows ? `taskkill /PID ${pid} /F` : null
 }
 
 export function assertStopHint(message, pid) {
