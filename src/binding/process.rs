@@ -5,6 +5,7 @@
 //! `sys::holder_windows`.
 
 use napi::bindgen_prelude::*;
+#[cfg(windows)]
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::sync::Mutex;
@@ -192,6 +193,7 @@ pub fn prove_holder_file(path: String, pid: u32, allow_other_owner: bool) -> Hol
     }
 }
 
+#[cfg(windows)]
 type StopFn = ThreadsafeFunction<u32, (), u32, Status, false, true>;
 
 /// Windows: calls `callback` each time another process asks this one to exit (see
@@ -214,8 +216,7 @@ pub fn listen_for_stop_requests(callback: Function<u32, ()>) -> Result<bool> {
     }
     #[cfg(not(windows))]
     {
-        let _ = (callback, ThreadsafeFunctionCallMode::NonBlocking);
-        let _: Option<StopFn> = None;
+        let _ = callback;
         Ok(false)
     }
 }

@@ -12,6 +12,7 @@
 //! 3. the Restart Manager, which lists pid + start time per process (`RM_UNIQUE_PROCESS`) by
 //!    path: the path must name the same file after the query, and a list without anybody in it
 //!    (the caller has the file open while it asks) proves nothing.
+//!
 //! Under Wine 8 the first is not answered and the third is a stub that lists nobody; the second
 //! is what runs there.
 
