@@ -55,11 +55,29 @@ export declare class NativeLock {
 
 /**
  * A handle on one process. `signal()` returns false once that process has ended - also when
- * its pid has been reused meanwhile: the handle never reaches the newcomer.
+ * its pid has been reused meanwhile: the handle never reaches the newcomer (on macOS, see
+ * `sys::holder_macos` for the window that remains).
  */
 export declare class ProcessHandle {
-  /** Sends signal number `signal`; false when the process has ended (or the handle is closed). */
+  /**
+   * The start time of the process the handle names, in the lease's `processStart` unit
+   * (macOS and Windows; null on Linux, where the pidfd itself pins the process, and when it
+   * had ended before the handle was opened).
+   */
+  get start(): string | null
+  /**
+   * Sends signal number `signal`; false when the process has ended (or the handle is closed).
+   * On Windows only SIGKILL (9: `TerminateProcess`) and 0 (is it running?) mean anything;
+   * the graceful ask is `requestExit()`.
+   */
   signal(signal: number): boolean
+  /**
+   * Asks the process to exit as gracefully as the platform allows: SIGTERM on Unix; on
+   * Windows the stop request its own leaselock listens for (`sys::holder_windows`).
+   * `'asked'`, `'ended'` (it had already ended) or `'not-listening'` (Windows: it does not
+   * take stop requests).
+   */
+  requestExit(): string
   /** Closes the handle now rather than when it is collected. */
   close(): void
 }
@@ -105,6 +123,17 @@ export interface FilesystemInfo {
   stableInodes?: boolean
 }
 
+/** What `proveHolderFile` found. */
+export interface HolderFileProof {
+  ok: boolean
+  /** Why the holder is not proven (when `ok` is false). */
+  reason?: string
+  /** The lease as read through the checked handle (when `ok`). */
+  lease?: string
+  /** The holder's start time, in the lease's `processStart` unit (when `ok`). */
+  start?: string
+}
+
 /** What `inspect` found: `failure`, or the lock file's record (none: no lock file). */
 export interface InspectOutcome {
   holder?: LeaseRecord
@@ -134,6 +163,14 @@ export interface LeaseRecord {
   /** inspect only: what would stop it. */
   blocked?: NativeBlocked
 }
+
+/**
+ * Windows: calls `callback` each time another process asks this one to exit (see
+ * `sys::holder_windows`); once per process. True when listening started now; false when it
+ * already was, when somebody else holds this process's event name, and on other platforms
+ * (where SIGTERM is the ask). The callback never keeps Node alive.
+ */
+export declare function listenForStopRequests(callback: (arg: number) => void): boolean
 
 /** A lost lease, as `onLeaseLost` reports it. */
 export interface LostInfo {
@@ -181,11 +218,19 @@ export interface NativeOptions {
 }
 
 /**
- * Opens a handle on `pid`: `null` where there are no pidfds (not Linux, or a kernel before
- * 5.3), so the caller decides what to do without one. A process that has already ended gives
- * a handle whose `signal()` returns false.
+ * Opens a handle on `pid`: a pidfd on Linux (`null` on a kernel before 5.3), a process handle
+ * on Windows, the pid and its start time on macOS; `null` elsewhere, so the caller decides what
+ * to do without one. A process that has already ended gives a handle whose `signal()` returns
+ * false.
  */
 export declare function openProcessHandle(pid: number): ProcessHandle | null
+
+/**
+ * The proof that process `pid` holds the lock file at `path`, on macOS (libproc) and Windows
+ * (owner SIDs, the Restart Manager); on other platforms `ok` is false (Linux proves it from
+ * `/proc` in `lib/proof.js`).
+ */
+export declare function proveHolderFile(path: string, pid: number, allowOtherOwner: boolean): HolderFileProof
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {

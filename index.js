@@ -839,4 +839,6 @@ module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.ProcessHandle = nativeBinding.ProcessHandle
 module.exports.constants = nativeBinding.constants
+module.exports.listenForStopRequests = nativeBinding.listenForStopRequests
 module.exports.openProcessHandle = nativeBinding.openProcessHandle
+module.exports.proveHolderFile = nativeBinding.proveHolderFile

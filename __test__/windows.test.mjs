@@ -1,6 +1,7 @@
 // Windows behaviour that the POSIX tests stand for elsewhere: a holder ended by TerminateProcess,
 // a pid that Windows gave to another process, the sharing and delete semantics of an open lock
-// file, the refusal text, the bytes of a lease file and paths longer than MAX_PATH. Skipped on
+// file, the refusal text, proving and stopping a holder (src/sys/holder_windows.rs), the bytes
+// of a lease file and paths longer than MAX_PATH. Skipped on
 // other platforms with the reason printed; CI runs them under Wine (scripts/windows-lane.sh).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -8,7 +9,14 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { PidLock } from 'leaselock'
-import { tempDir, holder, script, readLease, exists, ourLease, assertStopHint, windowsOnly } from './helpers/util.mjs'
+import { execFile, spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { tempDir, holder, script, readLease, exists, ourLease, windowsOnly, sleep, repoRoot } from './helpers/util.mjs'
+
+const require = createRequire(import.meta.url)
+const { proveHolder } = require('../lib/proof.js')
+const { binding } = require('../lib/native.js')
+const bin = path.join(repoRoot, 'bin', 'leaselock.js')
 
 const WIN = windowsOnly('Win32 process and file semantics')
 
@@ -95,14 +103,118 @@ test('the holder keeps the lock file open with delete sharing: others can rename
 // A stop hint is offered only for a holder proven to hold the very lock file (lib/proof.js,
 // Linux /proc); on Windows that proof cannot be made, so no hint invites killing a pid that a
 // planted lease may name.
-test('the ELOCKHELD text offers no stop command for a holder it cannot prove', WIN, async (t) => {
+test('the ELOCKHELD text offers a stop command only for a holder it proves to hold the file', WIN, async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const { h } = await heldByChild(t, p)
   const err = await new PidLock(p).acquire({ timeout: 0 }).then(() => null, (e) => e)
   assert.equal(err?.code, 'ELOCKHELD')
   assert.ok(err.message.includes(`pid ${h.pid}`), err.message)
-  assertStopHint(err.message, h.pid)
-  assert.doesNotMatch(err.message, /taskkill/)
+  const proof = proveHolder(p, await PidLock.inspect(p))
+  if (proof.ok) assert.ok(err.message.includes(`taskkill /PID ${h.pid} /F`), err.message)
+  else {
+    t.diagnostic(`not proven here: ${proof.reason}`)
+    assert.doesNotMatch(err.message, /stop it|taskkill/)
+  }
+})
+
+/** `leaselock ARGS` to its end: { code, out }. */
+function leaselock(args) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], (err, stdout, stderr) => resolve({ code: err ? err.code : 0, out: stdout + stderr }))
+  })
+}
+
+/** A holder child whose lock is at `p`, and which answers `held` while it runs. */
+async function stillRunning(h) {
+  h.send('held')
+  await h.line('HELD')
+  assert.equal(h.exitInfo, undefined)
+}
+
+test('a forged lease naming a live process of ours is never asked to exit, nor ended with --force', WIN, async (t) => {
+  const dir = tempDir(t)
+  // A leaselock holder (it listens for stop requests) and a plain process (it does not).
+  const real = path.join(dir, 'real.lock')
+  const { h } = await heldByChild(t, real)
+  const forged = path.join(dir, 'forged.lock')
+  fs.writeFileSync(forged, fs.readFileSync(real))
+  for (const args of [['stop', forged], ['stop', '--force', '--timeout', '1s', forged]]) {
+    const r = await leaselock(args)
+    assert.equal(r.code, 77, r.out)
+    assert.match(r.out, new RegExp(`not signalling pid ${h.pid}: .*does not have the lock file open`))
+  }
+  await stillRunning(h)
+  const plain = script(t, `console.log('UP'); setInterval(() => {}, 1000)`)
+  await plain.line('UP')
+  const handle = binding.openProcessHandle(plain.pid)
+  const lease = JSON.parse(fs.readFileSync(real, 'utf8'))
+  fs.writeFileSync(forged, ourLease({ pid: plain.pid, identity: { hostname: lease.hostname, bootId: lease.bootId, pidNamespace: '', timeNamespace: '', processStart: handle.start } }))
+  handle.close()
+  assert.equal((await PidLock.inspect(forged)).alive, true, 'the forged lease names a live process, start time and all')
+  const r = await leaselock(['stop', '--force', '--timeout', '1s', forged])
+  assert.equal(r.code, 77, r.out)
+  assert.match(r.out, new RegExp(`not signalling pid ${plain.pid}: .*does not have the lock file open`))
+  await sleep(300)
+  assert.equal(plain.exitInfo, undefined, 'the plain process was not ended')
+})
+
+test('the stop request: a holder answers it as SIGTERM; a process without leaselock does not take it', WIN, async (t) => {
+  const dir = tempDir(t)
+  // With a SIGTERM listener: it runs (here it exits with 3).
+  const graceful = script(t, `process.on('SIGTERM', () => { console.log('GOT SIGTERM'); process.exit(3) }); await new PidLock(args[0]).acquire(); setInterval(() => {}, 1000); console.log('HELD')`, { args: [path.join(dir, 'a.lock')] })
+  await graceful.line('HELD')
+  const a = binding.openProcessHandle(graceful.pid)
+  assert.equal(a.requestExit(), 'asked')
+  assert.deepEqual(await graceful.exited, { code: 3, signal: null })
+  assert.match(graceful.stdout, /GOT SIGTERM/)
+  assert.equal(a.requestExit(), 'ended')
+  a.close()
+  // Without one: it ends, as SIGTERM's default action would end it.
+  const { h } = await heldByChild(t, path.join(dir, 'b.lock'))
+  const b = binding.openProcessHandle(h.pid)
+  assert.equal(b.requestExit(), 'asked')
+  assert.notEqual((await h.exited).code, 0)
+  b.close()
+  // A process that never acquired a lock does not listen: nothing is sent, it runs on.
+  const plain = script(t, `console.log('UP'); setInterval(() => {}, 1000)`)
+  await plain.line('UP')
+  const c = binding.openProcessHandle(plain.pid)
+  assert.equal(c.requestExit(), 'not-listening')
+  await sleep(300)
+  assert.equal(plain.exitInfo, undefined)
+  // TerminateProcess through the handle (what --force does) ends it.
+  assert.equal(c.signal(9), true)
+  await plain.exited
+  assert.equal(c.signal(9), false)
+  c.close()
+})
+
+test('stop and run --replace end a real holder: the stop request, then the lock is free', WIN, async (t) => {
+  const dir = tempDir(t)
+  const p = path.join(dir, 'x.lock')
+  // A program that closes down on SIGTERM, as a dev server does: it releases and exits with 3.
+  const app = script(t, `const lock = new PidLock(args[0]); await lock.acquire(); process.on('SIGTERM', async () => { await lock.release(); console.log('RELEASED'); process.exit(3) }); setInterval(() => {}, 1000); console.log('HELD')`, { args: [p] })
+  await app.line('HELD')
+  const proof = proveHolder(p, await PidLock.inspect(p))
+  if (!proof.ok) {
+    // Tried, not assumed: this is what the platform answered for a real holder.
+    t.skip(`the holder cannot be proven here: ${proof.reason}`)
+    return
+  }
+  const r = await leaselock(['stop', '--timeout', '5s', p])
+  assert.equal(r.code, 0, r.out)
+  assert.match(r.out, new RegExp(`asking pid ${app.pid} to exit \\(a stop request\\)`))
+  assert.match(r.out, /has let go of the lock/)
+  assert.deepEqual(await app.exited, { code: 3, signal: null })
+  assert.equal(exists(p), false)
+  // `leaselock run` as the holder: the request reaches it, it ends its command and lets go.
+  const running = spawn(process.execPath, [bin, 'run', p, '--', process.execPath, '-e', 'console.log("UP"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.after(() => running.kill())
+  await new Promise((resolve) => running.stdout.on('data', (d) => String(d).includes('UP') && resolve()))
+  const replaced = await leaselock(['run', '--replace', '--timeout', '10s', p, '--', process.execPath, '-e', 'console.log("REPLACED")'])
+  assert.equal(replaced.code, 0, replaced.out)
+  assert.match(replaced.out, /REPLACED/)
+  await new Promise((resolve) => (running.exitCode !== null ? resolve() : running.once('exit', resolve)))
 })
 
 test('lease files have no CR: acquire, heartbeat and update() write LF only', WIN, async (t) => {

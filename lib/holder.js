@@ -69,8 +69,18 @@ function holderLines(holder, lockPath, projectDir) {
   rows.push(['lock', shown(lockPath, 4096)])
   // How to stop it is said only for a process proven to hold this very file (proof.js): a
   // planted lease may name any process, and a hint is an invitation to signal it.
-  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', `kill ${shown(holder.pid)}`])
+  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', stopHint(holder)])
   return rows
+}
+
+/**
+ * How to stop a proven holder by hand. On Windows `taskkill` without /F only asks a process's
+ * windows to close, which a console program such as a dev server does not have, so the hint
+ * there is the forced form; `leaselock stop` is the graceful way.
+ */
+function stopHint(holder) {
+  const pid = shown(holder.pid)
+  return process.platform === 'win32' ? `taskkill /PID ${pid} /F  (gracefully: leaselock stop <lockfile>)` : `kill ${pid}`
 }
 
 /** Rows as `  key:   value` lines (their values are already fit to print). */

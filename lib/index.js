@@ -7,6 +7,7 @@ const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
 const { NativeLock, CancelToken, constants } = require('./native.js').binding
 const { formatRows, holderLines } = require('./holder.js')
+const { listenForStopRequests } = require('./stop-requests.js')
 
 // Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
 const native = constants()
@@ -459,7 +460,10 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
+        if (!out.failure) {
+          listenForStopRequests()
+          return { reclaimed: holderFromRecord(out.reclaimed) }
+        }
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -491,6 +495,7 @@ class PidLock {
       this.#pending--
     }
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
+    listenForStopRequests()
     return { reclaimed: holderFromRecord(out.reclaimed) }
   }
 

@@ -4,7 +4,8 @@
 // - when no binary is installed for this platform, an error that says so and how to get one,
 //   instead of the loader's "npm has a bug related to optional dependencies" (which misleads
 //   when the package came from a tarball or a git dependency, which carry no binary);
-// - a handle on a process for signalling it safely (a pidfd on Linux).
+// - a handle on a process for signalling it safely (a pidfd on Linux, a process handle on
+//   Windows, pid and start time on macOS).
 
 const os = require('node:os')
 
@@ -47,23 +48,33 @@ function load() {
 const binding = load()
 
 /**
- * A handle on process `pid` for signalling it: on Linux a pidfd (the process it names cannot
- * be replaced by another one that reuses the pid); where there is none, the bare pid.
- * `signal(name)` returns false when the process has already ended.
+ * A handle on process `pid` for signalling it: on Linux a pidfd, on Windows a process handle
+ * (the process they name cannot be replaced by another one that reuses the pid), on macOS the
+ * pid and its start time, checked again before each signal; elsewhere the bare pid.
+ * `start`: the start time of the process it names (macOS, Windows), to check against the proof.
+ * `requestExit()`: SIGTERM, or on Windows the stop request its leaselock listens for; returns
+ * 'asked', 'ended' or (Windows) 'not-listening'. `signal(name)` returns false when the process
+ * has already ended (on Windows only SIGKILL, as TerminateProcess).
  */
 function processHandle(pid) {
   const handle = binding.openProcessHandle(pid)
+  const kill = (name) => {
+    try {
+      process.kill(pid, name)
+      return true
+    } catch (err) {
+      if (err && err.code === 'ESRCH') return false
+      throw err
+    }
+  }
   return {
-    pidfd: Boolean(handle),
+    start: handle ? handle.start : null,
+    requestExit() {
+      if (handle) return handle.requestExit()
+      return kill('SIGTERM') ? 'asked' : 'ended'
+    },
     signal(name) {
-      if (handle) return handle.signal(os.constants.signals[name])
-      try {
-        process.kill(pid, name)
-        return true
-      } catch (err) {
-        if (err && err.code === 'ESRCH') return false
-        throw err
-      }
+      return handle ? handle.signal(os.constants.signals[name]) : kill(name)
     },
     close() {
       if (handle) handle.close()

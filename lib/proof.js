@@ -11,11 +11,15 @@
 //   caller accepts only a root-owned file unless `allowOtherOwner` is given);
 // - the holder process has that very file open (same device and inode among /proc/<pid>/fd);
 // - the engine judges the holder alive (proven, not 'unknown') and its lease fresh.
-// What cannot be checked this way (no /proc, another host) is never proven. Signals go through
-// a pidfd opened before the final re-check (see replace.js), so a pid reused in between is
-// never hit.
+// On Linux this file reads /proc itself; on macOS (libproc) and Windows (owner SIDs and the
+// Restart Manager) the native binding makes the same checks (src/sys/holder_macos.rs,
+// src/sys/holder_windows.rs), and the lease it read must also name the start time the holder
+// has. What cannot be checked (another host, another PID namespace, a platform without these
+// means) is never proven. Signals go through a handle opened before the final re-check (see
+// replace.js), so a pid reused in between is never hit.
 
 const fs = require('node:fs')
+const { binding } = require('./native.js')
 
 const MAX_LEASE = 16 * 1024
 
@@ -52,6 +56,18 @@ function hasOpen(pid, dev, ino) {
   return false
 }
 
+/** The pid, owner id and recorded start time of a lease's text. */
+function parseLease(text) {
+  let lease
+  try {
+    lease = JSON.parse(text)
+  } catch {
+    return fail('the lock file does not hold a lease')
+  }
+  if (!lease || !Number.isInteger(lease.pid) || lease.pid <= 0 || typeof lease.ownerID !== 'string') return fail('the lock file does not hold a lease')
+  return { ok: true, pid: lease.pid, ownerId: lease.ownerID, processStart: typeof lease.processStart === 'string' ? lease.processStart : null }
+}
+
 /** Reads the lock at `path` without following a link: its stat and the lease's pid/owner. */
 function readLease(path) {
   let fd
@@ -66,14 +82,8 @@ function readLease(path) {
     if ((st.mode & 0o022n) !== 0n) return fail('the lock file may be written by group or others')
     const buf = Buffer.alloc(MAX_LEASE)
     const n = fs.readSync(fd, buf, 0, MAX_LEASE, 0)
-    let lease
-    try {
-      lease = JSON.parse(buf.subarray(0, n).toString('utf8'))
-    } catch {
-      return fail('the lock file does not hold a lease')
-    }
-    if (!lease || !Number.isInteger(lease.pid) || lease.pid <= 0 || typeof lease.ownerID !== 'string') return fail('the lock file does not hold a lease')
-    return { ok: true, stat: st, pid: lease.pid, ownerId: lease.ownerID }
+    const lease = parseLease(buf.subarray(0, n).toString('utf8'))
+    return lease.ok ? { ...lease, stat: st } : lease
   } catch (err) {
     return fail(`the lock file cannot be read (${err.code || err.message})`)
   } finally {
@@ -81,15 +91,8 @@ function readLease(path) {
   }
 }
 
-/**
- * Whether the lease at `path` proves that `holder` (from `PidLock.inspect`) holds it:
- * `{ ok: true, pid, uid, dev, ino }` or `{ ok: false, reason }`.
- */
-function proveHolder(path, holder, { allowOtherOwner = false } = {}) {
-  if (process.platform !== 'linux') return fail('holder proof needs /proc (Linux)')
-  if (!holder || !holder.valid) return fail('the lock file does not hold a lease')
-  if (holder.alive !== true) return fail(holder.alive === false ? 'the holder is not running' : 'the holder cannot be proven alive from here')
-  if (holder.stale) return fail('the lease is stale')
+/** The checks on Linux, from /proc. */
+function proveFromProc(path, holder, allowOtherOwner) {
   const lease = readLease(path)
   if (!lease.ok) return lease
   if (lease.pid !== holder.pid || lease.ownerId !== holder.ownerId) return fail('the lock file changed while it was checked')
@@ -102,7 +105,33 @@ function proveHolder(path, holder, { allowOtherOwner = false } = {}) {
   if (holderUid === null) return fail(`process ${holder.pid} cannot be examined`)
   if (holderUid !== uid) return fail(`process ${holder.pid} runs as uid ${holderUid}, but the lock file belongs to uid ${uid}`)
   if (!hasOpen(holder.pid, lease.stat.dev, lease.stat.ino)) return fail(`process ${holder.pid} does not have the lock file open`)
-  return { ok: true, pid: holder.pid, uid, dev: lease.stat.dev, ino: lease.stat.ino }
+  return { ok: true, pid: holder.pid, start: null }
+}
+
+/** The checks on macOS and Windows, made by the native binding. */
+function proveNatively(path, holder, allowOtherOwner) {
+  const found = binding.proveHolderFile(path, holder.pid, allowOtherOwner)
+  if (!found.ok) return fail(found.reason)
+  const lease = parseLease(found.lease)
+  if (!lease.ok) return lease
+  if (lease.pid !== holder.pid || lease.ownerId !== holder.ownerId) return fail('the lock file changed while it was checked')
+  if (lease.processStart !== found.start) return fail(`process ${holder.pid} is not the process the lease names (it started at another time)`)
+  return { ok: true, pid: holder.pid, start: found.start }
+}
+
+const NATIVE = new Set(['darwin', 'win32'])
+
+/**
+ * Whether the lease at `path` proves that `holder` (from `PidLock.inspect`) holds it:
+ * `{ ok: true, pid, start }` (`start`: the holder's start time where the platform's process
+ * handle is checked against it, else null) or `{ ok: false, reason }`.
+ */
+function proveHolder(path, holder, { allowOtherOwner = false } = {}) {
+  if (process.platform !== 'linux' && !NATIVE.has(process.platform)) return fail(`holder proof is not available on ${process.platform}`)
+  if (!holder || !holder.valid) return fail('the lock file does not hold a lease')
+  if (holder.alive !== true) return fail(holder.alive === false ? 'the holder is not running' : 'the holder cannot be proven alive from here')
+  if (holder.stale) return fail('the lease is stale')
+  return process.platform === 'linux' ? proveFromProc(path, holder, allowOtherOwner) : proveNatively(path, holder, allowOtherOwner)
 }
 
 module.exports = { proveHolder }

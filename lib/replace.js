@@ -2,10 +2,13 @@
 // Stopping the running holder of a lock so that this process can take its place: `leaselock
 // stop`, `leaselock run --replace` and the plugins' `onConflict: 'replace'`.
 //
-// The holder is asked to exit (SIGTERM), its release is awaited up to a timeout, and SIGKILL is
-// sent only when asked (`force`). Nothing is signalled unless proof.js proves that the process
-// holds that very lock file; the proof is made twice, and the signal goes through a pidfd opened
-// between the two, so a process that ends and whose pid is reused in between is never hit.
+// The holder is asked to exit (SIGTERM; on Windows the stop request its own leaselock listens
+// for, see src/sys/holder_windows.rs), its release is awaited up to a timeout, and it is killed
+// (SIGKILL; TerminateProcess on Windows) only when asked (`force`). Nothing is signalled unless
+// proof.js proves that the process holds that very lock file; the proof is made twice, and the
+// signal goes through a handle opened between the two (a pidfd on Linux, a process handle on
+// Windows, pid + start time on macOS), so a process that ends and whose pid is reused in
+// between is never hit.
 
 const { PidLock } = require('./index.js')
 const { proveHolder } = require('./proof.js')
@@ -13,6 +16,10 @@ const { whoHolds } = require('./holder.js')
 const { processHandle } = require('./native.js')
 
 const POLL_MS = 100
+const WINDOWS = process.platform === 'win32'
+/** How the graceful ask and the kill are called in messages. */
+const ASK = WINDOWS ? 'a stop request' : 'SIGTERM'
+const KILL = WINDOWS ? 'TerminateProcess' : 'SIGKILL'
 /** How long a holder is given to release after SIGTERM (and after SIGKILL). */
 const STOP_TIMEOUT = 10_000
 
@@ -56,18 +63,27 @@ function* stopSteps(path, { timeout = STOP_TIMEOUT, force = false, allowOtherOwn
       if (isGone(again, holder.ownerId)) return { stopped: null }
       throw stopError('ELOCKUNPROVEN', `not signalling pid ${holder.pid}: it is no longer proven to hold ${path} (${second.reason})`, path, holder)
     }
-    say(`leaselock: asking ${whoHolds(holder)} to exit (SIGTERM)...`)
-    if (!handle.signal('SIGTERM')) return { stopped: holder }
-    if (yield* waitGone(path, holder.ownerId, timeout)) {
-      say(`leaselock: pid ${holder.pid} has let go of the lock.`)
-      return { stopped: holder }
+    if (second.start !== null && handle.start !== second.start) {
+      throw stopError('ELOCKUNPROVEN', `not signalling pid ${holder.pid}: its process changed while it was checked`, path, holder)
     }
-    const secs = Math.round(timeout / 1000)
-    if (!force) throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} ${secs}s after SIGTERM (--force sends SIGKILL)`, path, holder)
-    say(`leaselock: pid ${holder.pid} did not exit within ${secs}s; sending SIGKILL (--force).`)
+    say(`leaselock: asking ${whoHolds(holder)} to exit (${ASK})...`)
+    const asked = handle.requestExit()
+    if (asked === 'ended') return { stopped: holder }
+    if (asked === 'not-listening') {
+      if (!force) throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} holds ${path} but does not take stop requests (another program, or an older leaselock); --force ends it (${KILL})`, path, holder)
+      say(`leaselock: pid ${holder.pid} does not take stop requests; ending it (${KILL}, --force).`)
+    } else {
+      if (yield* waitGone(path, holder.ownerId, timeout)) {
+        say(`leaselock: pid ${holder.pid} has let go of the lock.`)
+        return { stopped: holder }
+      }
+      const secs = Math.round(timeout / 1000)
+      if (!force) throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} ${secs}s after ${ASK} (--force sends ${KILL})`, path, holder)
+      say(`leaselock: pid ${holder.pid} did not exit within ${secs}s; sending ${KILL} (--force).`)
+    }
     if (!handle.signal('SIGKILL')) return { stopped: holder }
     if (yield* waitGone(path, holder.ownerId, timeout)) return { stopped: holder }
-    throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} after SIGKILL`, path, holder)
+    throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} after ${KILL}`, path, holder)
   } finally {
     handle.close()
   }

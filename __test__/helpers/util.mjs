@@ -53,13 +53,14 @@ export function windowsOnly(reason) {
 
 /**
  * The command the ELOCKHELD text offers to stop the holder `pid`: offered only for a holder
- * proven to hold the lock file (lib/proof.js), which needs Linux's /proc; elsewhere none (null).
+ * proven to hold the lock file (lib/proof.js): from /proc on Linux, through libproc on macOS,
+ * from the kernel's lists of open files on Windows (under Wine too).
  */
 export function stopCommand(pid) {
-  return process.platform === 'linux' ? `kill ${pid}` : null
+  if (process.platform === 'linux' || process.platform === 'darwin') return `kill ${pid}`
+  return isWindows ? `taskkill /PID ${pid} /F` : null
 }
 
-/** Asserts that `message` offers `stopCommand(pid)`, or no stop hint where none is offered. */
 export function assertStopHint(message, pid) {
   const hint = stopCommand(pid)
   if (hint === null) {

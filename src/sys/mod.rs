@@ -10,6 +10,12 @@ use std::path::Path;
 use std::time::SystemTime;
 
 pub mod fskind;
+#[cfg(target_os = "macos")]
+pub mod holder_macos;
+#[cfg(windows)]
+pub mod holder_windows;
+#[cfg(windows)]
+mod holder_windows_open;
 pub mod pidfd;
 
 #[cfg(unix)]

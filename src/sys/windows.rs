@@ -135,7 +135,7 @@ fn handle_info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     Ok(info)
 }
 
-fn id_of_file(file: &File) -> io::Result<FileId> {
+pub(super) fn id_of_file(file: &File) -> io::Result<FileId> {
     let info = handle_info(file)?;
     Ok(FileId {
         dev: info.dwVolumeSerialNumber as u64,
