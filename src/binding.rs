@@ -3,10 +3,12 @@
 //! (`NativeOutcome.failure`); `lib/index.js` turns them into Node-style `Error`s, because
 //! that is where JavaScript error objects are natural to build.
 
-use crate::error::{Holder, LeaseLost, Liveness, LockError};
 use crate::lease::Lease;
-use crate::lock::{self, Cancel, Inspection, Lock, Options, Reclaimed, Wait};
-use crate::owner;
+use crate::lock::{
+    self, Assessment, Cancel, Holder, LeaseLost, Lock, LockError, Options, Pending, Thresholds,
+    Wait,
+};
+use crate::owner::{self, Liveness};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -128,10 +130,14 @@ fn invalid_record(size: usize, modified: SystemTime, stale: bool) -> LeaseRecord
     }
 }
 
-fn reclaimed_record(r: Reclaimed) -> LeaseRecord {
-    match r {
-        Reclaimed::Lease(h) => holder_record(&h),
-        Reclaimed::Invalid { bytes, modified } => invalid_record(bytes, modified, true),
+fn assessment_record(a: Assessment) -> LeaseRecord {
+    match a {
+        Assessment::Lease(h) => holder_record(&h),
+        Assessment::Invalid {
+            bytes,
+            modified,
+            stale,
+        } => invalid_record(bytes, modified, stale),
     }
 }
 
@@ -176,10 +182,6 @@ fn failure(e: LockError) -> NativeFailure {
             "the lock is not held by this instance".into(),
         ),
         LockError::Cancelled => plain("ABORT_ERR", "The operation was aborted".into()),
-        LockError::WouldWait => plain(
-            "ELOCKWOULDWAIT",
-            "internal: the attempt needed to wait".into(),
-        ),
         LockError::Io { op, path, source } => {
             let errno = source.raw_os_error();
             let code = errno
@@ -384,17 +386,13 @@ impl NativeLock {
                 .as_ref()
                 .map(|f| move |pid: i64| -> bool { f.call(pid as f64).unwrap_or(true) });
             let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
-            self.lock.acquire(
-                &wait.without_sleeping(),
-                probe_ref,
-                metadata.clone(),
-                on_lost.clone(),
-            )
+            self.lock
+                .acquire_without_sleeping(&wait, probe_ref, metadata.clone(), on_lost.clone())
         };
         match first {
-            Ok(r) => return Ok(Either::A(done(r.map(reclaimed_record), false))),
-            Err(LockError::WouldWait) => {}
-            Err(e) => return Ok(Either::A(failed(e))),
+            Ok(r) => return Ok(Either::A(done(r.map(assessment_record), false))),
+            Err(Pending::MustWait) => {}
+            Err(Pending::Failed(e)) => return Ok(Either::A(failed(e))),
         }
         let alive = match alive {
             Some(f) => Some(f.build_threadsafe_function().weak::<true>().build()?),
@@ -406,7 +404,7 @@ impl NativeLock {
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
                 match lock.acquire(&wait, probe_ref, metadata, on_lost) {
-                    Ok(r) => done(r.map(reclaimed_record), false),
+                    Ok(r) => done(r.map(assessment_record), false),
                     Err(e) => failed(e),
                 }
             })
@@ -441,7 +439,7 @@ impl NativeLock {
         let wait = wait_for(timeout, None);
         Ok(
             match self.lock.acquire(&wait, probe_ref, metadata, on_lost) {
-                Ok(r) => done(r.map(reclaimed_record), false),
+                Ok(r) => done(r.map(assessment_record), false),
                 Err(e) => failed(e),
             },
         )
@@ -494,19 +492,12 @@ impl NativeLock {
 }
 
 fn inspect_now(path: String, stale_threshold: f64, invalid_stale: f64) -> NativeOutcome {
-    let opts = Options {
-        stale_threshold: ms(stale_threshold),
-        invalid_stale: ms(invalid_stale),
-        ..Options::default()
+    let limits = Thresholds {
+        stale: ms(stale_threshold),
+        invalid: ms(invalid_stale),
     };
-    match lock::inspect(&PathBuf::from(path), &opts) {
-        Ok(None) => done(None, false),
-        Ok(Some(Inspection::Lease(h))) => done(Some(holder_record(&h)), false),
-        Ok(Some(Inspection::Invalid {
-            bytes,
-            modified,
-            stale,
-        })) => done(Some(invalid_record(bytes, modified, stale)), false),
+    match lock::inspect(&PathBuf::from(path), limits) {
+        Ok(found) => done(found.map(assessment_record), false),
         Err(e) => failed(e),
     }
 }

@@ -1,9 +1,8 @@
 //! leaselock: cross-process lease lock files that cannot get stuck.
 //!
-//! The engine (`lease`, `sys`, `owner`, `lock`, `heartbeat`) is plain Rust with no N-API type
+//! The engine (`lease`, `sys`, `owner`, `heartbeat`, `lock`) is plain Rust with no N-API type
 //! in it, so `cargo test` covers it without Node. `binding` is the thin N-API layer.
 
-pub mod error;
 pub mod faults;
 pub mod heartbeat;
 pub mod lease;

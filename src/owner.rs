@@ -1,11 +1,20 @@
 //! Owners: who this process is, and what can be proven about the owner of a lease.
 
-use crate::error::Liveness;
 use crate::lease::{Lease, OwnerIdentity};
 use crate::sys::{self, ProcessState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What we know of an owner process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    Dead,
+    /// Another host, boot or PID namespace, a Go-written lease, or a probe that could not
+    /// tell. Treated as alive: only the lease's age can free such a lock.
+    Unknown,
+}
 
 /// This process, read once: its pid and, where the platform can tell, its identity.
 pub struct ThisProcess {
@@ -27,6 +36,25 @@ pub fn new_owner_id(now_unix_nano: i64) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(1);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     format!("{}-{}-{}", this_process().pid, now_unix_nano, seq)
+}
+
+/// A fresh lease of this process, as written at acquisition (and as a takeover claim's record).
+pub fn new_lease(metadata_json: Option<String>) -> Lease {
+    let now_nano = unix_nanos(SystemTime::now());
+    let me = this_process();
+    Lease {
+        owner_id: new_owner_id(now_nano),
+        pid: me.pid,
+        last_heartbeat_unix_nano: now_nano,
+        identity: me.identity.clone(),
+        heartbeat_boot_nano: if me.identity.is_some() {
+            sys::boot_nanos()
+        } else {
+            None
+        },
+        acquired_unix_nano: Some(now_nano),
+        metadata_json,
+    }
 }
 
 pub fn unix_nanos(t: SystemTime) -> i64 {

@@ -1,5 +1,5 @@
-//! Fault injection: the interleavings that the module documentation of `src/lock.rs` argues
-//! about, forced with the named delay points of `src/faults.rs` and exercised with real
+//! Fault injection: the interleavings that the module documentation of `src/lock/takeover.rs`
+//! and `src/lock/release.rs` argues about, forced with the named delay points of `src/faults.rs` and exercised with real
 //! processes on real files.
 //!
 //! Run with `cargo test --features fault-injection --test faults`. Without the feature this file
@@ -10,9 +10,9 @@
 //! commands on its stdin and answering on its stdout. The test process itself has no delays.
 #![cfg(feature = "fault-injection")]
 
-use leaselock::error::{LeaseLost, LockError, LossReason};
 use leaselock::lease;
-use leaselock::lock::{Lock, LossHandler, Options, Reclaimed, Wait};
+use leaselock::lock::{Assessment, Lock, LossHandler, Options, Wait};
+use leaselock::lock::{LeaseLost, LockError, LossReason};
 use leaselock::owner;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -79,9 +79,9 @@ fn child_role() {
                     Ok(r) => {
                         let kind = match r {
                             None => "none",
-                            Some(Reclaimed::Lease(h)) if h.stale => "stale",
-                            Some(Reclaimed::Lease(_)) => "dead",
-                            Some(Reclaimed::Invalid { .. }) => "invalid",
+                            Some(Assessment::Lease(h)) if h.stale => "stale",
+                            Some(Assessment::Lease(_)) => "dead",
+                            Some(Assessment::Invalid { .. }) => "invalid",
                         };
                         let id = lock.current_lease().map(|l| l.owner_id).unwrap_or_default();
                         say(format!("ACQUIRED {id} {kind}"));
@@ -464,7 +464,7 @@ fn release_stalled_before_claim_leaves_the_new_owners_file() {
     let r = new
         .acquire(&Wait::once(), Some(&dead), None, Some(on_lost))
         .expect("takeover of a holder judged dead");
-    assert!(matches!(r, Some(Reclaimed::Lease(_))));
+    assert!(matches!(r, Some(Assessment::Lease(_))));
     let ours = new.current_lease().unwrap().owner_id;
     let ours_ino = ino(&path);
     let released = old.expect("RELEASED");
@@ -565,7 +565,7 @@ fn heartbeat_stalled_past_the_threshold_is_taken_over_and_told() {
         }
     };
     match reclaimed {
-        Some(Reclaimed::Lease(h)) => assert!(h.stale, "taken over on age: {h:?}"),
+        Some(Assessment::Lease(h)) => assert!(h.stale, "taken over on age: {h:?}"),
         other => panic!("expected a stale takeover, got {other:?}"),
     }
     let ours = new.current_lease().unwrap().owner_id;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use leaselock::error::LossReason;
+use leaselock::lock::LossReason;
 use std::time::{Duration, Instant};
 
 #[test]

@@ -155,6 +155,22 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     }))
 }
 
+/// Publishes a complete file under `path`, creating missing parent directories once.
+pub fn publish_creating_parents(
+    path: &Path,
+    bytes: &[u8],
+    file_mode: u32,
+    dir_mode: u32,
+) -> std::io::Result<OwnedFile> {
+    match publish(path, bytes, file_mode) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_parents(path, dir_mode)?;
+            publish(path, bytes, file_mode)
+        }
+        other => other,
+    }
+}
+
 /// Opens a file we just moved to a private name, refusing anything but a regular file.
 pub fn open_private(path: &Path) -> Result<(std::fs::File, FileId), PathError> {
     let (file, _, id) = platform::open_regular(path)?;
@@ -194,6 +210,6 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
         .unwrap_or(0);
     path.with_file_name(format!(
         ".{name}.{tag}.{}.{n}.{nonce:x}",
-        crate::owner::this_process().pid
+        std::process::id()
     ))
 }

@@ -1,7 +1,7 @@
 //! What the single-test fault binaries share: a temp lock path and a lock whose losses arrive
 //! on a channel.
 
-use leaselock::error::LeaseLost;
+use leaselock::lock::LeaseLost;
 use leaselock::lock::{Lock, Options, Wait};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};

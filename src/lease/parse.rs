@@ -1,163 +1,7 @@
-//! The lease record: what a lock file says, how it is written and how it is read.
-//!
-//! No I/O here. The format is shared with the Go package `kit/lockfile`: one compact JSON
-//! object, the four Go fields first and in Go's order, then our own fields, then one `\n`.
-//! Reading follows Go's `encoding/json` rules exactly (see [`parse`]), because a file that Go
-//! would call a valid lease must be one to us too, and the other way round.
+//! Reading a lease exactly as Go's `encoding/json` and the Go package's validation would.
 
-use std::fmt::Write as _;
+use super::{Lease, OwnerIdentity};
 
-/// The four fields the Go package reads, plus the ones this package adds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Lease {
-    /// `"<pid>-<UnixNano at acquire>-<seq>"`, new for every acquisition.
-    pub owner_id: String,
-    pub pid: i64,
-    /// Wall-clock Unix time of the last heartbeat, in nanoseconds.
-    pub last_heartbeat_unix_nano: i64,
-    /// Who the owner process is, strongly enough to survive PID reuse. `None` in a Go-written
-    /// lease (and in any lease that does not carry it).
-    pub identity: Option<OwnerIdentity>,
-    /// CLOCK_BOOTTIME of the last heartbeat, in nanoseconds; only comparable within one boot.
-    pub heartbeat_boot_nano: Option<u64>,
-    /// Wall-clock Unix time of the acquisition, in nanoseconds.
-    pub acquired_unix_nano: Option<i64>,
-    /// The holder's metadata, as compact JSON text (`None` when there is none).
-    pub metadata_json: Option<String>,
-}
-
-/// Where the owner process lives and which incarnation of its pid it is.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OwnerIdentity {
-    pub hostname: String,
-    /// `/proc/sys/kernel/random/boot_id` on Linux; another per-boot token elsewhere.
-    pub boot_id: String,
-    /// Inode of `/proc/self/ns/pid` on Linux, empty where there is no such thing.
-    pub pid_namespace: String,
-    /// The process start time in the platform's own unit (clock ticks since boot on Linux).
-    pub process_start: String,
-}
-
-/// Width of the zero-padded `heartbeatBoot` string: a heartbeat rewrite never changes the
-/// record's length, so it can be written in place without a reader seeing a torn length.
-const BOOT_NANO_WIDTH: usize = 20;
-
-impl Lease {
-    /// The file's bytes: Go's four fields first, in Go's order, then ours, then `\n`.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(256);
-        s.push_str("{\"version\":1,\"ownerID\":");
-        push_json_string(&mut s, &self.owner_id);
-        let _ = write!(
-            s,
-            ",\"pid\":{},\"lastHeartbeatUnixNano\":{}",
-            self.pid, self.last_heartbeat_unix_nano
-        );
-        if let Some(id) = &self.identity {
-            s.push_str(",\"hostname\":");
-            push_json_string(&mut s, &id.hostname);
-            s.push_str(",\"bootId\":");
-            push_json_string(&mut s, &id.boot_id);
-            s.push_str(",\"pidNamespace\":");
-            push_json_string(&mut s, &id.pid_namespace);
-            s.push_str(",\"processStart\":");
-            push_json_string(&mut s, &id.process_start);
-        }
-        if let Some(b) = self.heartbeat_boot_nano {
-            let _ = write!(
-                s,
-                ",\"heartbeatBoot\":\"{b:0width$}\"",
-                width = BOOT_NANO_WIDTH
-            );
-        }
-        if let Some(a) = self.acquired_unix_nano {
-            let _ = write!(s, ",\"acquiredUnixNano\":{a}");
-        }
-        if let Some(m) = &self.metadata_json {
-            s.push_str(",\"metadata\":");
-            s.push_str(m);
-        }
-        s.push_str("}\n");
-        s.into_bytes()
-    }
-
-    /// The same record with fresh heartbeat times. Both are fixed-width today (19 digits of
-    /// Unix nanoseconds until the year 2286, and a zero-padded boot clock), so the result has
-    /// the same length as before and can be rewritten in place.
-    pub fn with_heartbeat(&self, unix_nano: i64, boot_nano: Option<u64>) -> Lease {
-        let mut next = self.clone();
-        next.last_heartbeat_unix_nano = unix_nano;
-        if self.heartbeat_boot_nano.is_some() {
-            next.heartbeat_boot_nano = boot_nano;
-        }
-        next
-    }
-}
-
-/// Patches the heartbeat times of `next` into `written` (the bytes of the same record with
-/// older times) without encoding the record again or allocating; `false` when a field would
-/// change width, and then the caller encodes it.
-pub fn patch_heartbeat(written: &mut [u8], next: &Lease) -> bool {
-    let Ok(unix) = u64::try_from(next.last_heartbeat_unix_nano) else {
-        return false;
-    };
-    if !patch_after(written, b"\"lastHeartbeatUnixNano\":", unix, 0) {
-        return false;
-    }
-    match next.heartbeat_boot_nano {
-        Some(b) => patch_after(written, b"\"heartbeatBoot\":\"", b, BOOT_NANO_WIDTH),
-        None => true,
-    }
-}
-
-/// Overwrites the run of digits right after the first `marker` with `value`, zero-padded to
-/// `width`, if that takes exactly as many digits. The first match is the field itself: the Go
-/// fields and ours come before the metadata, and a marker with bare quotes cannot occur inside
-/// an earlier JSON string.
-fn patch_after(buf: &mut [u8], marker: &[u8], value: u64, width: usize) -> bool {
-    let Some(found) = buf.windows(marker.len()).position(|w| w == marker) else {
-        return false;
-    };
-    let at = found + marker.len();
-    let len = buf[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let mut digits = [b'0'; 20];
-    let mut n = value;
-    let mut used = 0;
-    loop {
-        digits[19 - used] = b'0' + (n % 10) as u8;
-        used += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let shown = used.max(width);
-    if shown != len || shown > 20 {
-        return false;
-    }
-    buf[at..at + len].copy_from_slice(&digits[20 - len..]);
-    true
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Why a file's content is not a valid lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalid {
     /// Not JSON by Go's rules (syntax, trailing bytes, nesting deeper than Go allows).
@@ -564,68 +408,79 @@ impl Parser<'_> {
         loop {
             self.ws();
             // A value.
-            match self.peek().ok_or(Invalid::Syntax)? {
-                b'{' => {
-                    if outer + stack.len() + 1 > GO_MAX_DEPTH {
-                        return Err(Invalid::Syntax);
-                    }
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                    } else {
-                        stack.push(true);
-                        self.object_key()?;
-                        continue;
-                    }
+            let opened = match self.peek().ok_or(Invalid::Syntax)? {
+                b'{' => self.open(&mut stack, outer, true)?,
+                b'[' => self.open(&mut stack, outer, false)?,
+                _ => {
+                    self.scalar()?;
+                    false
                 }
-                b'[' => {
-                    if outer + stack.len() + 1 > GO_MAX_DEPTH {
-                        return Err(Invalid::Syntax);
-                    }
-                    self.i += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                    } else {
-                        stack.push(false);
-                        continue;
-                    }
-                }
-                b'"' => {
-                    self.string()?;
-                }
-                b't' => self.literal(b"true")?,
-                b'f' => self.literal(b"false")?,
-                b'n' => self.literal(b"null")?,
-                b'-' | b'0'..=b'9' => self.number()?,
-                _ => return Err(Invalid::Syntax),
+            };
+            if !opened && !self.next_element(&mut stack)? {
+                return Ok(());
             }
-            // After a value: close containers or move to the next element.
-            loop {
-                let Some(&in_object) = stack.last() else {
-                    return Ok(());
-                };
-                self.ws();
-                match self.peek() {
-                    Some(b',') => {
-                        self.i += 1;
-                        if in_object {
-                            self.ws();
-                            self.object_key()?;
-                        }
-                        break;
+        }
+    }
+
+    /// Skips a string, `true`, `false`, `null` or a number.
+    fn scalar(&mut self) -> Result<(), Invalid> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(Invalid::Syntax),
+        }
+    }
+
+    /// Enters the object or array at the cursor: `true` when it has content to read (it is
+    /// pushed on `stack`, and for an object the first key is read), `false` when it was empty
+    /// and is already closed.
+    fn open(&mut self, stack: &mut Vec<bool>, outer: usize, object: bool) -> Result<bool, Invalid> {
+        if outer + stack.len() + 1 > GO_MAX_DEPTH {
+            return Err(Invalid::Syntax);
+        }
+        self.i += 1;
+        self.ws();
+        let close = if object { b'}' } else { b']' };
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(false);
+        }
+        stack.push(object);
+        if object {
+            self.object_key()?;
+        }
+        Ok(true)
+    }
+
+    /// After a value: closes the containers it ends. `true` when the cursor is at the next
+    /// element, `false` when the outermost value is complete.
+    fn next_element(&mut self, stack: &mut Vec<bool>) -> Result<bool, Invalid> {
+        loop {
+            let Some(&in_object) = stack.last() else {
+                return Ok(false);
+            };
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    if in_object {
+                        self.ws();
+                        self.object_key()?;
                     }
-                    Some(b'}') if in_object => {
-                        self.i += 1;
-                        stack.pop();
-                    }
-                    Some(b']') if !in_object => {
-                        self.i += 1;
-                        stack.pop();
-                    }
-                    _ => return Err(Invalid::Syntax),
+                    return Ok(true);
                 }
+                Some(b'}') if in_object => {
+                    self.i += 1;
+                    stack.pop();
+                }
+                Some(b']') if !in_object => {
+                    self.i += 1;
+                    stack.pop();
+                }
+                _ => return Err(Invalid::Syntax),
             }
         }
     }
@@ -640,123 +495,4 @@ impl Parser<'_> {
 /// Go's `strconv.ParseInt(s, 10, 64)` on a JSON number literal: integers only, in range.
 fn go_parse_int(lit: &[u8]) -> Option<i64> {
     std::str::from_utf8(lit).ok()?.parse::<i64>().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GO_HELD: &[u8] = b"{\"version\":1,\"ownerID\":\"24866-1795664371031210457-1\",\"pid\":24866,\"lastHeartbeatUnixNano\":1795664371031285549}\n";
-
-    fn sample() -> Lease {
-        Lease {
-            owner_id: "42-1700000000000000000-1".into(),
-            pid: 42,
-            last_heartbeat_unix_nano: 1_700_000_000_123_456_789,
-            identity: Some(OwnerIdentity {
-                hostname: "box".into(),
-                boot_id: "b0".into(),
-                pid_namespace: "4026531836".into(),
-                process_start: "123".into(),
-            }),
-            heartbeat_boot_nano: Some(5_000_000_000),
-            acquired_unix_nano: Some(1_700_000_000_000_000_000),
-            metadata_json: Some("{\"url\":\"http://localhost:5173/\"}".into()),
-        }
-    }
-
-    #[test]
-    fn go_fixture_parses() {
-        let l = parse(GO_HELD).unwrap();
-        assert_eq!(l.pid, 24866);
-        assert_eq!(l.owner_id, "24866-1795664371031210457-1");
-        assert!(l.identity.is_none());
-    }
-
-    #[test]
-    fn encode_starts_like_go_and_round_trips() {
-        let l = sample();
-        let bytes = l.encode();
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with("{\"version\":1,\"ownerID\":\"42-1700000000000000000-1\",\"pid\":42,\"lastHeartbeatUnixNano\":1700000000123456789,"));
-        assert!(text.ends_with("}\n") && !text.ends_with("}\n\n"));
-        assert_eq!(parse(&bytes).unwrap(), l);
-        // The heartbeat rewrite keeps the length, and patching equals encoding.
-        let hb = l.with_heartbeat(1_700_000_009_999_999_999, Some(123_456_789_012_345));
-        assert_eq!(hb.encode().len(), bytes.len());
-        let mut patched = bytes.clone();
-        assert!(patch_heartbeat(&mut patched, &hb));
-        assert_eq!(patched, hb.encode());
-        // A width change is refused, not mangled.
-        let mut short = bytes.clone();
-        assert!(!patch_heartbeat(&mut short, &l.with_heartbeat(5, Some(1))));
-        assert_eq!(short, bytes);
-    }
-
-    #[test]
-    fn go_only_record_encodes_exactly_like_go() {
-        let l = parse(GO_HELD).unwrap();
-        assert_eq!(l.encode(), GO_HELD);
-    }
-
-    #[test]
-    fn go_rules() {
-        let ok = |s: &str| parse(s.as_bytes()).is_ok();
-        let base = r#""ownerID":"o","pid":5,"lastHeartbeatUnixNano":9"#;
-        assert!(ok(&format!("{{\"version\":1,{base}}}")));
-        assert!(ok(&format!(" \r\n\t{{\"version\":1,{base}}}\n\n ")));
-        assert!(ok(&format!("{{\"VERSION\":1,{base}}}")));
-        assert!(ok(&format!("{{\"ver\u{017F}ion\":1,{base}}}")));
-        assert!(ok(&format!("{{\"version\":2,\"version\":1,{base}}}")));
-        assert!(!ok(&format!("{{\"version\":1,\"version\":2,{base}}}")));
-        assert!(ok(&format!("{{\"version\":1,\"version\":null,{base}}}")));
-        assert!(ok(&format!(
-            "{{\"version\":1,\"x\":[1,{{\"a\":[]}}],{base}}}"
-        )));
-        assert!(!ok(&format!("{{\"version\":1,{base},\"x\":\"\u{1}\"}}")));
-        assert!(!ok(&format!("{{\"version\":1.0,{base}}}")));
-        assert!(!ok(&format!("{{\"version\":1e0,{base}}}")));
-        assert!(!ok(&format!("{{\"version\":\"1\",{base}}}")));
-        assert!(!ok(&format!("{{\"version\":1,{base}}}x")));
-        assert!(!ok(&format!("{{\"version\":1,{base}}}{{}}")));
-        assert!(!ok(&format!("{{\"version\":01,{base}}}")));
-        assert!(!ok(&format!(
-            "{{\"version\":1,\"pid\":99999999999999999999,{base}}}"
-        )));
-        assert!(!ok("null"));
-        assert!(!ok(""));
-        assert!(!ok("12345"));
-        assert!(!ok("[]"));
-        assert!(!ok(
-            r#"{"version":1,"ownerID":"  ","pid":5,"lastHeartbeatUnixNano":9}"#
-        ));
-        assert!(!ok(
-            r#"{"version":1,"ownerID":"o","pid":0,"lastHeartbeatUnixNano":9}"#
-        ));
-        assert!(!ok(
-            r#"{"version":1,"ownerID":"o","pid":5,"lastHeartbeatUnixNano":-9}"#
-        ));
-        // Invalid UTF-8 inside a string is fine for Go.
-        let mut v =
-            b"{\"version\":1,\"ownerID\":\"o\xff\",\"pid\":5,\"lastHeartbeatUnixNano\":9}".to_vec();
-        assert!(parse(&v).is_ok());
-        // ...but not outside one.
-        v.push(0xff);
-        assert!(parse(&v).is_err());
-    }
-
-    #[test]
-    fn deep_nesting_does_not_overflow() {
-        let mut s = String::from("{\"version\":1,\"x\":");
-        s.push_str(&"[".repeat(200_000));
-        s.push_str(&"]".repeat(200_000));
-        s.push('}');
-        assert_eq!(parse(s.as_bytes()), Err(Invalid::Syntax));
-        let mut s =
-            String::from(r#"{"ownerID":"o","pid":5,"lastHeartbeatUnixNano":9,"version":1,"x":"#);
-        s.push_str(&"[".repeat(5000));
-        s.push_str(&"]".repeat(5000));
-        s.push('}');
-        assert!(parse(s.as_bytes()).is_ok());
-    }
 }

@@ -1,29 +1,12 @@
 //! What can go wrong, as plain Rust values. The binding turns them into JS errors on the JS
 //! thread; nothing here knows about JavaScript.
 
+use super::judge::Holder;
 use crate::lease::Lease;
 use crate::sys::FileKind;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
-
-/// Who holds a lock that we could not take: the lease as read, and what we concluded.
-#[derive(Debug, Clone)]
-pub struct Holder {
-    pub lease: Lease,
-    pub alive: Liveness,
-    pub stale: bool,
-}
-
-/// What we know of an owner process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    Alive,
-    Dead,
-    /// Another host, boot or PID namespace, a Go-written lease, or a probe that could not
-    /// tell. Treated as alive: only the lease's age can free such a lock.
-    Unknown,
-}
 
 #[derive(Debug)]
 pub enum LockError {
@@ -42,8 +25,6 @@ pub enum LockError {
     NotHeld,
     /// The wait was cancelled (abort signal) before the lock was acquired.
     Cancelled,
-    /// The attempt would have to sleep, and the caller asked it not to.
-    WouldWait,
     Io {
         op: &'static str,
         path: PathBuf,

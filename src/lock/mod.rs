@@ -1,0 +1,397 @@
+//! The lock itself: one lock path as seen by one instance, and its acquire loop.
+//!
+//! Each concern has its own room: [`wait`] (deadlines, cancellation), [`judge`] (what is at the
+//! path, shared with [`inspect`]), [`takeover`] (replacing a stale lock, and why that is
+//! race-free), [`renew`] (heartbeat and metadata update), [`release`] (and why it cannot delete
+//! a new owner's lock), [`options`] and [`error`]. The heartbeat thread itself is
+//! [`crate::heartbeat`]; a lock is one of the things it beats.
+
+mod error;
+mod judge;
+mod options;
+mod release;
+mod renew;
+mod takeover;
+#[cfg(test)]
+mod tests;
+mod wait;
+
+pub use error::{LeaseLost, LockError, LossReason};
+pub use judge::{Assessment, Holder, Thresholds};
+pub use options::{Options, METADATA_LIMIT};
+pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
+pub use takeover::CLAIM_STALE;
+pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
+
+use crate::heartbeat::{self, Scheduler};
+use crate::lease::Lease;
+use crate::owner;
+use crate::sys::{self, PathError, Snapshot};
+use renew::{Holding, Outcome};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
+const TRANSIENT_LIMIT: u32 = 50;
+
+/// Every held lock of the process is beaten by this one scheduler, which also keeps each held
+/// lock alive when its JS object is collected: a lock is released by `release()` or by the
+/// end of the process or environment, never by garbage collection.
+static HEARTBEATS: Scheduler<Inner> = Scheduler::new();
+
+/// A poisoned mutex here only means another thread panicked while holding it; the state it
+/// protects is still consistent (every update is a single assignment), so carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One lock path as seen by one `PidLock` instance.
+pub struct Lock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    opts: Options,
+    /// An opaque group (the binding's JS environment) whose locks are released together when
+    /// it ends.
+    group: u64,
+    /// `Some` while held.
+    state: Mutex<Option<Box<Holding>>>,
+    held: AtomicBool,
+    /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
+    confirmed_at: AtomicU64,
+}
+
+/// An acquisition that was not allowed to sleep stopped short.
+pub enum Pending {
+    /// It finished with this error.
+    Failed(LockError),
+    /// It would have to sleep (wait for a held lock, or pause between retries).
+    MustWait,
+}
+
+impl From<LockError> for Pending {
+    fn from(e: LockError) -> Self {
+        Pending::Failed(e)
+    }
+}
+
+/// What one try found.
+enum Attempt {
+    Acquired(Box<Holding>, Option<Assessment>),
+    /// A create error that usually means contention (Windows: a delete-pending file answers
+    /// access denied); retried like contention, but only so long.
+    Transient(io::Error),
+    Held(Option<Box<Holder>>),
+    /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
+    Contended {
+        pause: bool,
+    },
+}
+
+impl Lock {
+    pub fn new(path: PathBuf, opts: Options, group: u64) -> Self {
+        Lock {
+            inner: Arc::new(Inner {
+                path,
+                opts,
+                group,
+                state: Mutex::new(None),
+                held: AtomicBool::new(false),
+                confirmed_at: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Whether this instance holds the lock with a lease it can vouch for. No I/O: false once a
+    /// loss is known, and also while the last confirmed heartbeat is older than the stale
+    /// threshold less one interval - after the process was frozen or asleep that long, the
+    /// lock may have been taken, and it counts as held again only once the heartbeat (which
+    /// runs at once on waking) has confirmed it.
+    pub fn held(&self) -> bool {
+        if !self.inner.is_held() {
+            return false;
+        }
+        let confirmed = self.inner.confirmed_at.load(Ordering::Acquire);
+        let opts = &self.inner.opts;
+        let trust = opts.stale_threshold.saturating_sub(opts.heartbeat_interval);
+        owner::clock_nanos().saturating_sub(confirmed) < trust.as_nanos() as u64
+    }
+
+    /// Acquires the lock, waiting as `wait` allows. `alive` overrides the liveness probe (the
+    /// user's `processAppearsAlive`). Calls on one instance are serialised. `Ok(Some(_))`:
+    /// what was taken over.
+    pub fn acquire(
+        &self,
+        wait: &Wait,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Option<Assessment>, LockError> {
+        self.acquire_with(wait, &|d| wait.sleep(d), alive, metadata, on_lost)
+    }
+
+    /// Acquires as `acquire` does, but stops with `Pending::MustWait` where that would sleep:
+    /// the binding's first try runs on the JS thread, which must not block.
+    pub fn acquire_without_sleeping(
+        &self,
+        wait: &Wait,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Option<Assessment>, Pending> {
+        self.acquire_with(wait, &|_| Err(Pending::MustWait), alive, metadata, on_lost)
+    }
+
+    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    fn acquire_with<E: From<LockError>>(
+        &self,
+        wait: &Wait,
+        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Option<Assessment>, E> {
+        let metadata = metadata
+            .map(|m| options::compact_metadata(&m))
+            .transpose()?;
+        let opts = &self.inner.opts;
+        let (mut contended, mut transient) = (0u32, 0u32);
+        loop {
+            if wait.is_cancelled() {
+                return Err(LockError::Cancelled.into());
+            }
+            let mut st = lock(&self.inner.state);
+            if st.is_some() {
+                return Ok(None);
+            }
+            match self.inner.attempt(alive, metadata.clone())? {
+                Attempt::Acquired(holding, reclaimed) => {
+                    self.inner.hold(&mut st, holding, on_lost);
+                    drop(st);
+                    HEARTBEATS.start(&self.inner);
+                    return Ok(reclaimed);
+                }
+                Attempt::Held(holder) => {
+                    transient = 0;
+                    if wait.expired() {
+                        return Err(LockError::Held { holder }.into());
+                    }
+                    drop(st);
+                    sleep(WAIT_POLL)?;
+                }
+                Attempt::Transient(e) => {
+                    // A real permission problem answers the same: after a second of it, say
+                    // so instead of waiting forever.
+                    transient += 1;
+                    if transient >= TRANSIENT_LIMIT {
+                        return Err(LockError::io("create", &self.inner.path, e).into());
+                    }
+                    drop(st);
+                    sleep(opts.retry_delay.max(Duration::from_millis(1)))?;
+                }
+                Attempt::Contended { pause } => {
+                    contended += 1;
+                    // The retry budget is Go's rule for a single try; a caller that may still
+                    // wait just keeps going.
+                    if contended >= opts.retry_limit && wait.expired() {
+                        return Err(LockError::RetryBudgetExhausted {
+                            attempts: contended,
+                        }
+                        .into());
+                    }
+                    drop(st);
+                    if pause && !opts.retry_delay.is_zero() {
+                        sleep(opts.retry_delay)?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases the lock if this instance holds it. `Ok(true)` when it removed the file,
+    /// `Ok(false)` when there was nothing of ours to remove.
+    pub fn release(&self) -> Result<bool, LockError> {
+        let mut st = lock(&self.inner.state);
+        self.inner.release_locked(&mut st)
+    }
+
+    /// Replaces the metadata of a held lease. Readers see the old record or the new one.
+    pub fn update(&self, metadata: Option<String>) -> Result<(), LockError> {
+        let metadata = metadata
+            .map(|m| options::compact_metadata(&m))
+            .transpose()?;
+        let mut st = lock(&self.inner.state);
+        let Some(h) = st.as_mut() else {
+            return Err(LockError::NotHeld);
+        };
+        let now = owner::unix_nanos(SystemTime::now());
+        let mut next = h.lease.with_heartbeat(now, sys::boot_nanos());
+        next.metadata_json = metadata;
+        h.replace(&self.inner.path, next, self.inner.opts.file_mode)
+    }
+
+    /// The lease this instance wrote, while it holds the lock.
+    pub fn current_lease(&self) -> Option<Lease> {
+        lock(&self.inner.state).as_ref().map(|h| h.lease.clone())
+    }
+}
+
+impl Inner {
+    /// One try: publish our lease if the path is free, else judge what is there and take it
+    /// over when the rules allow.
+    fn attempt(
+        &self,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+    ) -> Result<Attempt, LockError> {
+        let path = &self.path;
+        let opts = &self.opts;
+        let lease = owner::new_lease(metadata);
+        let bytes = lease.encode();
+        crate::faults::point("acquire.before-publish");
+        match sys::publish_creating_parents(path, &bytes, opts.file_mode, opts.dir_mode) {
+            Ok(file) => return Ok(Attempt::Acquired(Holding::new(file, lease, bytes), None)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
+            Err(e) => return Err(LockError::io("create", path, e)),
+        }
+        let Some(snap) = look(path)? else {
+            return Ok(Attempt::Contended { pause: false });
+        };
+        let found = judge::assess(&snap, opts.thresholds(), alive);
+        if !found.takeable() {
+            return Ok(Attempt::Held(match found {
+                Assessment::Lease(holder) => Some(Box::new(holder)),
+                Assessment::Invalid { .. } => None,
+            }));
+        }
+        crate::faults::point("takeover.after-judge");
+        Ok(match takeover::take_over(path, opts, &snap, &bytes)? {
+            Some(file) => Attempt::Acquired(Holding::new(file, lease, bytes), Some(found)),
+            None => Attempt::Contended { pause: true },
+        })
+    }
+
+    /// Records a new holding; the caller starts its heartbeat once the state lock is let go.
+    fn hold(
+        &self,
+        st: &mut Option<Box<Holding>>,
+        mut h: Box<Holding>,
+        on_lost: Option<LossHandler>,
+    ) {
+        h.on_lost = on_lost;
+        *st = Some(h);
+        self.confirm();
+        self.held.store(true, Ordering::Release);
+    }
+
+    fn release_locked(&self, st: &mut Option<Box<Holding>>) -> Result<bool, LockError> {
+        let Some(h) = st.take() else {
+            return Ok(false);
+        };
+        self.held.store(false, Ordering::Release);
+        match release::release(&self.path, h, &self.opts) {
+            Ok(removed) => Ok(removed),
+            Err((h, e)) => {
+                // Still ours and still there: keep holding so the caller can try again. Its
+                // heartbeat entry is still queued and finds it held again.
+                *st = Some(h);
+                self.held.store(true, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    fn confirm(&self) {
+        self.confirmed_at
+            .store(owner::clock_nanos(), Ordering::Release);
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Releases whatever this instance holds, for process or environment exit. Never waits
+    /// long for a heartbeat in progress.
+    fn release_for_exit(&self) {
+        let mut st = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // A heartbeat is writing; it finishes within microseconds on a local disk.
+                std::thread::sleep(Duration::from_millis(2));
+                match self.state.try_lock() {
+                    Ok(g) => g,
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = self.release_locked(&mut st);
+    }
+}
+
+impl heartbeat::Beat for Inner {
+    /// One heartbeat; a loss is reported here, once, after the state lock is let go.
+    fn beat(&self) -> Option<Instant> {
+        // Released locks are skipped without touching the mutex a caller may be using.
+        if !self.is_held() {
+            return None;
+        }
+        let mut st = lock(&self.state);
+        let outcome = st.as_mut()?.heartbeat(&self.path, &self.opts);
+        let lost = match outcome {
+            Outcome::Renewed { next } => {
+                self.confirm();
+                return Some(next);
+            }
+            Outcome::Retry { next } => return Some(next),
+            Outcome::Lost(lost) => lost,
+        };
+        let on_lost = st.take().and_then(|h| h.on_lost);
+        self.held.store(false, Ordering::Release);
+        drop(st);
+        if let Some(report) = on_lost {
+            report(*lost);
+        }
+        None
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.is_held()
+            .then(|| Instant::now() + self.opts.heartbeat_interval)
+    }
+}
+
+/// Reads what is at `path` without following or opening anything but a regular file: `None`
+/// when nothing is there.
+fn look(path: &Path) -> Result<Option<Snapshot>, LockError> {
+    match sys::snapshot(path) {
+        Ok(found) => Ok(found),
+        Err(PathError::NotRegular(kind)) => Err(LockError::NotAFile { kind }),
+        Err(PathError::Io(e)) => Err(LockError::io("read", path, e)),
+    }
+}
+
+/// Reads the lock at `path` without taking it: `None` when free.
+pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, LockError> {
+    Ok(look(path)?.map(|snap| judge::assess(&snap, limits, None)))
+}
+
+/// Releases every lock held by one group (`Some(group)`) or by the whole process, as the
+/// environment or the process ends. Fenced like any release.
+pub fn release_held_for_exit(group: Option<u64>) {
+    for inner in HEARTBEATS.scheduled() {
+        if inner.is_held() && group.is_none_or(|g| inner.group == g) {
+            inner.release_for_exit();
+        }
+    }
+}

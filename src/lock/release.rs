@@ -1,0 +1,62 @@
+//! Release: removing our lock file, and never anybody else's.
+//!
+//! # Why release cannot delete a new owner's lock
+//! Release reads our file through the handle we keep (someone may have written their record
+//! into it: then it is theirs). While our lease is fresh nobody may take it over, so the path
+//! is still ours; past that, it first checks that the path still names our file (we keep it
+//! open, so its inode cannot be reused). Then it renames the path to a private name - atomic,
+//! so what moves is exactly one file - and deletes it only if the moved file is ours. If a
+//! takeover happened in between, the moved file is the new owner's and it is linked straight
+//! back.
+
+use super::error::LockError;
+use super::options::Options;
+use super::renew::{carries_owner, Holding};
+use crate::sys;
+use std::io;
+use std::path::Path;
+
+/// Removes the lock file of `h` if it is still ours. `Ok(true)` when it removed it, `Ok(false)`
+/// when there was nothing of ours to remove. On an error the file is still ours and still
+/// there, and the holding comes back so that the caller can keep holding and try again.
+pub(super) fn release(
+    path: &Path,
+    h: Box<Holding>,
+    opts: &Options,
+) -> Result<bool, (Box<Holding>, LockError)> {
+    // Someone may have written their own record into our very file (the Go package's tests
+    // do exactly that): then it is theirs, whatever its inode.
+    if let Ok(current) = h.file.read_expecting(h.written.len()) {
+        if current != h.written && !carries_owner(&current, &h.lease.owner_id) {
+            return Ok(false);
+        }
+    }
+    // Nobody may take a lease over while it is fresh, so within one stale threshold of our
+    // last confirmed heartbeat the path is still ours and the claim below can go first. Past
+    // that, look before claiming, so that a lock already taken from us is not even moved for
+    // a moment.
+    if h.last_ok.elapsed() + opts.heartbeat_interval >= opts.stale_threshold {
+        match sys::id_at(path) {
+            Ok(Some(id)) if id == h.file.id => {}
+            // Not ours any more (lost, or removed by hand): leave it alone.
+            _ => return Ok(false),
+        }
+    }
+    crate::faults::point("release.before-claim");
+    let private = sys::private_name(path, "release");
+    if let Err(e) = std::fs::rename(path, &private) {
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(false);
+        }
+        return Err((h, LockError::io("rename", path, e)));
+    }
+    crate::faults::point("release.after-claim");
+    if sys::id_at(&private).ok().flatten() == Some(h.file.id) {
+        let _ = std::fs::remove_file(&private);
+        return Ok(true);
+    }
+    // A takeover slipped in between our check and our claim: that lock is not ours.
+    let _ = std::fs::hard_link(&private, path);
+    let _ = std::fs::remove_file(&private);
+    Ok(false)
+}
