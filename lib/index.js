@@ -7,6 +7,7 @@ const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
 const { NativeLock, CancelToken } = require('../index.js')
 const { formatRows, holderLines } = require('./holder.js')
+const store = require('./store.js')
 
 const DEFAULTS = Object.freeze({
   acquireRetryLimit: 12,
@@ -22,6 +23,7 @@ const METADATA_LIMIT = 4096
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
 const ALREADY_HELD = Object.freeze({ ok: true })
+const kDispose = Symbol('dispose')
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -124,6 +126,13 @@ function date(ms) {
 
 function holderFromRecord(r) {
   if (!r) return null
+  const holder = fileHolder(r)
+  // A lease on a store carries its fencing token.
+  if (r.token !== undefined) holder.token = r.token === null ? null : BigInt(r.token)
+  return holder
+}
+
+function fileHolder(r) {
   if (!r.valid) {
     return {
       valid: false,
@@ -238,10 +247,15 @@ class PidLock {
   /** Async calls on one instance run one after another, in call order. */
   #tail = Promise.resolve()
   #pending = 0
+  /** Whether the lock lives on a store (Redis) rather than in a file. */
+  #onStore = false
 
   constructor(path, options) {
-    const resolved = lockPath(path)
     options = objectArg(options, 'options')
+    const url = options.store === undefined ? null : store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const resolved = url === null ? lockPath(path) : store.storeKey(path)
+    if (resolved instanceof Error) throw resolved
     const heartbeat = integerOption(options, 'leaseHeartbeatInterval', 1)
     const stale = integerOption(options, 'leaseStaleThreshold', 1)
     if (stale <= heartbeat) {
@@ -272,12 +286,20 @@ class PidLock {
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
     this.#path = resolved
     this.#heldError = held
-    this.#native = new NativeLock(resolved, native)
+    this.#onStore = url !== null
+    this.#native = this.#onStore
+      ? new store.StoreBackend(url, resolved, heartbeat, stale)
+      : new NativeLock(resolved, native)
   }
 
-  /** The absolute path of the lock file. */
+  /** The absolute path of the lock file; for a lock on a store, its key. */
   get path() {
     return this.#path
+  }
+
+  /** The fencing token of the current acquisition (a lock on a store), else `null`. */
+  get token() {
+    return this.#onStore && this.#native.held ? this.#native.token : null
   }
 
   #enqueue(run) {
@@ -290,7 +312,8 @@ class PidLock {
   }
 
   /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
-  #checkIdle() {
+  #checkIdle(method) {
+    if (this.#onStore) throw store.syncError(method)
     if (this.#pending > 0) {
       const e = new Error('another acquire, release or update is still running on this instance')
       e.code = 'ELOCKBUSY'
@@ -358,7 +381,7 @@ class PidLock {
       return Promise.reject(err)
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
-    const token = signal ? new CancelToken() : null
+    const token = !signal ? null : this.#onStore ? this.#native.newCancelToken() : new CancelToken()
     const onAbort = token ? () => token.cancel() : null
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
     const settle = () => {
@@ -374,7 +397,8 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+        if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
+        if (out.ok) return { reclaimed: holderFromRecord(out.record), token: out.token ? BigInt(out.token) : null }
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
       },
@@ -392,8 +416,8 @@ class PidLock {
     if (options.signal !== undefined) {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
-    this.#checkIdle()
-    if (this.#native.held) return { reclaimed: null }
+    this.#checkIdle('acquireSync')
+    if (this.#native.held) return { reclaimed: null, token: null }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
@@ -404,7 +428,7 @@ class PidLock {
     } finally {
       this.#pending--
     }
-    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
+    if (out.ok) return { reclaimed: holderFromRecord(out.record), token: null }
     throw nativeError(out.failure, this.#path, this.#heldError)
   }
 
@@ -422,11 +446,24 @@ class PidLock {
   }
 
   releaseSync() {
-    this.#checkIdle()
+    this.#checkIdle('releaseSync')
     this.#generation++
     const out = this.#native.release()
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
+  }
+
+  /**
+   * `using`: a file lock is released now; a lock on a store stops renewing now and its lease
+   * is deleted in the background (a sync call cannot wait for the network).
+   */
+  [kDispose]() {
+    if (!this.#onStore) {
+      this.releaseSync()
+      return
+    }
+    this.#generation++
+    this.#native.abandon()
   }
 
   /** Replaces the holder metadata in the lease while held (readers see old or new, never a mix). */
@@ -445,7 +482,7 @@ class PidLock {
 
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
-    this.#checkIdle()
+    this.#checkIdle('updateSync')
     const out = this.#native.update(json)
     if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
     this.#metadata = json
@@ -459,23 +496,33 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (args.url !== null) return store.inspectStore(args.url, args.key).then((out) => inspected(out, args.key))
     return NativeLock.inspect(...args).then((out) => inspected(out, args[0]))
   }
 
   static inspectSync(path, options) {
     const args = inspectArgs(path, options)
+    if (args.url !== null) throw store.syncError('inspectSync')
     return inspected(NativeLock.inspectSync(...args), args[0])
   }
 }
 
 function inspectArgs(path, options) {
-  const resolved = lockPath(path)
   options = objectArg(options, 'options')
-  return [
-    resolved,
+  if (options.store !== undefined) {
+    const url = store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const key = store.storeKey(path)
+    if (key instanceof Error) throw key
+    return Object.assign([], { url, key })
+  }
+  const args = [
+    lockPath(path),
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
   ]
+  args.url = null
+  return args
 }
 
 function inspected(out, path) {
@@ -495,7 +542,7 @@ if (typeof Symbol.asyncDispose === 'symbol') {
 if (typeof Symbol.dispose === 'symbol') {
   Object.defineProperty(PidLock.prototype, Symbol.dispose, {
     value: function dispose() {
-      this.releaseSync()
+      this[kDispose]()
     },
     writable: true,
     configurable: true,

@@ -3,6 +3,8 @@
 //! (`NativeOutcome.failure`); `lib/index.js` turns them into Node-style `Error`s, because
 //! that is where JavaScript error objects are natural to build.
 
+mod store;
+
 use crate::lease::Lease;
 use crate::lock::{
     self, Assessment, Cancel, Holder, LeaseLost, Lock, LockError, Options, Pending, Thresholds,

@@ -1,0 +1,179 @@
+// A real redis-server for one test file: on 127.0.0.1 only, on a free port, with a temporary
+// directory and no persistence; stopped when the test ends. `scripts/setup-redis.sh` installs
+// Debian's package where it is missing (once per test run); only when that is impossible
+// does `redisOrSkip` skip, with the reason printed.
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { repoRoot } from './util.mjs'
+
+let available = null
+const running = new Set()
+process.on('exit', () => {
+  for (const proc of running) {
+    try {
+      proc.kill('SIGKILL')
+    } catch {}
+  }
+})
+
+/** `null` when redis-server can run here, else why not (after trying to install it). */
+export function redisMissing() {
+  if (available !== null) return available
+  const has = () => spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
+  if (!has()) {
+    const setup = spawnSync('bash', [path.join(repoRoot, 'scripts', 'setup-redis.sh')], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    })
+    if (setup.status !== 0 || !has()) {
+      available = 'redis-server is not installed and scripts/setup-redis.sh could not install it'
+      return available
+    }
+  }
+  available = ''
+  return available
+}
+
+/** Options for `test()`: skips with the reason when redis-server cannot run here. */
+export function redisOrSkip() {
+  const why = redisMissing()
+  return why ? { skip: why } : {}
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/**
+ * A running server: `url` (`redis://127.0.0.1:<port>/0`, with the password if one was set),
+ * `socket` (a unix socket path), and `stop()`, `kill()`, `restart()` (same port, data lost),
+ * `pause()`/`resume()` (SIGSTOP/SIGCONT).
+ */
+export class RedisServer {
+  constructor(t, { password = null } = {}) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-redis-'))
+    this.socket = path.join(this.dir, 'redis.sock')
+    this.password = password
+    this.proc = null
+    this.port = 0
+    if (t) t.after(() => this.stop())
+  }
+
+  get url() {
+    const auth = this.password === null ? '' : `:${encodeURIComponent(this.password)}@`
+    return `redis://${auth}127.0.0.1:${this.port}/0`
+  }
+
+  /** A URL without the password (for wrong-credential tests). */
+  urlWith(password) {
+    return `redis://:${encodeURIComponent(password)}@127.0.0.1:${this.port}/0`
+  }
+
+  async start() {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.port || attempt > 0) this.port = await freePort()
+      try {
+        await this.#launch()
+        return this
+      } catch (err) {
+        if (attempt >= 4) throw err
+      }
+    }
+  }
+
+  #launch() {
+    const args = [
+      '--bind', '127.0.0.1',
+      '--port', String(this.port),
+      '--unixsocket', this.socket,
+      '--unixsocketperm', '700',
+      '--dir', this.dir,
+      '--save', '',
+      '--appendonly', 'no',
+      '--protected-mode', 'yes',
+      '--daemonize', 'no',
+      '--logfile', '',
+    ]
+    if (this.password !== null) args.push('--requirepass', this.password)
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.proc = proc
+    running.add(proc)
+    proc.once('exit', () => running.delete(proc))
+    return new Promise((resolve, reject) => {
+      let out = ''
+      const onData = (chunk) => {
+        out += chunk
+        if (out.includes('Ready to accept connections')) {
+          proc.stdout.off('data', onData)
+          proc.stdout.resume()
+          proc.off('exit', onExit)
+          resolve()
+        }
+      }
+      const onExit = (code, signal) => {
+        reject(new Error(`redis-server exited (${code ?? signal}) before it was ready:\n${out}`))
+      }
+      proc.stdout.setEncoding('utf8')
+      proc.stdout.on('data', onData)
+      proc.stderr.resume()
+      proc.on('exit', onExit)
+    })
+  }
+
+  /** Kills the server (SIGKILL): every key is gone, as after a crash without persistence. */
+  async kill() {
+    const proc = this.proc
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise((resolve) => proc.once('exit', resolve))
+    proc.kill('SIGCONT')
+    proc.kill('SIGKILL')
+    await exited
+  }
+
+  /** A new server on the same port, with no data: a restart without persistence. */
+  async restart() {
+    await this.kill()
+    try {
+      fs.rmSync(this.socket, { force: true })
+    } catch {}
+    for (let i = 0; ; i++) {
+      try {
+        await this.#launch()
+        return
+      } catch (err) {
+        // The old socket may linger for a moment.
+        if (i >= 20) throw err
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
+
+  pause() {
+    this.proc.kill('SIGSTOP')
+  }
+
+  resume() {
+    this.proc.kill('SIGCONT')
+  }
+
+  async stop() {
+    await this.kill()
+    try {
+      fs.rmSync(this.dir, { recursive: true, force: true })
+    } catch {}
+  }
+}
+
+/** Starts a server for test `t` (stopped when it ends). */
+export async function startRedis(t, options) {
+  return new RedisServer(t, options).start()
+}
