@@ -177,3 +177,35 @@ export class RedisServer {
 export async function startRedis(t, options) {
   return new RedisServer(t, options).start()
 }
+
+function encode(args) {
+  return `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')
+}
+
+/**
+ * Sends one command to the server on a fresh connection and resolves with the raw reply text
+ * (enough for `OK`, integers and short bulk strings in the tests).
+ */
+export function redisCommand(server, ...args) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(server.port, '127.0.0.1')
+    let reply = ''
+    const pre = server.password === null ? '' : encode(['AUTH', server.password])
+    let skip = server.password === null ? 0 : 1
+    socket.setEncoding('utf8')
+    socket.on('connect', () => socket.write(pre + encode(args)))
+    socket.on('data', (chunk) => {
+      reply += chunk
+      while (skip > 0 && reply.includes('\r\n')) {
+        reply = reply.slice(reply.indexOf('\r\n') + 2)
+        skip--
+      }
+      const complete = /^[+\-:]/.test(reply) ? reply.endsWith('\r\n') : /^\$-1\r\n|^\$\d+\r\n[\s\S]*\r\n$/.test(reply)
+      if (skip === 0 && complete) {
+        socket.end()
+        resolve(reply.trim())
+      }
+    })
+    socket.on('error', reject)
+  })
+}
