@@ -30,6 +30,8 @@ export interface LeaseHolder {
   alive: boolean | 'unknown'
   /** Whether the lease has gone without a heartbeat for `leaseStaleThreshold` or longer. */
   stale: boolean
+  /** A lease on a store: its fencing token (`null` if the store has none for it). Absent for a lock file. */
+  token?: bigint | null
 }
 
 /** A lock file whose content is not a valid lease (empty, garbage, a bare pid...). */
@@ -44,9 +46,12 @@ export interface InvalidLockContent {
   alive: 'unknown'
   /** Whether it is older than `invalidPidLockStaleThreshold` (by mtime), so reclaimable. */
   stale: boolean
-  /** Bytes of content read (0 for a file over 16 KiB, which is never read). */
+  /** Bytes of content read (0 for a file over 16 KiB, which is never read; 0 on a store). */
   size: number
-  modifiedAt: Date
+  /** `null` for a value on a store. */
+  modifiedAt: Date | null
+  /** Present for a value on a store (another program's key): always `null`. */
+  token?: bigint | null
 }
 
 export type LockHolder = LeaseHolder | InvalidLockContent
@@ -74,19 +79,33 @@ export interface PidLockOptions {
   onLeaseLost?: (info: LeaseLostInfo) => void
   /** Stored in the lease for others to read (`PidLock.inspect`, `err.holder.metadata`). */
   metadata?: LockMetadata | null
+  /**
+   * Keep the lock on a Redis or Valkey server instead of in a file: `redis://[user:pass@]host[:port][/db]`,
+   * `rediss://` (TLS, when the build includes it), `unix:///path/to/socket[?db=N&pass=...]`
+   * (also `valkey://`, `valkeys://`, `redis+unix://`, `valkey+unix://`). The first constructor
+   * argument is then the lock's key (1 to 512 bytes, no `{`, `}` or null byte). The lease lives
+   * `leaseStaleThreshold` ms on the server unless renewed every `leaseHeartbeatInterval` ms.
+   * The sync methods throw `ERR_LOCK_STORE_SYNC`; `processAppearsAlive`, the file modes and the
+   * retry options do not apply.
+   */
+  store?: string
 }
 
 export interface LeaseLostInfo {
   /**
    * `'owner-changed'`: another owner's lease is at the path (a takeover or an overwrite);
    * `'removed'`: the file was removed or replaced by something that is not a lease;
-   * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire.
+   * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire;
+   * `'store-unreachable'` (a lock on a store): no renewal was confirmed before the lease could
+   * expire (connection lost, server stopped or too slow; see `error`). A store lock's
+   * `'removed'` also covers a lease that expired or a server that lost its data.
    */
-  reason: 'owner-changed' | 'removed' | 'heartbeat-failed'
+  reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'store-unreachable'
+  /** The lock file's path; the key, for a lock on a store. */
   path: string
   /** The lease now at the path, when there is one. */
   newOwner: LockHolder | null
-  /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`. */
+  /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`; the store's message for `'store-unreachable'`. */
   error: string | null
   at: Date
 }
@@ -106,16 +125,23 @@ export interface AcquireSyncOptions {
 export interface AcquireResult {
   /** What this acquisition took over: `null` when the lock was free or already held by this instance. */
   reclaimed: LockHolder | null
+  /**
+   * A lock on a store: the fencing token of this acquisition, strictly greater than every token
+   * given out before for the same key on the same server (see README, "Fencing tokens").
+   */
+  token?: bigint
 }
 
 export interface InspectOptions {
+  /** Inspect a lock on this store (see {@link PidLockOptions.store}); the first argument is the key. */
+  store?: string
   /** Default 3000. */
   leaseStaleThreshold?: number
   /** Default 1200. */
   invalidPidLockStaleThreshold?: number
 }
 
-/** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet). */
+/** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet, or another program's value is under a store key). */
 export interface LockHeldError extends Error {
   code: 'ELOCKHELD'
   path: string
@@ -131,6 +157,10 @@ export interface LockHeldError extends Error {
  * - `ELOCKNOTFILE`: a symlink, directory, FIFO, socket or device is at the lock path (left untouched).
  * - `ELOCKNOTHELD`: `update()` on a lock this instance does not hold.
  * - `ELOCKBUSY`: a sync call while an async call runs on the same instance.
+ * - `ELOCKSTOREUNREACHABLE`: a lock on a store: no connection (refused, reset, timed out).
+ * - `ELOCKSTOREAUTH`: the store refused the credentials (wrong or missing password).
+ * - `ELOCKSTORE`: the store answered with an error.
+ * - `ERR_LOCK_STORE_SYNC`: a sync method on a lock on a store.
  * - `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`: bad arguments.
  */
 export type LockErrorCode =
@@ -139,6 +169,10 @@ export type LockErrorCode =
   | 'ELOCKNOTFILE'
   | 'ELOCKNOTHELD'
   | 'ELOCKBUSY'
+  | 'ELOCKSTOREUNREACHABLE'
+  | 'ELOCKSTOREAUTH'
+  | 'ELOCKSTORE'
+  | 'ERR_LOCK_STORE_SYNC'
 
 /**
  * Async calls on one instance (`acquire`, `release`, `update`) take effect one after another,
@@ -148,8 +182,10 @@ export type LockErrorCode =
 export declare class PidLock {
   /** Throws `TypeError`/`RangeError` (with `code`) for bad arguments. */
   constructor(path: string | URL, options?: PidLockOptions)
-  /** The absolute path, resolved at construction. */
+  /** The absolute path, resolved at construction; the key, for a lock on a store. */
   get path(): string
+  /** A lock on a store: the fencing token of the current acquisition while held; otherwise `null`. */
+  get token(): bigint | null
   /**
    * Whether this instance holds the lock with a lease it can vouch for. No I/O. False once a
    * loss is known; also false while the last confirmed heartbeat is older than
@@ -179,7 +215,10 @@ export declare class PidLock {
   static inspectSync(path: string | URL, options?: InspectOptions): LockHolder | null
   /** Same as `release()` (its result dropped), for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
-  /** Same as `releaseSync()`, for `using`. */
+  /**
+   * Same as `releaseSync()`, for `using`. A lock on a store stops holding at once (no more
+   * renewals, `held` false) and its lease is deleted in the background, or expires.
+   */
   [Symbol.dispose](): void
 }
 

@@ -397,10 +397,14 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
-        if (out.ok) return { reclaimed: holderFromRecord(out.record), token: out.token ? BigInt(out.token) : null }
-        if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
-        throw nativeError(out.failure, this.#path, this.#heldError)
+        if (out === ALREADY_HELD) return this.#onStore ? { reclaimed: null, token: this.token } : { reclaimed: null }
+        if (!out.ok) {
+          if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
+          throw nativeError(out.failure, this.#path, this.#heldError)
+        }
+        const reclaimed = holderFromRecord(out.record)
+        // A lock on a store also resolves with its fencing token.
+        return this.#onStore ? { reclaimed, token: BigInt(out.token) } : { reclaimed }
       },
       (err) => {
         settle()
@@ -417,7 +421,7 @@ class PidLock {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
     this.#checkIdle('acquireSync')
-    if (this.#native.held) return { reclaimed: null, token: null }
+    if (this.#native.held) return { reclaimed: null }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
@@ -428,7 +432,7 @@ class PidLock {
     } finally {
       this.#pending--
     }
-    if (out.ok) return { reclaimed: holderFromRecord(out.record), token: null }
+    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
     throw nativeError(out.failure, this.#path, this.#heldError)
   }
 
