@@ -4,6 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { PidLock } from '../lib/index.mjs'
 import { startRedis, redisOrSkip, redisCommand } from './helpers/redis-server.mjs'
+import { libMjsUrl, script, waitUntil } from './helpers/util.mjs'
 
 const opts = redisOrSkip()
 
@@ -152,4 +153,31 @@ test('wrong password, no password and an unreachable server fail fast with clear
   assert.match(err.message, /127\.0\.0\.1/)
   assert.ok(Date.now() - started < 5000)
   await assert.rejects(PidLock.inspect('auth', { store: url }), { code: 'ELOCKSTOREUNREACHABLE' })
+})
+
+test('a holder that ends without releasing (loop drained, process.exit, worker terminated) deletes its lease on the way out', opts, async (t) => {
+  const srv = await startRedis(t)
+  const lease = () => redisCommand(srv, 'EXISTS', 'leaselock:{bye}:lease')
+  for (const end of ['', 'process.exit(3)']) {
+    const child = script(t, `const l = new PidLock('bye', { store: args[0], leaseStaleThreshold: 60000 }); await l.acquire(); console.log('HELD'); ${end}`, { args: [srv.url] })
+    await child.line('HELD')
+    await child.exited
+    assert.equal(await lease(), ':0', `after "${end || 'a drained loop'}"`)
+  }
+  const child = script(t, `
+    const { Worker } = await import('node:worker_threads')
+    const w = new Worker(\`
+      Promise.all([import(\${JSON.stringify(process.env.LIB)}), import('node:worker_threads')]).then(([{ PidLock }, { parentPort }]) =>
+        new PidLock('bye', { store: \${JSON.stringify(args[0])}, leaseStaleThreshold: 60000 }).acquire().then(() => parentPort.postMessage('held')))
+    \`, { eval: true })
+    await new Promise((resolve) => w.once('message', resolve))
+    console.log('WORKER_HELD')
+    await w.terminate()
+    console.log('TERMINATED')
+    setTimeout(() => {}, 60000)
+  `, { args: [srv.url], env: { LIB: libMjsUrl } })
+  await child.line('WORKER_HELD')
+  await child.line('TERMINATED')
+  await waitUntil(async () => (await lease()) === ':0', { what: 'the worker lease to be deleted' })
+  child.kill()
 })

@@ -14,8 +14,8 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use std::cell::Cell;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant, SystemTime};
 
 type StoreLostFn = ThreadsafeFunction<StoreLostInfo, (), StoreLostInfo, Status, false, true>;
 
@@ -151,29 +151,50 @@ fn loss_handler(tsfn: StoreLostFn) -> LossHandler {
 }
 
 /// Held store locks by JS environment: when one ends (a worker terminated, the main loop
-/// drained), its leases stop being renewed and are deleted in the background.
+/// drained, `process.exit()`), its leases stop being renewed and are deleted - waited for up to
+/// [`EXIT_RELEASE_WAIT`] in all, else they expire by their TTL.
 static HELD: Mutex<Vec<(u64, WeakStoreLock<RedisStore>)>> = Mutex::new(Vec::new());
+
+/// How long the end of an environment or process may wait for its store leases' deletion.
+const EXIT_RELEASE_WAIT: Duration = Duration::from_millis(250);
 
 thread_local! {
     static HOOKED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Abandons the held store locks of `group` (all of them for `None`) and waits a bounded time
+/// for their deletion.
+fn release_for_exit(group: Option<u64>) {
+    let mut pending = Vec::new();
+    {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        held.retain(|(g, weak)| {
+            if group.is_some_and(|want| want != *g) {
+                return true;
+            }
+            pending.extend(weak.upgrade().and_then(|lock| lock.abandon()));
+            false
+        });
+    }
+    let until = Instant::now() + EXIT_RELEASE_WAIT;
+    for done in pending {
+        let _ = done.recv_timeout(until.saturating_duration_since(Instant::now()));
+    }
+}
+
 fn watch_environment(env: &Env) -> u64 {
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        extern "C" fn release_all() {
+            release_for_exit(None);
+        }
+        // `process.exit()` runs no environment cleanup hook on the main thread, but it ends
+        // in libc's exit(), which runs this (the runtime's threads still run then).
+        crate::sys::at_exit(release_all);
+    });
     let group = env_group(env);
     if !HOOKED.with(|h| h.replace(true)) {
-        let _ = env.add_env_cleanup_hook(group, |group| {
-            let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-            held.retain(|(g, weak)| {
-                if *g == group {
-                    if let Some(lock) = weak.upgrade() {
-                        lock.abandon();
-                    }
-                    false
-                } else {
-                    true
-                }
-            });
-        });
+        let _ = env.add_env_cleanup_hook(group, |group| release_for_exit(Some(group)));
     }
     group
 }
@@ -297,7 +318,7 @@ impl NativeStoreLock {
     /// Stops holding now; the lease is deleted in the background (or expires).
     #[napi]
     pub fn abandon(&self) {
-        self.lock.abandon();
+        let _ = self.lock.abandon();
     }
 
     #[napi]

@@ -303,18 +303,21 @@ impl<S: LeaseStore> StoreLock<S> {
 
     /// Stops holding at once without waiting: renewal ends now and the lease is deleted in the
     /// background (best effort; otherwise it expires). For the sync dispose and for the end of
-    /// a JS environment, which cannot wait for the network.
-    pub fn abandon(&self) {
-        let Some(old) = self.inner.state().take() else {
-            return;
-        };
+    /// a JS environment or process, which cannot wait for the network; they may wait a bounded
+    /// time on the returned receiver, which gets a message (or disconnects) when it is done.
+    pub fn abandon(&self) -> Option<std::sync::mpsc::Receiver<()>> {
+        let old = self.inner.state().take()?;
         if let Some(r) = old.renewer {
             r.abort();
         }
         let inner = self.inner.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        // On a runtime already shut down the task is dropped at once, and with it `done`.
         old.runtime.spawn(async move {
             let _ = inner.store.remove(&inner.key, &old.lease.owner_id).await;
+            let _ = done.send(());
         });
+        Some(finished)
     }
 
     /// Replaces the metadata in the stored record while held (one compare-owner renewal).
