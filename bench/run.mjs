@@ -14,6 +14,7 @@ import path from 'node:path'
 import readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { summary, mean, stddev, formatValue, formatRange, formatMs, markdownTable } from './stats.mjs'
+import { benchRedis } from './redis.mjs'
 
 const require = createRequire(import.meta.url)
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -602,6 +603,9 @@ const ALL = [
   [5, benchIdle],
   [6, benchThroughput],
   [7, benchLoad],
+  [8, function benchRedisStore() {
+    return benchRedis({ quick: QUICK })
+  }],
 ]
 
 async function main() {
