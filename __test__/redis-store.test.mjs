@@ -181,3 +181,17 @@ test('a holder that ends without releasing (loop drained, process.exit, worker t
   await waitUntil(async () => (await lease()) === ':0', { what: 'the worker lease to be deleted' })
   child.kill()
 })
+
+test('rediss:// (TLS) works against a server whose certificate the system trusts, and fails clearly otherwise', redisOrSkip({ tls: true }), async (t) => {
+  const srv = await startRedis(t, { tls: true })
+  const code = `const l = new PidLock('tls', { store: args[0] })
+    try { const { token } = await l.acquire(); console.log('TOKEN ' + token); await l.release() }
+    catch (err) { console.log('FAILED ' + JSON.stringify({ code: err.code, message: err.message })) }`
+  const trusted = script(t, code, { args: [srv.url], env: { SSL_CERT_FILE: srv.ca } })
+  assert.match(String(await trusted.line('TOKEN')), /^\d+$/)
+  // Trusting only the server's own certificate, not the CA that issued it.
+  const untrusted = script(t, code, { args: [srv.url], env: { SSL_CERT_FILE: srv.ca.replace('ca.pem', 'server.pem') } })
+  const failed = await untrusted.line('FAILED')
+  assert.equal(failed.code, 'ELOCKSTOREUNREACHABLE', failed.message)
+  assert.match(failed.message, /certificate|issuer/i)
+})

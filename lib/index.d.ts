@@ -81,7 +81,7 @@ export interface PidLockOptions {
   metadata?: LockMetadata | null
   /**
    * Keep the lock on a Redis or Valkey server instead of in a file: `redis://[user:pass@]host[:port][/db]`,
-   * `rediss://` (TLS, when the build includes it), `unix:///path/to/socket[?db=N&pass=...]`
+   * `rediss://` (TLS; the certificate is checked against the system's roots, or `SSL_CERT_FILE`), `unix:///path/to/socket[?db=N&pass=...]`
    * (also `valkey://`, `valkeys://`, `redis+unix://`, `valkey+unix://`). The first constructor
    * argument is then the lock's key (1 to 512 bytes, no `{`, `}` or null byte). The lease lives
    * `leaseStaleThreshold` ms on the server unless renewed every `leaseHeartbeatInterval` ms.

@@ -5,12 +5,16 @@
 # on the loopback interface, on a free port, with a temporary directory.
 set -euo pipefail
 
-if command -v redis-server >/dev/null 2>&1; then
+# openssl makes the throwaway certificates of the TLS (rediss://) test.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
-  echo "setup-redis: redis-server is missing and cannot be installed here (needs root and apt-get);" \
-    "the Redis store tests will be skipped" >&2
+  echo "setup-redis: ${missing[*]} missing and cannot be installed here (needs root and apt-get);" \
+    "the Redis store tests that need it will be skipped" >&2
   exit 0
 fi
 
@@ -27,5 +31,5 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=600 update -qq
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends redis-server >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 redis-server --version

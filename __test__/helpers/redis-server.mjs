@@ -9,7 +9,6 @@ import os from 'node:os'
 import path from 'node:path'
 import { repoRoot } from './util.mjs'
 
-let available = null
 const running = new Set()
 process.on('exit', () => {
   for (const proc of running) {
@@ -19,27 +18,39 @@ process.on('exit', () => {
   }
 })
 
-/** `null` when redis-server can run here, else why not (after trying to install it). */
-export function redisMissing() {
-  if (available !== null) return available
-  const has = () => spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
-  if (!has()) {
-    const setup = spawnSync('bash', [path.join(repoRoot, 'scripts', 'setup-redis.sh')], {
-      stdio: ['ignore', 'inherit', 'inherit'],
-    })
-    if (setup.status !== 0 || !has()) {
-      available = 'redis-server is not installed and scripts/setup-redis.sh could not install it'
-      return available
-    }
-  }
-  available = ''
-  return available
+const works = (cmd, arg) => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0
+let setupRan = false
+
+/** Runs scripts/setup-redis.sh once, if redis-server or openssl is missing. */
+function setup() {
+  if (setupRan || (works('redis-server', '--version') && works('openssl', 'version'))) return
+  setupRan = true
+  spawnSync('bash', [path.join(repoRoot, 'scripts', 'setup-redis.sh')], { stdio: ['ignore', 'inherit', 'inherit'] })
 }
 
-/** Options for `test()`: skips with the reason when redis-server cannot run here. */
-export function redisOrSkip() {
-  const why = redisMissing()
+/** `''` when redis-server can run here, else why not (after trying to install it). */
+export function redisMissing() {
+  setup()
+  return works('redis-server', '--version') ? '' : 'redis-server is not installed and scripts/setup-redis.sh could not install it'
+}
+
+/** Options for `test()`: skips with the reason when redis-server (and, for `tls`, openssl) cannot run here. */
+export function redisOrSkip({ tls = false } = {}) {
+  const why = redisMissing() || (tls && !works('openssl', 'version') ? 'openssl (for the test certificates) is not installed and could not be' : '')
   return why ? { skip: why } : {}
+}
+
+/** A throwaway CA and a certificate for localhost signed by it, made with openssl. */
+function makeCertificates(dir) {
+  const run = (...args) => {
+    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr || r.error}`)
+  }
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=leaselock test CA')
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost')
+  fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf')
+  return path.join(dir, 'ca.pem')
 }
 
 function freePort() {
@@ -59,10 +70,12 @@ function freePort() {
  * `pause()`/`resume()` (SIGSTOP/SIGCONT).
  */
 export class RedisServer {
-  constructor(t, { password = null } = {}) {
+  constructor(t, { password = null, tls = false } = {}) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-redis-'))
     this.socket = path.join(this.dir, 'redis.sock')
     this.password = password
+    /** With `tls`, the CA file that signed the server's certificate (for SSL_CERT_FILE). */
+    this.ca = tls ? makeCertificates(this.dir) : null
     this.proc = null
     this.port = 0
     if (t) t.after(() => this.stop())
@@ -70,7 +83,8 @@ export class RedisServer {
 
   get url() {
     const auth = this.password === null ? '' : `:${encodeURIComponent(this.password)}@`
-    return `redis://${auth}127.0.0.1:${this.port}/0`
+    // The certificate names localhost; a TLS client checks that name.
+    return this.ca ? `rediss://${auth}localhost:${this.port}/0` : `redis://${auth}127.0.0.1:${this.port}/0`
   }
 
   /** A URL without the password (for wrong-credential tests). */
@@ -91,9 +105,13 @@ export class RedisServer {
   }
 
   #launch() {
+    const tls = this.ca
+      ? ['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', 'no',
+          '--tls-cert-file', path.join(this.dir, 'server.pem'), '--tls-key-file', path.join(this.dir, 'server.key')]
+      : ['--port', String(this.port)]
     const args = [
       '--bind', '127.0.0.1',
-      '--port', String(this.port),
+      ...tls,
       '--unixsocket', this.socket,
       '--unixsocketperm', '700',
       '--dir', this.dir,

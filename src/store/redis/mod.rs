@@ -47,16 +47,12 @@ pub fn redact(url: &str) -> String {
 }
 
 impl RedisStore {
-    /// Checks `url` (`redis://`, `rediss://`, `unix://`, `redis+unix://`) without connecting.
+    /// Checks `url` (`redis://`, `rediss://`, `unix://`, `redis+unix://`, and the `valkey`
+    /// spellings) without connecting. `rediss://` verifies the server's certificate against the
+    /// system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured), with rustls.
     pub fn open(url: &str) -> Result<RedisStore, String> {
         let shown = redact(url);
-        let client = Client::open(url).map_err(|e| {
-            if url.starts_with("rediss:") {
-                format!("{shown}: TLS (rediss://) is not supported by this build: {e}")
-            } else {
-                format!("{shown} is not a Redis URL: {e}")
-            }
-        })?;
+        let client = Client::open(url).map_err(|e| format!("{shown} is not a Redis URL: {e}"))?;
         Ok(RedisStore {
             client,
             shown,
