@@ -95,7 +95,7 @@ test('SIGSTOP of a holder past its TTL: another takes over; the frozen one is to
 
 test('SIGSTOP of the server: the holder is told before its lease could expire', opts, async (t) => {
   const srv = await startRedis(t)
-  const ttl = 1500
+  const ttl = 3000
   const a = holder(t, { url: srv.url, key: 'k', options: { leaseStaleThreshold: ttl, leaseHeartbeatInterval: 100 } })
   await a.line('ACQUIRED')
   await sleep(300)

@@ -4,8 +4,9 @@
 //! granted or renewed by a request sent at `t` expires on the server no earlier than `t + ttl`
 //! by the server's clock; our deadline is `t + ttl - margin`, the margin covering a difference
 //! in clock rates. So `held` turns false before the lease can have expired, however late the
-//! reply came, and whether or not the store can be reached. A renewal still unanswered at the
-//! deadline ends the holding with `store-unreachable`.
+//! reply came, and whether or not the store can be reached. A renewal still unanswered one more
+//! margin before that deadline ends the holding with `store-unreachable`, so that the notice,
+//! too, comes before the lease can have expired even when this process is slow to be scheduled.
 
 use super::session::{Holding, Inner};
 use super::{LeaseStore, Renewal, Stored, Token};
@@ -73,12 +74,14 @@ impl Deadline {
         owner::clock_nanos() < self.0.load(Ordering::SeqCst)
     }
 
-    fn left(&self) -> Duration {
-        Duration::from_nanos(
-            self.0
-                .load(Ordering::SeqCst)
-                .saturating_sub(owner::clock_nanos()),
-        )
+    /// Time left until the holder gives up on a store that does not answer: the deadline less
+    /// one more margin.
+    fn left(&self, ttl: Duration) -> Duration {
+        let give_up = self
+            .0
+            .load(Ordering::SeqCst)
+            .saturating_sub(margin(ttl).as_nanos() as u64);
+        Duration::from_nanos(give_up.saturating_sub(owner::clock_nanos()))
     }
 }
 
@@ -136,7 +139,7 @@ async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
     let mut last_error: Option<String> = None;
     loop {
         tokio::time::sleep_until(next.into()).await;
-        let left = inner.deadline.left();
+        let left = inner.deadline.left(ttl);
         if left.is_zero() && last_error.is_some() {
             let reason = LossReason::StoreUnreachable;
             return lose(&inner, &owner_id, reason, None, last_error);
@@ -163,7 +166,7 @@ async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
             }
             Ok(Err(e)) => {
                 last_error = Some(e.to_string());
-                let wait = RETRY_AFTER_FAILURE.min(inner.deadline.left());
+                let wait = RETRY_AFTER_FAILURE.min(inner.deadline.left(ttl));
                 next = Instant::now() + wait;
             }
             Err(_) => {

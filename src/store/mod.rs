@@ -9,6 +9,8 @@
 mod keep;
 pub mod redis;
 pub mod session;
+#[cfg(test)]
+mod tests;
 
 use crate::lease::Lease;
 use std::fmt;
