@@ -20,6 +20,7 @@ test('acquire resolves with a bigint token; a second instance is refused with th
   assert.equal(a.path, 'job')
   const err = await b.acquire().then(() => null, (e) => e)
   assert.equal(err?.code, 'ELOCKHELD')
+  assert.match(err.message, /^lock is already held by another process \(pid \d+\)/)
   assert.equal(err.holder.pid, process.pid)
   assert.equal(err.holder.token, got.token)
   assert.deepEqual(err.holder.metadata, { role: 'migrator' })

@@ -57,7 +57,7 @@ export interface InvalidLockContent {
 export type LockHolder = LeaseHolder | InvalidLockContent
 
 export interface PidLockOptions {
-  /** Message (or Error, kept as `cause`) used for `ELOCKHELD` rejections. Default: `"lock file is already held by another process"`. */
+  /** Message (or Error, kept as `cause`) used for `ELOCKHELD` rejections. Default: `"lock file is already held by another process"` (on a store: `"lock is already held by another process"`). */
   heldError?: string | Error
   /** Attempts in total when a stale lock keeps changing under us. Integer >= 1. Default 12. */
   acquireRetryLimit?: number

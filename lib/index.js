@@ -285,7 +285,8 @@ class PidLock {
     this.#alive = functionOption(options, 'processAppearsAlive')
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
     this.#path = resolved
-    this.#heldError = held
+    // A lock on a store is not a file: its default refusal says so.
+    this.#heldError = held ?? (url === null ? undefined : store.HELD_TEXT)
     this.#onStore = url !== null
     this.#native = this.#onStore
       ? new store.StoreBackend(url, resolved, heartbeat, stale)

@@ -8,6 +8,8 @@ const { NativeStoreLock, StoreCancelToken } = require('../index.js')
 
 const SCHEMES = ['redis:', 'rediss:', 'valkey:', 'valkeys:', 'unix:', 'redis+unix:', 'valkey+unix:']
 const KEY_LIMIT = 512
+/** The default `ELOCKHELD` text of a lock on a store (a file lock's is the Go text). */
+const HELD_TEXT = 'lock is already held by another process'
 
 function argError(Ctor, code, message) {
   const e = new Ctor(message)
@@ -115,4 +117,4 @@ function inspectStore(url, key) {
   return promise.then(outcome)
 }
 
-module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore }
+module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }
