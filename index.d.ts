@@ -26,17 +26,15 @@ export declare class NativeLock {
    * thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
    * without end.
    */
-  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome | Promise<NativeOutcome>
+  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome | Promise<AcquireOutcome>
   /** Acquires on the JS thread; waiting (when `timeout` allows) blocks it. */
-  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): NativeOutcome
+  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome
   /** Releases on the JS thread: a rename, a stat and an unlink. */
-  release(): NativeOutcome
-  /** Replaces the metadata on the JS thread (a few file operations). */
-  update(metadata?: string | undefined | null): NativeOutcome
-  /** The record this instance wrote, while it holds the lock. */
-  lease(): LeaseRecord | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number): Promise<NativeOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number): NativeOutcome
+  release(): ReleaseOutcome
+  /** Replaces the metadata on the JS thread (a few file operations). `null` when done. */
+  update(metadata?: string | undefined | null): NativeFailure | null
+  static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): Promise<InspectOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): InspectOutcome
 }
 
 /** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
@@ -64,6 +62,43 @@ export declare class StoreCancelToken {
   cancel(): void
 }
 
+/** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
+export interface AcquireOutcome {
+  /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
+  reclaimed?: LeaseRecord
+  failure?: NativeFailure
+}
+
+export declare function constants(): Constants
+
+/** The values the JS layer must agree with the engine on, stated once here. */
+export interface Constants {
+  defaults: Defaults
+  /** The largest metadata accepted, in bytes of compact JSON. */
+  metadataLimit: number
+  /** The first line of the error for a held lock. */
+  heldText: string
+}
+
+/** The defaults of `PidLock`'s options (milliseconds for times), from the engine's own. */
+export interface Defaults {
+  acquireRetryLimit: number
+  acquireRetryDelay: number
+  invalidPidLockStaleThreshold: number
+  fileWriteMode: number
+  directoryWriteMode: number
+  leaseHeartbeatInterval: number
+  leaseStaleThreshold: number
+  /** `'refuse'` or `'reclaim'`. */
+  invalidContent: string
+}
+
+/** What `inspect` found: `failure`, or the lock file's record (none: no lock file). */
+export interface InspectOutcome {
+  holder?: LeaseRecord
+  failure?: NativeFailure
+}
+
 /** A lock file's record, flattened: `valid: false` for content that is not a lease. */
 export interface LeaseRecord {
   valid: boolean
@@ -82,6 +117,7 @@ export interface LeaseRecord {
   modifiedAt?: number
 }
 
+/** A lost lease, as `onLeaseLost` reports it. */
 export interface LostInfo {
   reason: string
   newOwner?: LeaseRecord
@@ -89,6 +125,7 @@ export interface LostInfo {
   at: number
 }
 
+/** Why an operation failed: `code` is what the JS error's `code` will be, `message` its text. */
 export interface NativeFailure {
   code: string
   message: string
@@ -96,6 +133,8 @@ export interface NativeFailure {
   syscall?: string
   errno?: number
   attempts?: number
+  /** `ELOCKNOTLEASE`: the size of the file that is not a lease. */
+  size?: number
 }
 
 /** Validated options (the JS layer checks types and ranges first). */
@@ -107,20 +146,19 @@ export interface NativeOptions {
   dirMode: number
   heartbeatInterval: number
   staleThreshold: number
-}
-
-export interface NativeOutcome {
-  ok: boolean
-  /** acquire: what was taken over; inspect: what is there. */
-  record?: LeaseRecord
-  /** release: whether the file was removed. */
-  removed: boolean
-  failure?: NativeFailure
+  /** `invalidContent: 'reclaim'`. */
+  reclaimInvalid: boolean
 }
 
 export interface NativeStoreOptions {
   heartbeatInterval: number
   staleThreshold: number
+}
+
+/** What `release` ended with: `failure`, or whether our lock file was removed. */
+export interface ReleaseOutcome {
+  removed: boolean
+  failure?: NativeFailure
 }
 
 /** A stored lease: the record (as for a lock file) and what the store adds. */

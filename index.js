@@ -839,3 +839,4 @@ module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.NativeStoreLock = nativeBinding.NativeStoreLock
 module.exports.StoreCancelToken = nativeBinding.StoreCancelToken
+module.exports.constants = nativeBinding.constants

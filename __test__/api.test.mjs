@@ -7,9 +7,27 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { PidLock, DEFAULTS, HELD_TEXT } from 'leaselock'
-import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil } from './helpers/util.mjs'
+import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, stopCommand } from './helpers/util.mjs'
+
+const RENAME_OVER_OPEN = 'replaces the held file by renaming over it, which Windows refuses while the holder has it open'
+const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 const require = createRequire(import.meta.url)
+
+test('defaults, the metadata limit and the held-lock text are the engine\'s, read through the binding', async (t) => {
+  const native = require('../index.js').constants()
+  assert.deepEqual({ ...DEFAULTS }, native.defaults)
+  assert.ok(Object.isFrozen(DEFAULTS))
+  assert.equal(HELD_TEXT, native.heldText)
+  assert.equal(native.metadataLimit, 4096)
+  // '{"s":""}' is 8 bytes: exactly at the limit is accepted, one byte over is refused.
+  const sized = (n) => ({ s: 'x'.repeat(n - 8) })
+  const lock = new PidLock(path.join(tempDir(t), 'm.lock'))
+  await lock.acquire()
+  await lock.update(sized(native.metadataLimit))
+  await assert.rejects(lock.update(sized(native.metadataLimit + 1)), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  await lock.release()
+})
 
 test('require() and import give the same working PidLock', async (t) => {
   const cjs = require('leaselock')
@@ -24,6 +42,7 @@ test('require() and import give the same working PidLock', async (t) => {
     directoryWriteMode: 0o755,
     leaseHeartbeatInterval: 250,
     leaseStaleThreshold: 3000,
+    invalidContent: 'refuse',
   })
   const dir = tempDir(t)
   const viaRequire = new cjs.PidLock(path.join(dir, 'a.lock'))
@@ -147,7 +166,7 @@ test('release when never held, and twice, resolves and does nothing', async (t) 
   assert.equal(fs.readFileSync(q, 'utf8'), foreign)
 })
 
-test('release after a loss resolves and leaves the new owner alone', async (t) => {
+test('release after a loss resolves and leaves the new owner alone', posixOnly(RENAME_OVER_OPEN), async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   let lost = 0
@@ -283,7 +302,7 @@ test('ELOCKHELD shape: code, path, holder {pid, ownerId, lastHeartbeat Date}, me
   assert.equal(err.code, 'ELOCKHELD')
   assert.equal(err.path, p)
   assert.ok(err.message.startsWith(`${HELD_TEXT} (pid ${h.pid})`), err.message)
-  assert.match(err.message, new RegExp(`kill ${h.pid}`))
+  assert.match(err.message, new RegExp(escape(stopCommand(h.pid))))
   assert.match(err.message, /http:\/\/localhost:5173\//)
   assert.equal(err.holder.pid, h.pid)
   assert.equal(err.holder.ownerId, readLease(p).ownerID)
@@ -324,15 +343,17 @@ test('heldError as an Error: new Error with code, its message as prefix, it as c
 test('invalid content held: holder null and "(owner unavailable)"', async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
-  fs.writeFileSync(p, 'not-a-lease-json')
+  // A record cut off mid-write: not a lease, but possibly one being written.
+  const cut = '{"version":1,"ownerID":"cut-off'
+  fs.writeFileSync(p, cut)
   const err = await new PidLock(p).acquire().then(() => null, (e) => e)
   assert.equal(err.code, 'ELOCKHELD')
   assert.equal(err.holder, null)
   assert.ok(err.message.startsWith(`${HELD_TEXT} (owner unavailable)`), err.message)
-  assert.equal(fs.readFileSync(p, 'utf8'), 'not-a-lease-json')
+  assert.equal(fs.readFileSync(p, 'utf8'), cut)
 })
 
-test('ELOCKCONTENDED when the retry budget runs out on a stale lock that keeps changing', async (t) => {
+test('ELOCKCONTENDED when the retry budget runs out on a stale lock that keeps changing', posixOnly(RENAME_OVER_OPEN), async (t) => {
   // A stale Go lease is rewritten by a child (new bytes, still stale) as fast as it can: every
   // claim finds the file changed. With a retry limit of 1 and a little luck this is provoked;
   // both outcomes are checked for their shape, and at least one ELOCKCONTENDED must be seen.
@@ -388,7 +409,7 @@ test('OS errors carry the code and the path: a parent that is a regular file', a
   assert.throws(() => lock.acquireSync(), (e) => e.code === err.code && e.path === p)
 })
 
-test('OS errors: a read-only directory gives EACCES (skipped as root)', { skip: process.getuid && process.getuid() === 0 ? 'root ignores permissions' : false }, async (t) => {
+test('OS errors: a read-only directory gives EACCES (skipped as root)', { skip: process.getuid && process.getuid() === 0 ? 'root ignores permissions' : false, ...posixOnly('directory mode bits') }, async (t) => {
   const dir = tempDir(t)
   const ro = path.join(dir, 'ro')
   fs.mkdirSync(ro, 0o555)
@@ -407,7 +428,7 @@ test('the package resolves from the repository by name', () => {
   assert.equal(require.resolve('leaselock'), path.join(repoRoot, 'lib', 'index.js'))
 })
 
-test('fileWriteMode and directoryWriteMode apply to what acquire creates (umask applies)', async (t) => {
+test('fileWriteMode and directoryWriteMode apply to what acquire creates (umask applies)', posixOnly('file mode bits and umask'), async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'made', 'x.lock')
   const umask = process.umask()
@@ -424,7 +445,7 @@ test('fileWriteMode and directoryWriteMode apply to what acquire creates (umask 
   await dflt.release()
 })
 
-test('after release() has been called, onLeaseLost is not called for that acquisition any more', async (t) => {
+test('after release() has been called, onLeaseLost is not called for that acquisition any more', posixOnly(RENAME_OVER_OPEN), async (t) => {
   // The loss is detected by the native heartbeat while the JS thread is blocked, so its notice
   // is still queued when release() is called in the same tick.
   const dir = tempDir(t)
@@ -453,7 +474,7 @@ test('the ELOCKHELD message says how long ago the holder started and how to stop
   await h.line('ACQUIRED')
   const err = await new PidLock(p).acquire().then(() => null, (e) => e)
   assert.match(err.message, /started: \d+s ago/)
-  assert.match(err.message, new RegExp(`kill ${h.pid}\\b`))
+  assert.match(err.message, new RegExp(`${escape(stopCommand(h.pid))}\\b`))
   assert.match(err.message, new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
 })
 

@@ -10,10 +10,13 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { posixOnly } from './helpers/util.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const runner = path.join(root, 'chaos', 'run.mjs')
 const checker = path.join(root, 'chaos', 'check.py')
+/** The driver freezes workers with SIGSTOP/SIGCONT and the judge is a python3 script. */
+const POSIX = posixOnly('the chaos driver freezes workers with SIGSTOP and is judged by python3')
 
 /** Runs the chaos driver in its own temp dir; the dir is removed unless `keepOnFailure` and it failed. */
 function runChaos(t, args, env = {}, keepOnFailure = false) {
@@ -55,7 +58,7 @@ function check(lines, extra = []) {
 
 const config = { ev: 'config', t: 0, workers: 2, heartbeat: 50, stale: 400 }
 
-test('the checker calls an overlap of two live holders a violation', () => {
+test('the checker calls an overlap of two live holders a violation', POSIX, () => {
   const { code, report } = check([
     config,
     { ev: 'enter', w: 1, pid: 10, c: 1, t: 100, a: 90, oid: 'x', rk: null },
@@ -68,7 +71,7 @@ test('the checker calls an overlap of two live holders a violation', () => {
   assert.equal(report.violations, 1)
 })
 
-test('the checker allows an overlap only for a holder frozen past its lease and told so', () => {
+test('the checker allows an overlap only for a holder frozen past its lease and told so', POSIX, () => {
   const frozen = [
     config,
     { ev: 'enter', w: 1, pid: 10, c: 1, t: 100, a: 90, oid: 'x', rk: null },
@@ -103,7 +106,7 @@ test('the checker allows an overlap only for a holder frozen past its lease and 
   assert.equal(r.code, 1)
 })
 
-test('the checker refuses torn journal lines and crashed workers', () => {
+test('the checker refuses torn journal lines and crashed workers', POSIX, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-check-'))
   try {
     const journal = path.join(dir, 'journal.ndjson')
@@ -116,7 +119,7 @@ test('the checker refuses torn journal lines and crashed workers', () => {
   }
 })
 
-test('a chaos run that bypasses the lock is caught', { timeout: 60_000 }, async (t) => {
+test('a chaos run that bypasses the lock is caught', { timeout: 60_000, ...POSIX }, async (t) => {
   const { code, report } = await runChaos(t, ['--duration', '4', '--workers', '4', '--seed', '7'], {
     CHAOS_SABOTAGE: '3',
   })
@@ -124,7 +127,7 @@ test('a chaos run that bypasses the lock is caught', { timeout: 60_000 }, async 
   assert.ok(report.violations > 0, JSON.stringify(report))
 })
 
-test('20 s of chaos: no violation, takeovers of dead and frozen holders happened', { timeout: 120_000 }, async (t) => {
+test('20 s of chaos: no violation, takeovers of dead and frozen holders happened', { timeout: 120_000, ...POSIX }, async (t) => {
   // Strict: a holder frozen past its lease must be told (onLeaseLost, or `held` false before it
   // acts) - there is no allowance for holders that were never told.
   const { code, report } = await runChaos(t, ['--duration', '20', '--workers', '6'], {}, true)

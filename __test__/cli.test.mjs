@@ -6,6 +6,11 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Proc, bin, repoRoot } from './integrations/helpers.mjs'
+import { isWindows, posixOnly } from './helpers/util.mjs'
+
+// Windows has no signals to pass on: a kill there is TerminateProcess, which ends `run` without
+// reaching its command.
+const SIGNALS = posixOnly('passes signals on to the command')
 
 const signalChild = fileURLToPath(new URL('./integrations/signal-child.cjs', import.meta.url))
 
@@ -13,6 +18,15 @@ function tempDir(t) {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-cli-')))
   t.after(() => fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
   return dir
+}
+
+/** A command that does nothing and succeeds, on every platform (`true` is not one on Windows). */
+const nothing = [process.execPath, '-e', '']
+
+function tryKill(pid) {
+  try {
+    process.kill(pid)
+  } catch {}
 }
 
 const leaselock = (t, args, opts) => new Proc(t, process.execPath, [bin.leaselock, ...args], opts)
@@ -24,7 +38,7 @@ async function run(t, args, opts) {
   return { ...status, out: p.out }
 }
 
-test('run: holds the lock while the command runs, refuses a second run (75), passes SIGTERM on, keeps the exit code, releases', async (t) => {
+test('run: holds the lock while the command runs, refuses a second run (75), passes SIGTERM on, keeps the exit code, releases', SIGNALS, async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, '.cache', 'dev.lock')
   const first = leaselock(t, ['run', lock, '--metadata', '{"url":"http://localhost:3999/"}', '--', process.execPath, signalChild, '3'])
@@ -62,7 +76,7 @@ test('run: holds the lock while the command runs, refuses a second run (75), pas
   assert.match(free.out, /^free: /)
 })
 
-test('run: SIGINT and SIGHUP reach the command; a command killed by a signal gives 128 + its number', async (t) => {
+test('run: SIGINT and SIGHUP reach the command; a command killed by a signal gives 128 + its number', SIGNALS, async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, 'x.lock')
   const p = leaselock(t, ['run', lock, '--', process.execPath, signalChild, '0'])
@@ -109,7 +123,10 @@ test('run --wait: starts as soon as the holder ends', async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, 'x.lock')
   const holder = leaselock(t, ['run', lock, '--', process.execPath, signalChild, '0'])
+  const [, commandPid] = await holder.waitFor(/PID (\d+)\n/)
   await holder.waitFor(/READY/)
+  // On Windows the kill below is TerminateProcess of `leaselock` alone: its command lives on.
+  if (isWindows) t.after(() => void tryKill(Number(commandPid)))
   const waiting = leaselock(t, ['run', lock, '--wait', '20000', '--', process.execPath, '-e', 'console.log("RAN")'])
   // It is waiting, not refused: give it a moment to show that it does not give up.
   await new Promise((r) => setTimeout(r, 500))
@@ -134,13 +151,15 @@ setInterval(() => {}, 1000)`
   const dead = await run(t, ['status', lock, '--json'])
   assert.equal(dead.code, 0)
   assert.equal(JSON.parse(dead.out).state, 'dead')
-  assert.equal((await run(t, ['run', lock, '--', 'true'])).code, 0, 'run takes over a dead holder at once')
+  assert.equal((await run(t, ['run', lock, '--', ...nothing])).code, 0, 'run takes over a dead holder at once')
 
-  fs.writeFileSync(lock, 'not a lease')
+  // A record cut off mid-write: not a lease, but possibly one (a file that cannot be a lease is
+  // refused instead: see edges-content.test.mjs).
+  fs.writeFileSync(lock, '{"version":1,"ownerID":"cut-off')
   const invalid = await run(t, ['status', lock, '--json'])
   assert.equal(invalid.code, 2, invalid.out)
   assert.equal(JSON.parse(invalid.out).state, 'invalid')
-  const refused = await run(t, ['run', lock, '--', 'true'])
+  const refused = await run(t, ['run', lock, '--', ...nothing])
   assert.equal(refused.code, 75)
   assert.match(refused.out, /does not hold a lease yet/)
 })

@@ -81,11 +81,15 @@ test('Go 3b: processAppearsAlive has the last word the other way too (says alive
   heldError(await rejection(lock.acquire()))
 })
 
+// Tests 4 and 5 run with the Go package's rule for invalid content (`invalidContent: 'reclaim'`):
+// by default `not-a-lease-json` is not a possible lease and is refused (ELOCKNOTLEASE).
+const GO_RULE = { invalidContent: 'reclaim' }
+
 test('Go 4: recovers invalid contents older than the threshold (mtime 2 s ago)', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   fs.writeFileSync(p, 'not-a-lease-json')
   age(p, 2000)
-  const lock = new PidLock(p)
+  const lock = new PidLock(p, GO_RULE)
   const { reclaimed } = await lock.acquire()
   assert.equal(reclaimed.valid, false)
   assert.equal(reclaimed.stale, true)
@@ -98,7 +102,7 @@ test('Go 4: recovers invalid contents older than the threshold (mtime 2 s ago)',
 test('Go 5: treats fresh invalid contents as held', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   fs.writeFileSync(p, 'not-a-lease-json')
-  const err = heldError(await rejection(new PidLock(p).acquire()))
+  const err = heldError(await rejection(new PidLock(p, GO_RULE).acquire()))
   assert.equal(err.holder, null)
   assert.ok(err.message.startsWith(`${HELD_TEXT} (owner unavailable)`))
   assert.equal(fs.readFileSync(p, 'utf8'), 'not-a-lease-json')
@@ -295,9 +299,13 @@ test('a lease we write is honoured when read back as a Go-only record', async (t
 // ---------------------------------------------------------------------------------------------
 // Invalid content: held by mtime until invalidPidLockStaleThreshold, then reclaimable.
 
+// A record cut off mid-write: content that is not a lease but may be one, so it follows the
+// invalid-content rules by default.
+const CUT_OFF = '{"version":1,"ownerID":"cut-off'
+
 test('invalid content is held before invalidPidLockStaleThreshold (by mtime) and reclaimed after', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
-  fs.writeFileSync(p, 'garbage')
+  fs.writeFileSync(p, CUT_OFF)
   age(p, 600)
   heldError(await rejection(new PidLock(p).acquire()))
   heldError(await rejection(new PidLock(p, { invalidPidLockStaleThreshold: 5000 }).acquire()))
@@ -308,7 +316,7 @@ test('invalid content is held before invalidPidLockStaleThreshold (by mtime) and
   assert.equal(reclaimed.valid, false)
   await lock.release()
   // A custom threshold, just past.
-  fs.writeFileSync(p, 'garbage')
+  fs.writeFileSync(p, CUT_OFF)
   age(p, 5200)
   const lock2 = new PidLock(p, { invalidPidLockStaleThreshold: 5000 })
   await lock2.acquire()
@@ -360,15 +368,25 @@ for (const [name, make] of Object.entries(validVariants)) {
   })
 }
 
+// Invalid content that no lease writer can leave (not a possible lease): refused by default.
+const notPossibleLeases = new Set(['null', 'bare pid', 'an array', 'trailing garbage', 'two objects'])
+
 for (const [name, body] of Object.entries(invalidVariants)) {
   test(`Go reader rule: ${name} is invalid content`, async (t) => {
     const p = path.join(tempDir(t), 'x.lock')
     fs.writeFileSync(p, body)
-    const h = PidLock.inspectSync(p)
+    const h = PidLock.inspectSync(p, GO_RULE)
     assert.equal(h.valid, false)
     assert.equal(h.stale, false)
-    const err = heldError(await rejection(new PidLock(p).acquire()))
+    const err = heldError(await rejection(new PidLock(p, GO_RULE).acquire()))
     assert.equal(err.holder, null)
+    if (notPossibleLeases.has(name)) {
+      assert.throws(() => PidLock.inspectSync(p), { code: 'ELOCKNOTLEASE' })
+      await assert.rejects(new PidLock(p).acquire(), { code: 'ELOCKNOTLEASE' })
+    } else {
+      assert.equal(PidLock.inspectSync(p).valid, false)
+      heldError(await rejection(new PidLock(p).acquire()))
+    }
     assert.equal(fs.readFileSync(p, 'utf8'), body)
   })
 }

@@ -266,6 +266,8 @@ for (const [what, change] of [
   ['a foreign boot id', { bootId: '00000000-1111-2222-3333-444444444444' }],
   ['a foreign PID namespace', { pidNamespace: '4026599999' }],
   ['a foreign host', { hostname: 'some-other-host' }],
+  ['a foreign time namespace', { timeNamespace: '4026599998' }],
+  ['no recorded time namespace', { timeNamespace: undefined }],
 ]) {
   test(`a lease with ${what} falls back to staleness: held while fresh, taken when stale`, async (t) => {
     const dir = tempDir(t)

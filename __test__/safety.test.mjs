@@ -208,21 +208,33 @@ const hostileBodies = {
   'a NUL-filled file': () => Buffer.alloc(4096),
 }
 
+// Content a lease writer can leave (a Go record with wrong types has an ownerID; an unterminated
+// record starts like one) is a possible lease; the rest is refused by default and only the Go
+// rule (`invalidContent: 'reclaim'`) reclaims it.
+const possibleLeases = new Set(['a Go record with wrong types', 'an unterminated string'])
+const GO_RULE = { invalidContent: 'reclaim' }
+
 for (const [name, make] of Object.entries(hostileBodies)) {
   test(`hostile content (${name}): held while fresh, reclaimed once older than the threshold`, async (t) => {
     const dir = tempDir(t)
     const p = path.join(dir, 'x.lock')
     const body = make()
     fs.writeFileSync(p, body)
-    const err = await new PidLock(p).acquire().then(() => null, (e) => e)
+    const byDefault = await new PidLock(p).acquire().then(() => null, (e) => e)
+    assert.equal(byDefault?.code, possibleLeases.has(name) ? 'ELOCKHELD' : 'ELOCKNOTLEASE')
+    const err = await new PidLock(p, GO_RULE).acquire().then(() => null, (e) => e)
     assert.equal(err?.code, 'ELOCKHELD')
     assert.equal(err.holder, null)
     assert.equal(Buffer.compare(fs.readFileSync(p), Buffer.from(body)), 0, 'left as it was')
-    const seen = PidLock.inspectSync(p)
+    const seen = PidLock.inspectSync(p, GO_RULE)
     assert.equal(seen.valid, false)
     assert.equal(seen.stale, false)
     age(p, 2000)
-    const lock = new PidLock(p)
+    if (!possibleLeases.has(name)) {
+      await assert.rejects(new PidLock(p).acquire(), { code: 'ELOCKNOTLEASE' })
+      assert.equal(Buffer.compare(fs.readFileSync(p), Buffer.from(body)), 0, 'refused: left as it was')
+    }
+    const lock = new PidLock(p, possibleLeases.has(name) ? {} : GO_RULE)
     const { reclaimed } = await lock.acquire()
     assert.equal(reclaimed.valid, false)
     assert.equal(reclaimed.stale, true)
@@ -239,9 +251,11 @@ test('a 100 MB lock file: invalid content, never read whole', async (t) => {
   execFileSync('truncate', ['-s', '100M', p])
   assert.equal(fs.statSync(p).size, 100 * 1024 * 1024)
   const before = readBytes()
-  const lock = new PidLock(p)
+  // Too long to be a lease: refused by default, held (then reclaimed) under the Go rule.
+  assert.throws(() => new PidLock(p).acquireSync(), (e) => e.code === 'ELOCKNOTLEASE' && e.size === 100 * 1024 * 1024)
+  const lock = new PidLock(p, { invalidContent: 'reclaim' })
   assert.throws(() => lock.acquireSync(), (e) => e.code === 'ELOCKHELD' && e.holder === null)
-  const seen = PidLock.inspectSync(p)
+  const seen = PidLock.inspectSync(p, { invalidContent: 'reclaim' })
   const read = readBytes() - before
   assert.ok(read < 256 * 1024, `read ${read} bytes of a 100 MB file`)
   assert.equal(seen.valid, false)
@@ -260,7 +274,8 @@ test('a huge valid-looking lease (metadata far past the limit) is invalid conten
   const body = `{"version":1,"ownerID":"x","pid":${process.pid},"lastHeartbeatUnixNano":${Date.now()}000000,"pad":"${'x'.repeat(2 * 1024 * 1024)}"}\n`
   fs.writeFileSync(p, body)
   const before = readBytes()
-  const seen = PidLock.inspectSync(p)
+  assert.throws(() => PidLock.inspectSync(p), { code: 'ELOCKNOTLEASE' })
+  const seen = PidLock.inspectSync(p, { invalidContent: 'reclaim' })
   const read = readBytes() - before
   assert.ok(read < 256 * 1024, `read ${read} bytes`)
   // Too big to be read is invalid content (held while fresh, as Go would for a file it cannot parse).

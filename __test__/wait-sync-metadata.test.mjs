@@ -215,22 +215,21 @@ test("sync twins work inside process.on('exit')", async (t) => {
   assert.equal(exists(p + '.2'), false, 'a lock taken in an exit listener is still released at exit')
 })
 
-test('a sync call while an async one runs on the same instance: ELOCKBUSY', async (t) => {
+test('a sync call while an async one runs on the same instance: ELOCKBUSY (releaseSync cancels a waiting acquire)', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const h = holder(t, { path: p })
   await h.line('ACQUIRED')
   const lock = new PidLock(p)
   const waiting = lock.acquire({ timeout: 500 }).catch((e) => e)
   await sleep(50)
-  let syncOutcome
-  try {
-    lock.releaseSync()
-    syncOutcome = 'ok'
-  } catch (e) {
-    syncOutcome = e.code
-  }
-  assert.equal(syncOutcome, 'ELOCKBUSY', 'documented: a sync call while an async call runs')
+  assert.throws(() => lock.acquireSync(), { code: 'ELOCKBUSY' }, 'documented: a sync call while an async call runs')
+  assert.throws(() => lock.updateSync({ a: 1 }), { code: 'ELOCKBUSY' })
   assert.equal((await waiting).code, 'ELOCKHELD')
+  // releaseSync() is the exception: it cancels a waiting acquire instead.
+  const waitingAgain = lock.acquire({ timeout: 5000 }).catch((e) => e)
+  await sleep(50)
+  assert.equal(lock.releaseSync(), false)
+  assert.equal((await waitingAgain).name, 'AbortError')
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -359,7 +358,7 @@ test('inspect: null when free, fields null for a Go-written lease, valid:false f
   fs.writeFileSync(p, goLease({ ownerID: 'go-owner', pid: 4242, hb: Date.now() - 2000 }))
   assert.equal(PidLock.inspectSync(p).stale, false)
   assert.equal(PidLock.inspectSync(p, { leaseStaleThreshold: 1000 }).stale, true)
-  fs.writeFileSync(p, 'garbage!')
+  fs.writeFileSync(p, '{"versio')
   const bad = PidLock.inspectSync(p)
   assert.equal(bad.valid, false)
   assert.equal(bad.size, 8)
@@ -369,7 +368,7 @@ test('inspect: null when free, fields null for a Go-written lease, valid:false f
   age(p, 3000)
   assert.equal(PidLock.inspectSync(p).stale, true)
   assert.equal(PidLock.inspectSync(p, { invalidPidLockStaleThreshold: 5000 }).stale, false)
-  assert.equal(fs.readFileSync(p, 'utf8'), 'garbage!', 'inspect never changes anything')
+  assert.equal(fs.readFileSync(p, 'utf8'), '{"versio', 'inspect never changes anything')
 })
 
 test('inspect reports a dead holder as alive: false', async (t) => {

@@ -48,11 +48,12 @@ status   Tells who holds <lockfile>, or that it is free.
 Exit codes:
   run      the command's exit code, or 128 + the signal number when a signal ended it;
            75 the lock is held by another process (refused); 64 bad usage;
-           73 the lock file cannot be created; 126/127 the command cannot be run / is not found;
+           73 the lock file cannot be created, or <lockfile> is not a lock (another file is
+           there; it is left untouched); 126/127 the command cannot be run / is not found;
            70 another error.
   status   0 free (no lock, or one left by a dead or stale holder: the next run takes it over);
            1 held by a live process; 2 the file is not a lease (counts as held for now);
-           64 bad usage; 73 the lock file cannot be read; 70 another error.
+           64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
   both     69 the store (--store) cannot be reached or refused the credentials.
 
 Environment:
@@ -133,7 +134,7 @@ function holderJson(holder) {
 
 function errorExit(err, stderr) {
   const code = err && err.code
-  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'EISDIR'].includes(code)
+  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR'].includes(code)
   stderr.write(`leaselock: ${err && err.message ? err.message : String(err)}\n`)
   if (['ELOCKSTOREUNREACHABLE', 'ELOCKSTOREAUTH', 'ELOCKSTORE'].includes(code)) return EXIT.UNAVAILABLE
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE

@@ -65,6 +65,18 @@ export interface PidLockOptions {
   acquireRetryDelay?: number
   /** Milliseconds (by mtime) a file with invalid content counts as held. Integer >= 1. Default 1200. */
   invalidPidLockStaleThreshold?: number
+  /**
+   * What a file at the lock path whose content is not a valid lease may be. `'refuse'` (default):
+   * only a *possible lease* - empty or whitespace, a record cut off mid-write (a prefix of
+   * `{"version":...`), or a JSON object with an `ownerID` key that is still not a valid lease -
+   * follows `invalidPidLockStaleThreshold`; anything else (`data.json`, `package.json`, a binary)
+   * is never replaced, renamed or removed, and every call rejects with `ELOCKNOTLEASE`.
+   * `'reclaim'`: the Go package's rule - all invalid content is reclaimed once older than
+   * `invalidPidLockStaleThreshold`. The default differs from Go because users pass the
+   * resource's own path by habit (proper-lockfile locks `<path>.lock` beside it), and Go's rule
+   * then deletes their file.
+   */
+  invalidContent?: 'refuse' | 'reclaim'
   /** Mode of a new lock file (umask applies). Default 0o644. */
   fileWriteMode?: number
   /** Mode of parent directories created on acquire (umask applies). Default 0o755. */
@@ -139,6 +151,21 @@ export interface InspectOptions {
   leaseStaleThreshold?: number
   /** Default 1200. */
   invalidPidLockStaleThreshold?: number
+  /** Default `'refuse'`: a file that cannot be a lease rejects with `ELOCKNOTLEASE`. */
+  invalidContent?: 'refuse' | 'reclaim'
+}
+
+/**
+ * `code: 'ELOCKNOTLEASE'`: the file at the lock path is not a lock (and cannot be a lease cut
+ * off mid-write); it was left untouched. The message names the path, its size and a printable
+ * glimpse of its start. Lock a separate path (`data.json.lock`), or delete the file if it is a
+ * stale lock of another tool; `invalidContent: 'reclaim'` restores the Go package's rule.
+ */
+export interface LockNotLeaseError extends Error {
+  code: 'ELOCKNOTLEASE'
+  path: string
+  /** The file's size in bytes. */
+  size: number
 }
 
 /** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet, or another program's value is under a store key). */
@@ -155,6 +182,7 @@ export interface LockHeldError extends Error {
  * - `ELOCKHELD`: see {@link LockHeldError}.
  * - `ELOCKCONTENDED`: the retry budget ran out while a stale lock kept changing under us.
  * - `ELOCKNOTFILE`: a symlink, directory, FIFO, socket or device is at the lock path (left untouched).
+ * - `ELOCKNOTLEASE`: see {@link LockNotLeaseError}.
  * - `ELOCKNOTHELD`: `update()` on a lock this instance does not hold.
  * - `ELOCKBUSY`: a sync call while an async call runs on the same instance.
  * - `ELOCKSTOREUNREACHABLE`: a lock on a store: no connection (refused, reset, timed out).
@@ -167,6 +195,7 @@ export type LockErrorCode =
   | 'ELOCKHELD'
   | 'ELOCKCONTENDED'
   | 'ELOCKNOTFILE'
+  | 'ELOCKNOTLEASE'
   | 'ELOCKNOTHELD'
   | 'ELOCKBUSY'
   | 'ELOCKSTOREUNREACHABLE'
@@ -195,7 +224,12 @@ export declare class PidLock {
    * the lease (`held` is true again) or reports the loss through `onLeaseLost`.
    */
   get held(): boolean
-  /** Resolves once held; already held by this instance: resolves at once with `reclaimed: null`. */
+  /**
+   * Resolves once held; already held by this instance: resolves at once with `reclaimed: null`
+   * (a lease left unconfirmed by a freeze is first verified through the file: if it was lost,
+   * the loss goes to `onLeaseLost` once and this acquires anew). Rejects with an `AbortError`
+   * when `release()` is called on this instance while it waits.
+   */
   acquire(options?: AcquireOptions): Promise<AcquireResult>
   acquireSync(options?: AcquireSyncOptions): AcquireResult
   /**
@@ -206,6 +240,7 @@ export declare class PidLock {
    * at the latest, even if it releases before `onLeaseLost` could reach it.
    */
   release(): Promise<boolean>
+  /** As `release()`; acquires of this instance still waiting are cancelled, other queued calls make it throw `ELOCKBUSY`. */
   releaseSync(): boolean
   /** Replaces the metadata while held; rejects with `ELOCKNOTHELD` otherwise. */
   update(metadata: LockMetadata | null): Promise<void>
@@ -231,6 +266,7 @@ export declare const DEFAULTS: Readonly<{
   directoryWriteMode: 0o755
   leaseHeartbeatInterval: 250
   leaseStaleThreshold: 3000
+  invalidContent: 'refuse'
 }>
 
 /** The Go package's held-error text. */

@@ -5,24 +5,20 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { NativeLock, CancelToken } = require('../index.js')
+const { NativeLock, CancelToken, constants } = require('../index.js')
 const { formatRows, holderLines } = require('./holder.js')
 const store = require('./store.js')
 
-const DEFAULTS = Object.freeze({
-  acquireRetryLimit: 12,
-  acquireRetryDelay: 20,
-  invalidPidLockStaleThreshold: 1200,
-  fileWriteMode: 0o644,
-  directoryWriteMode: 0o755,
-  leaseHeartbeatInterval: 250,
-  leaseStaleThreshold: 3000,
-})
-const HELD_TEXT = 'lock file is already held by another process'
-const METADATA_LIMIT = 4096
+// Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
+const native = constants()
+const DEFAULTS = Object.freeze(native.defaults)
+const HELD_TEXT = native.heldText
+const METADATA_LIMIT = native.metadataLimit
+/** What may happen to a file at the lock path whose content is not a lease (see index.d.ts). */
+const INVALID_CONTENT = ['refuse', 'reclaim']
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
-const ALREADY_HELD = Object.freeze({ ok: true })
+const ALREADY_HELD = Object.freeze({ reclaimed: null })
 const kDispose = Symbol('dispose')
 
 // ---------------------------------------------------------------------------------------------
@@ -111,6 +107,16 @@ function timeoutOption(options, name) {
   return value === 0 ? null : value
 }
 
+function invalidContentOption(options) {
+  const value = options.invalidContent
+  if (value === undefined) return DEFAULTS.invalidContent
+  if (typeof value !== 'string') throw typeError('options.invalidContent', 'of type string', value)
+  if (!INVALID_CONTENT.includes(value)) {
+    throw valueError('options.invalidContent', `must be one of ${INVALID_CONTENT.map((v) => `'${v}'`).join(', ')}`, value)
+  }
+  return value
+}
+
 function objectArg(value, name) {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object') throw typeError(name, 'of type object', value)
@@ -171,7 +177,7 @@ function fileHolder(r) {
 
 function heldError(failure, path, custom) {
   const holder = holderFromRecord(failure.holder)
-  const base = custom instanceof Error ? custom.message : custom ?? HELD_TEXT
+  const base = custom instanceof Error ? custom.message : custom ?? failure.message
   const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
   const message = `${first}\n${formatRows(holderLines(holder, path, null))}`
   const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
@@ -181,10 +187,28 @@ function heldError(failure, path, custom) {
   return err
 }
 
+/** `ELOCKNOTLEASE`: the file at the lock path is not a lock; it was left untouched. */
+function notLeaseError(failure, path) {
+  const e = new Error(failure.message)
+  e.code = failure.code
+  e.path = path
+  e.size = failure.size ?? 0
+  return e
+}
+
+function cancelledByRelease() {
+  const e = new Error('The acquire was cancelled by release()')
+  e.name = 'AbortError'
+  e.code = 'ABORT_ERR'
+  return e
+}
+
 function nativeError(failure, path, custom) {
   switch (failure.code) {
     case 'ELOCKHELD':
       return heldError(failure, path, custom)
+    case 'ELOCKNOTLEASE':
+      return notLeaseError(failure, path)
     case 'ERR_OUT_OF_RANGE': {
       const e = new RangeError(failure.message)
       e.code = failure.code
@@ -242,8 +266,10 @@ class PidLock {
   #alive
   #metadata
   #heldError
-  /** Counts acquisitions, so a late notice for an old one is dropped. */
+  /** Counts releases: a notice for an acquisition released since is dropped. */
   #generation = 0
+  /** The cancel tokens of acquires still running: release() cancels them. */
+  #waits = new Set()
   /** Async calls on one instance run one after another, in call order. */
   #tail = Promise.resolve()
   #pending = 0
@@ -280,6 +306,7 @@ class PidLock {
       dirMode: integerOption(options, 'directoryWriteMode', 1, 0o7777),
       heartbeatInterval: heartbeat,
       staleThreshold: stale,
+      reclaimInvalid: invalidContentOption(options) === 'reclaim',
     }
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
@@ -329,7 +356,9 @@ class PidLock {
   }
 
   #callbacks() {
-    const generation = ++this.#generation
+    // Not bumped here: a loss of an earlier acquisition that is still on its way is reported,
+    // never swallowed by a later acquire.
+    const generation = this.#generation
     const user = this.#onLeaseLost
     // A fresh closure per acquisition: the native side drops it on release or loss, so a
     // callback that refers to this lock does not keep the lock alive after that.
@@ -382,10 +411,14 @@ class PidLock {
       return Promise.reject(err)
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
-    const token = !signal ? null : this.#onStore ? this.#native.newCancelToken() : new CancelToken()
-    const onAbort = token ? () => token.cancel() : null
+    // Cancelled by the signal, or by release() on this instance.
+    const token = this.#onStore ? this.#native.newCancelToken() : new CancelToken()
+    const waitState = { token, byRelease: false }
+    this.#waits.add(waitState)
+    const onAbort = () => token.cancel()
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
     const settle = () => {
+      this.#waits.delete(waitState)
       if (signal) signal.removeEventListener('abort', onAbort)
     }
     return this.#enqueue(() => {
@@ -394,18 +427,22 @@ class PidLock {
       // onLeaseLost.
       if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
-      return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
+      // A release() called after this acquire() but before it ran cancels its wait: it still
+      // takes effect in call order, as a single try.
+      const wait = waitState.byRelease ? null : timeout
+      return this.#native.acquire(wait, this.#metadata, token, onLost, alive)
     }).then(
       (out) => {
         settle()
-        if (out === ALREADY_HELD) return this.#onStore ? { reclaimed: null, token: this.token } : { reclaimed: null }
-        if (!out.ok) {
-          if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
-          throw nativeError(out.failure, this.#path, this.#heldError)
-        }
-        const reclaimed = holderFromRecord(out.record)
         // A lock on a store also resolves with its fencing token.
-        return this.#onStore ? { reclaimed, token: BigInt(out.token) } : { reclaimed }
+        if (out === ALREADY_HELD && this.#onStore) return { reclaimed: null, token: this.token }
+        if (!out.failure) {
+          const reclaimed = holderFromRecord(out.reclaimed)
+          return this.#onStore ? { reclaimed, token: BigInt(out.token) } : { reclaimed }
+        }
+        if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
+        if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
+        throw nativeError(out.failure, this.#path, this.#heldError)
       },
       (err) => {
         settle()
@@ -433,8 +470,8 @@ class PidLock {
     } finally {
       this.#pending--
     }
-    if (out.ok) return { reclaimed: holderFromRecord(out.record) }
-    throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
+    return { reclaimed: holderFromRecord(out.reclaimed) }
   }
 
   /**
@@ -444,17 +481,21 @@ class PidLock {
   release() {
     // From here on, no notice for the current acquisition reaches onLeaseLost.
     this.#generation++
+    this.#cancelWaits()
     return this.#enqueue(() => this.#native.release()).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+      if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
       return out.removed
     })
   }
 
   releaseSync() {
-    this.#checkIdle('releaseSync')
+    if (this.#onStore) throw store.syncError('releaseSync')
+    // Waiting acquires are cancelled; any other call still queued makes this ELOCKBUSY.
+    if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
+    this.#cancelWaits()
     const out = this.#native.release()
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
   }
 
@@ -468,7 +509,16 @@ class PidLock {
       return
     }
     this.#generation++
+    this.#cancelWaits()
     this.#native.abandon()
+  }
+
+  /** Cancels every acquire of this instance that has not finished yet. */
+  #cancelWaits() {
+    for (const wait of this.#waits) {
+      wait.byRelease = true
+      wait.token.cancel()
+    }
   }
 
   /** Replaces the holder metadata in the lease while held (readers see old or new, never a mix). */
@@ -479,8 +529,8 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
-    return this.#enqueue(() => this.#native.update(json)).then((out) => {
-      if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    return this.#enqueue(() => this.#native.update(json)).then((failure) => {
+      if (failure) throw nativeError(failure, this.#path, this.#heldError)
       this.#metadata = json
     })
   }
@@ -488,8 +538,8 @@ class PidLock {
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
     this.#checkIdle('updateSync')
-    const out = this.#native.update(json)
-    if (!out.ok) throw nativeError(out.failure, this.#path, this.#heldError)
+    const failure = this.#native.update(json)
+    if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
   }
 
@@ -525,14 +575,15 @@ function inspectArgs(path, options) {
     lockPath(path),
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
+    invalidContentOption(options) === 'reclaim',
   ]
   args.url = null
   return args
 }
 
 function inspected(out, path) {
-  if (!out.ok) throw nativeError(out.failure, path, null)
-  return holderFromRecord(out.record)
+  if (out.failure) throw nativeError(out.failure, path, null)
+  return holderFromRecord(out.holder)
 }
 
 if (typeof Symbol.asyncDispose === 'symbol') {

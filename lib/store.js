@@ -55,10 +55,9 @@ function record(h) {
   return { ...h.record, token: h.token ?? null, ttlLeft: h.ttlLeft ?? null }
 }
 
-/** A store outcome in the shape of a file lock outcome. */
-function outcome(out) {
-  const failure = out.failure ? { ...out.failure, holder: record(out.holder) } : null
-  return { ok: out.ok, record: record(out.holder), removed: out.removed, token: out.token ?? null, failure }
+/** A store failure in the shape of a file lock failure (the holder, with its token, inside). */
+function failure(out) {
+  return out.failure ? { ...out.failure, holder: record(out.holder) } : null
 }
 
 /** The native store lock, driven by `PidLock` exactly like the native file lock. */
@@ -90,11 +89,13 @@ class StoreBackend {
     const lost = onLost
       ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
       : null
-    return this.#native.acquire(timeout, metadata, cancel, lost).then(outcome)
+    return this.#native
+      .acquire(timeout, metadata, cancel, lost)
+      .then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token ?? null, failure: failure(out) }))
   }
 
   release() {
-    return this.#native.release().then(outcome)
+    return this.#native.release().then((out) => ({ removed: out.removed, failure: failure(out) }))
   }
 
   /** Stops holding now; the lease is deleted in the background (or expires by its TTL). */
@@ -103,7 +104,7 @@ class StoreBackend {
   }
 
   update(metadata) {
-    return this.#native.update(metadata).then(outcome)
+    return this.#native.update(metadata).then(failure)
   }
 }
 
@@ -114,7 +115,7 @@ function inspectStore(url, key) {
   } catch (err) {
     return Promise.reject(openError(err))
   }
-  return promise.then(outcome)
+  return promise.then((out) => ({ holder: out.failure ? null : record(out.holder), failure: failure(out) }))
 }
 
 module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }

@@ -7,7 +7,10 @@
 //! - `LEASELOCK_FAULTS="takeover.after-exchange=200,release.before-claim=50"` makes each named
 //!   `point` sleep that many milliseconds;
 //! - `LEASELOCK_FAULT_ERRORS="heartbeat.write=5"` makes the first 5 passes through the named
-//!   `error` point fail with EIO (`0` or no count: every pass fails).
+//!   `error` point fail with EIO (`0` or no count: every pass fails);
+//! - `LEASELOCK_FAULT_SUSPEND_FILE=<path>`: the boot clock reads that many milliseconds more
+//!   than it is (the file's content, read at every reading), as after a suspend of that long,
+//!   during which `Instant` stands still.
 
 #[cfg(feature = "fault-injection")]
 fn parse(var: &str) -> std::collections::HashMap<String, u64> {
@@ -52,6 +55,21 @@ pub fn error(name: &str) -> Option<std::io::Error> {
             Some(std::io::Error::from_raw_os_error(libc::EIO))
         }
     }
+}
+
+/// Nanoseconds of simulated suspend to add to the boot clock.
+#[cfg(feature = "fault-injection")]
+pub fn suspended_nanos() -> u64 {
+    std::env::var_os("LEASELOCK_FAULT_SUSPEND_FILE")
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map_or(0, |ms| ms * 1_000_000)
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn suspended_nanos() -> u64 {
+    0
 }
 
 #[cfg(not(feature = "fault-injection"))]

@@ -32,7 +32,7 @@ pub fn this_process() -> &'static ThisProcess {
 
 /// A new owner id in Go's form, `<pid>-<UnixNano>-<seq>`, with a process-wide sequence that
 /// starts at 1 - so no two acquisitions, in any thread or instance, share one.
-pub fn new_owner_id(now_unix_nano: i64) -> String {
+fn new_owner_id(now_unix_nano: i64) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(1);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     format!("{}-{}-{}", this_process().pid, now_unix_nano, seq)
@@ -79,31 +79,31 @@ pub fn clock_nanos() -> u64 {
         + 1
 }
 
-/// Whether the lease's owner and this process share a boot (and so a boot clock).
-fn same_boot(lease: &Lease) -> bool {
-    match (&lease.identity, &this_process().identity) {
-        (Some(theirs), Some(mine)) => {
-            theirs.boot_id == mine.boot_id && theirs.hostname == mine.hostname
-        }
-        _ => false,
-    }
+/// Whether boot-clock readings of the lease's owner (its heartbeat stamp, its start time) can
+/// be compared with ours: the same host and boot, and the same time namespace (which shifts
+/// both). A lease that does not record its time namespace compares with nobody.
+fn same_clock_frame(theirs: &OwnerIdentity, mine: &OwnerIdentity) -> bool {
+    theirs.hostname == mine.hostname
+        && theirs.boot_id == mine.boot_id
+        && theirs.time_namespace.is_some()
+        && theirs.time_namespace == mine.time_namespace
 }
 
 /// What can be proven about the owner process of `lease`.
 ///
-/// Only a lease from our own host, boot and PID namespace can prove its owner dead: then the
-/// pid is looked up, and a missing pid, a zombie, or a pid whose start time differs from the
-/// recorded one (the pid was reused) means the owner is gone. Everything else - another host,
-/// container or boot, a Go-written lease without identity, a probe without permission - is
-/// `Unknown`, which callers treat as alive so that only the lease's age can free the lock.
+/// Only a lease written in our own frame can prove its owner dead: the same host and boot, the
+/// same PID namespace (pids mean the same process) and the same time namespace (start times
+/// read the same). Then the pid is looked up: no such process (the kernel's ESRCH - a hidden
+/// `/proc` entry is not proof), a zombie, or a pid whose start time differs from the recorded
+/// one (the pid was reused) means the owner is gone. Everything else - another host,
+/// container, boot or time namespace, a Go-written lease without identity, a process we may
+/// not look at - is `Unknown`, which callers treat as alive so that only the lease's age can
+/// free the lock.
 pub fn liveness(lease: &Lease) -> Liveness {
     let (Some(theirs), Some(mine)) = (&lease.identity, &this_process().identity) else {
         return Liveness::Unknown;
     };
-    if theirs.hostname != mine.hostname
-        || theirs.boot_id != mine.boot_id
-        || theirs.pid_namespace != mine.pid_namespace
-    {
+    if !same_clock_frame(theirs, mine) || theirs.pid_namespace != mine.pid_namespace {
         return Liveness::Unknown;
     }
     match sys::probe(lease.pid) {
@@ -114,15 +114,36 @@ pub fn liveness(lease: &Lease) -> Liveness {
     }
 }
 
-/// Whether `lease` has gone without a heartbeat for `threshold` or longer. Within one boot the
-/// boot clock is compared, so a wall-clock jump cannot make a live lease look stale; otherwise
-/// (a Go lease, another host) the wall clock, as the Go package does.
-pub fn is_stale(lease: &Lease, threshold: Duration, now: SystemTime) -> bool {
+/// Whether `lease` has gone without a heartbeat for `threshold` or longer.
+///
+/// Within one boot and time namespace the boot clock is compared, so a wall-clock jump cannot
+/// make a live lease look stale; otherwise (a Go lease, another host or time namespace) the
+/// wall clock, as the Go package does. A stamp in the future of our clock is not trusted: a
+/// boot stamp ahead of ours falls back to the wall clock, a wall stamp ahead of ours to the
+/// file's mtime (`modified`, where the caller has one; without one such a lease stays fresh).
+pub fn is_stale(
+    lease: &Lease,
+    threshold: Duration,
+    now: SystemTime,
+    modified: Option<SystemTime>,
+) -> bool {
     let limit = threshold.as_nanos() as i128;
-    if same_boot(lease) {
-        if let (Some(then), Some(now_boot)) = (lease.heartbeat_boot_nano, sys::boot_nanos()) {
-            return now_boot as i128 - then as i128 >= limit;
+    if let (Some(theirs), Some(mine)) = (&lease.identity, &this_process().identity) {
+        if same_clock_frame(theirs, mine) {
+            if let (Some(then), Some(now_boot)) = (lease.heartbeat_boot_nano, sys::boot_nanos()) {
+                if then <= now_boot {
+                    return now_boot as i128 - then as i128 >= limit;
+                }
+            }
         }
     }
-    unix_nanos(now) as i128 - lease.last_heartbeat_unix_nano as i128 >= limit
+    let now_nano = unix_nanos(now) as i128;
+    let then = lease.last_heartbeat_unix_nano as i128;
+    if then <= now_nano {
+        return now_nano - then >= limit;
+    }
+    match modified {
+        Some(m) => now.duration_since(m).is_ok_and(|age| age >= threshold),
+        None => false,
+    }
 }

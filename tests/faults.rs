@@ -81,7 +81,9 @@ fn child_role() {
                             None => "none",
                             Some(Assessment::Lease(h)) if h.stale => "stale",
                             Some(Assessment::Lease(_)) => "dead",
-                            Some(Assessment::Invalid { .. }) => "invalid",
+                            Some(Assessment::Invalid { .. } | Assessment::NotALease { .. }) => {
+                                "invalid"
+                            }
                         };
                         let id = lock.current_lease().map(|l| l.owner_id).unwrap_or_default();
                         say(format!("ACQUIRED {id} {kind}"));

@@ -1,5 +1,5 @@
 // Shared helpers for the Node tests: temp directories, child processes that print event lines,
-// hand-made lease files, and facts about processes read from /proc.
+// hand-made lease files, facts about processes read from /proc, and which platform runs them.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -16,15 +16,50 @@ export const fixturesDir = path.join(here, '..', 'fixtures', 'go-seed')
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+export const isWindows = process.platform === 'win32'
+
+/**
+ * Test options for a test that is POSIX by nature (signals other than a kill, FIFOs, file
+ * modes, `sh`, /proc): skipped on Windows with `reason` printed in the report. Spread into
+ * other options: `{ timeout: 30_000, ...posixOnly('SIGSTOP') }`.
+ */
+export function posixOnly(reason) {
+  return isWindows ? { skip: `POSIX only: ${reason}` } : {}
+}
+
+/** Test options for a test of Windows behaviour, skipped elsewhere with the reason printed. */
+export function windowsOnly(reason) {
+  return isWindows ? {} : { skip: `Windows only: ${reason}` }
+}
+
+/** The command the ELOCKHELD text offers to stop the holder `pid` on this platform. */
+export function stopCommand(pid) {
+  return isWindows ? `taskkill /PID ${pid} /F` : `kill ${pid}`
+}
+
+/**
+ * Ends a child process for good. On POSIX that is SIGKILL, after SIGCONT in case the test
+ * stopped it (a stopped process does not die until it runs). Windows has no signals: Node's
+ * kill() there is TerminateProcess whatever the name, and SIGCONT would throw.
+ */
+export function killHard(proc) {
+  try {
+    if (!isWindows) proc.kill('SIGCONT')
+    proc.kill('SIGKILL')
+  } catch {}
+}
+
 /**
  * A fresh temp directory, removed when the test ends. `after` hooks run in the order they were
- * added, so this one runs before the hooks that kill the test's children: a child still
- * writing can make the removal fail, and a hook that throws would skip those kills and leave
- * the test file hanging. So the removal retries, and never throws.
+ * added, so this one runs before the hooks that kill the test's children; it ends them itself
+ * first, because a child still writing can make the removal fail (and on Windows a file that a
+ * live process holds open cannot be removed at all). A hook that throws would skip the later
+ * hooks, so the removal retries, and never throws.
  */
 export function tempDir(t, prefix = 'leaselock-test-') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-  t.after(() => {
+  t.after(async () => {
+    await stopChildren()
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
     } catch (err) {
@@ -47,13 +82,15 @@ export async function waitUntil(check, { timeout = 10_000, interval = 10, what =
 
 const children = new Set()
 process.on('exit', () => {
-  for (const c of children) {
-    try {
-      c.proc.kill('SIGCONT')
-      c.proc.kill('SIGKILL')
-    } catch {}
-  }
+  for (const c of children) killHard(c.proc)
 })
+
+/** Kills every child still running and waits until each has exited. */
+async function stopChildren() {
+  const live = [...children]
+  for (const c of live) c.kill()
+  await Promise.all(live.map((c) => c.closed))
+}
 
 /**
  * A child process whose stdout lines can be awaited: `await child.line('ACQUIRED')` returns the
@@ -170,10 +207,7 @@ export class Child {
 
   kill() {
     if (this.exitInfo) return
-    try {
-      this.proc.kill('SIGCONT')
-      this.proc.kill('SIGKILL')
-    } catch {}
+    killHard(this.proc)
   }
 }
 
@@ -210,7 +244,7 @@ export function ourLease({ ownerID = 'our-owner-1', pid, hb = Date.now(), identi
     `"pid":${pid}`,
     `"lastHeartbeatUnixNano":${nanos}`,
   ]
-  for (const [k, v] of Object.entries({ ...identity, ...extra })) fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`)
+  for (const [k, v] of Object.entries({ ...identity, ...extra })) if (v !== undefined) fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`)
   return `{${fields.join(',')}}\n`
 }
 
@@ -222,12 +256,17 @@ export function procStart(pid) {
   return afterComm[19]
 }
 
-/** This host's identity as the package records it: hostname, boot id, PID namespace. */
+/** This host's identity as the package records it: hostname, boot id, PID and time namespaces. */
 export function hostIdentity() {
+  let timeNamespace = ''
+  try {
+    timeNamespace = String(fs.statSync('/proc/self/ns/time').ino)
+  } catch {}
   return {
     hostname: os.hostname(),
     bootId: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
     pidNamespace: String(fs.statSync('/proc/self/ns/pid').ino),
+    timeNamespace,
   }
 }
 

@@ -36,9 +36,11 @@ export function tempProject(t, tool, files) {
     fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
   })
   fs.mkdirSync(path.join(dir, 'node_modules'))
-  fs.symlinkSync(repoRoot, path.join(dir, 'node_modules', 'leaselock'), 'dir')
+  // A junction on Windows: a directory symlink there needs a privilege users rarely have.
+  const link = process.platform === 'win32' ? 'junction' : 'dir'
+  fs.symlinkSync(repoRoot, path.join(dir, 'node_modules', 'leaselock'), link)
   for (const name of TOOLS[tool] ?? []) {
-    fs.symlinkSync(path.join(repoRoot, 'node_modules', name), path.join(dir, 'node_modules', name), 'dir')
+    fs.symlinkSync(path.join(repoRoot, 'node_modules', name), path.join(dir, 'node_modules', name), link)
   }
   for (const [rel, content] of Object.entries({ 'package.json': '{"name":"throwaway","private":true}\n', ...files })) {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true })
@@ -116,7 +118,7 @@ export class Proc {
     t.after(() => stopAll(t))
   }
 
-  /** SIGKILL unless it has exited; resolves once it has. */
+  /** SIGKILL (TerminateProcess on Windows) unless it has exited; resolves once it has. */
   async stop() {
     if (this.status === null) this.child.kill('SIGKILL')
     await this.exited

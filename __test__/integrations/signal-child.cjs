@@ -10,5 +10,6 @@ if (!process.argv.includes('--no-handlers')) {
     })
   }
 }
+process.stdout.write(`PID ${process.pid}\n`)
 process.stdout.write(`READY ${process.env.LEASELOCK_LOCKFILE}\n`)
 setInterval(() => {}, 1000)

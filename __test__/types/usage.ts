@@ -14,6 +14,7 @@ import {
   type LeaseLostInfo,
   type LockErrorCode,
   type LockHeldError,
+  type LockNotLeaseError,
   type LockHolder,
   type LockMetadata,
   type PidLockOptions,
@@ -28,6 +29,7 @@ async function everything(): Promise<void> {
     acquireRetryLimit: 12,
     acquireRetryDelay: 0,
     invalidPidLockStaleThreshold: 1200,
+    invalidContent: 'refuse',
     fileWriteMode: 0o644,
     directoryWriteMode: 0o755,
     processAppearsAlive: (pid: number): boolean => pid > 0,
@@ -102,7 +104,7 @@ async function everything(): Promise<void> {
   // Inspection.
   const seen: LockHolder | null = await PidLock.inspect('x.lock')
   const seenUrl = await PidLock.inspect(new URL('file:///tmp/x.lock'), { leaseStaleThreshold: 3000 })
-  const inspectOptions: InspectOptions = { invalidPidLockStaleThreshold: 1200 }
+  const inspectOptions: InspectOptions = { invalidPidLockStaleThreshold: 1200, invalidContent: 'reclaim' }
   const seenSync: LockHolder | null = PidLock.inspectSync('x.lock', inspectOptions)
   void [seen, seenUrl, seenSync]
   if (seen && seen.valid && seen.metadata && !Array.isArray(seen.metadata)) {
@@ -121,7 +123,10 @@ async function everything(): Promise<void> {
     const message: string = e.message
     void [code, path, holder, message]
   }
-  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTHELD', 'ELOCKBUSY']
+  const notLease = {} as LockNotLeaseError
+  const notLeaseFields: ['ELOCKNOTLEASE', string, number] = [notLease.code, notLease.path, notLease.size]
+  void notLeaseFields
+  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'ELOCKNOTHELD', 'ELOCKBUSY']
   void codes
 
   // Disposal.
@@ -160,6 +165,8 @@ async function wrongTypes(): Promise<void> {
   new PidLock('x.lock', { metadata: 'text' })
   // @ts-expect-error unknown option
   new PidLock('x.lock', { staleThreshold: 3000 })
+  // @ts-expect-error invalidContent is 'refuse' or 'reclaim'
+  new PidLock('x.lock', { invalidContent: 'delete' })
 
   const lock = new PidLock('x.lock')
   // @ts-expect-error path is read-only

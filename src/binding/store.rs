@@ -2,12 +2,13 @@
 //! operation is a promise settled from napi's tokio runtime, so the JS thread never waits on
 //! the network. Errors cross as plain data, as for file locks.
 
-use super::{env_group, epoch_ms, lease_record, ms, LeaseRecord, NativeFailure};
-use crate::lock::Deadline;
+use super::env_group;
+use super::records::{epoch_ms, lease_record, ms, LeaseRecord, NativeFailure};
 use crate::owner;
 use crate::store::redis::RedisStore;
 use crate::store::session::{
-    self, Cancel, LossHandler, Lost, StoreLock, StoreLockError, StoreOptions, WeakStoreLock,
+    self, Cancel, Deadline, LossHandler, Lost, StoreLock, StoreLockError, StoreOptions,
+    WeakStoreLock,
 };
 use crate::store::Stored;
 use napi::bindgen_prelude::*;
@@ -104,6 +105,7 @@ fn failed(e: StoreLockError) -> StoreOutcome {
         syscall: None,
         errno: None,
         attempts: None,
+        size: None,
     };
     let mut holder = None;
     let failure = match e {

@@ -23,6 +23,10 @@ impl Lease {
             push_json_string(&mut s, &id.pid_namespace);
             s.push_str(",\"processStart\":");
             push_json_string(&mut s, &id.process_start);
+            if let Some(ns) = &id.time_namespace {
+                s.push_str(",\"timeNamespace\":");
+                push_json_string(&mut s, ns);
+            }
         }
         if let Some(b) = self.heartbeat_boot_nano {
             let _ = write!(

@@ -11,7 +11,7 @@ mod parse;
 mod tests;
 
 pub use encode::patch_heartbeat;
-pub use parse::{parse, Invalid};
+pub use parse::{parse, possible_lease, Invalid};
 
 /// The four fields the Go package reads, plus the ones this package adds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,6 +42,10 @@ pub struct OwnerIdentity {
     pub pid_namespace: String,
     /// The process start time in the platform's own unit (clock ticks since boot on Linux).
     pub process_start: String,
+    /// Inode of `/proc/self/ns/time` on Linux: the boot clock and the start time are shifted
+    /// per time namespace, so they compare only within one. Empty where there is none; `None`
+    /// in a lease that does not record it (its boot-clock readings compare with nothing).
+    pub time_namespace: Option<String>,
 }
 
 /// Width of the zero-padded `heartbeatBoot` string: a heartbeat rewrite never changes the

@@ -50,6 +50,40 @@ pub fn parse(input: &[u8]) -> Result<Lease, Invalid> {
     raw.validate()
 }
 
+/// How every lease writer starts a record (Go's `json.Marshal` of its struct, and ours).
+const RECORD_START: &[u8] = b"{\"version\":";
+
+/// Whether content that is not a valid lease may still be one: empty or whitespace; a record
+/// cut off mid-write (not complete JSON, and a byte prefix of a record as lease writers start
+/// one - what a Go writer stalled between its create and its write leaves); or a complete JSON
+/// object with an `ownerID` key (matched as Go matches keys) that is nevertheless not a valid
+/// lease (another version, pid 0...). Anything else - `{"name":"app"}`, a `package.json`, a
+/// binary - was not written by a lease writer.
+pub fn possible_lease(input: &[u8]) -> bool {
+    let mut p = Parser { b: input, i: 0 };
+    p.ws();
+    if p.peek().is_none() {
+        return true;
+    }
+    let mut has_owner = false;
+    let parsed = if p.peek() == Some(b'{') {
+        p.object_keys(&mut has_owner)
+    } else {
+        p.skip_value_at(0)
+    };
+    match parsed {
+        Ok(()) => {
+            p.ws();
+            p.i == p.b.len() && has_owner
+        }
+        // Ran out of input: a cut-off record if it starts like one.
+        Err(_) if p.i >= p.b.len() => {
+            input.starts_with(RECORD_START) || RECORD_START.starts_with(input)
+        }
+        Err(_) => RECORD_START.starts_with(input),
+    }
+}
+
 #[derive(Default)]
 struct RawLease {
     version: i64,
@@ -60,6 +94,7 @@ struct RawLease {
     boot_id: Option<String>,
     pid_namespace: Option<String>,
     process_start: Option<String>,
+    time_namespace: Option<String>,
     heartbeat_boot: Option<String>,
     acquired: Option<i64>,
     metadata: Option<String>,
@@ -86,6 +121,7 @@ impl RawLease {
                     boot_id,
                     pid_namespace,
                     process_start,
+                    time_namespace: self.time_namespace,
                 })
             }
             _ => None,
@@ -114,6 +150,7 @@ enum Field {
     BootId,
     PidNamespace,
     ProcessStart,
+    TimeNamespace,
     HeartbeatBoot,
     Acquired,
     Metadata,
@@ -125,6 +162,7 @@ fn go_field(key: &[u8]) -> Option<Field> {
         b"bootId" => return Some(Field::BootId),
         b"pidNamespace" => return Some(Field::PidNamespace),
         b"processStart" => return Some(Field::ProcessStart),
+        b"timeNamespace" => return Some(Field::TimeNamespace),
         b"heartbeatBoot" => return Some(Field::HeartbeatBoot),
         b"acquiredUnixNano" => return Some(Field::Acquired),
         b"metadata" => return Some(Field::Metadata),
@@ -216,6 +254,33 @@ impl Parser<'_> {
         }
     }
 
+    /// A top-level object, noting whether one of its keys is Go's `ownerID`.
+    fn object_keys(&mut self, has_owner: &mut bool) -> Result<(), Invalid> {
+        self.expect(b'{')?;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            *has_owner |= matches!(go_field(&key), Some(Field::OwnerId));
+            self.ws();
+            self.expect(b':')?;
+            self.skip_value_at(1)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(Invalid::Syntax),
+            }
+        }
+    }
+
     fn top_object(&mut self, raw: &mut RawLease, type_error: &mut bool) -> Result<(), Invalid> {
         self.expect(b'{')?;
         self.ws();
@@ -295,6 +360,7 @@ impl Parser<'_> {
                     Field::BootId => raw.boot_id = Some(s),
                     Field::PidNamespace => raw.pid_namespace = Some(s),
                     Field::ProcessStart => raw.process_start = Some(s),
+                    Field::TimeNamespace => raw.time_namespace = Some(s),
                     Field::HeartbeatBoot => raw.heartbeat_boot = Some(s),
                     _ => {}
                 }

@@ -12,6 +12,7 @@ fn sample() -> Lease {
             boot_id: "b0".into(),
             pid_namespace: "4026531836".into(),
             process_start: "123".into(),
+            time_namespace: Some("4026531834".into()),
         }),
         heartbeat_boot_nano: Some(5_000_000_000),
         acquired_unix_nano: Some(1_700_000_000_000_000_000),
@@ -112,4 +113,42 @@ fn deep_nesting_does_not_overflow() {
     s.push_str(&"]".repeat(5000));
     s.push('}');
     assert!(parse(s.as_bytes()).is_ok());
+}
+
+#[test]
+fn possible_leases_are_only_what_a_lease_writer_can_leave() {
+    let yes: &[&[u8]] = &[
+        b"",
+        b" \n\t\r",
+        b"{",
+        b"{\"ver",
+        b"{\"version\":",
+        b"{\"version\":1,\"ownerID\":\"4242-17",
+        b"{\"version\":1,\"ownerID\":\"a\",\"pid\":1,\"lastHeart",
+        b"{\"version\":2,\"ownerID\":\"a\",\"pid\":1,\"lastHeartbeatUnixNano\":1}",
+        b"{\"version\":1,\"OWNERid\":\"  \",\"pid\":1,\"lastHeartbeatUnixNano\":1}",
+        b"{\"ownerID\":7}",
+        b" {\"ownerID\":\"a\",\"pid\":\"1\"}\n",
+    ];
+    for y in yes {
+        assert!(possible_lease(y), "{:?}", String::from_utf8_lossy(y));
+    }
+    let no: &[&[u8]] = &[
+        b"null",
+        b"12345\n",
+        b"[1,2]",
+        b"\"text\"",
+        b"{\"version\":1}",
+        b"{\"name\":\"app\"}",
+        b"{\n  \"name\": \"app\",\n  \"version\": \"1.0.0\"\n}\n",
+        b"{\"version\":1,\"ownerID\":\"a\",\"pid\":1,\"lastHeartbeatUnixNano\":1}x",
+        b"{\"version\":1,\"ownerID\":\"a\",\"pid\":1,\"lastHeartbeatUnixNano\":1}{}",
+        b"not-a-lease-json",
+        b"{\"ver\":1",
+        b"{\"name\":\"a",
+        b"\x7fELF\x02\x01",
+    ];
+    for n in no {
+        assert!(!possible_lease(n), "{:?}", String::from_utf8_lossy(n));
+    }
 }

@@ -1,9 +1,11 @@
-//! What can go wrong, as plain Rust values. The binding turns them into JS errors on the JS
-//! thread; nothing here knows about JavaScript.
+//! What can go wrong, as plain Rust values, with their messages. The binding adds the codes
+//! JavaScript sees and turns them into JS errors; nothing here knows about JavaScript.
 
 use super::judge::Holder;
 use crate::lease::Lease;
+use crate::sys;
 use crate::sys::FileKind;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -17,6 +19,13 @@ pub enum LockError {
     RetryBudgetExhausted { attempts: u32 },
     /// Something other than a regular file is at the lock path; it was left untouched.
     NotAFile { kind: FileKind },
+    /// The file at the lock path is not a lock and cannot be a lease cut off mid-write; it was
+    /// left untouched. `head`: its first bytes, as read.
+    NotALease {
+        path: PathBuf,
+        size: u64,
+        head: Vec<u8>,
+    },
     /// Metadata that is not JSON text.
     MetadataInvalid(String),
     /// Metadata over the size limit.
@@ -40,6 +49,76 @@ impl LockError {
             source,
         }
     }
+}
+
+/// The first line of the error for a held lock (the JS layer adds who holds it).
+pub const HELD_TEXT: &str = "lock file is already held by another process";
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::Held { .. } => f.write_str(HELD_TEXT),
+            LockError::RetryBudgetExhausted { .. } => {
+                f.write_str("acquire lock: contention exceeded retry budget")
+            }
+            LockError::NotAFile { kind } => write!(
+                f,
+                "lock path is {kind}, not a regular file; it was left untouched"
+            ),
+            LockError::NotALease { path, size, head } => write!(
+                f,
+                "{} is not a lock file: its {size} bytes are not a lease (it starts with \"{}\"). \
+                 It was left untouched. Lock a separate path next to the resource, such as \
+                 {}.lock; if this file is a stale lock left by another tool, delete it.",
+                path.display(),
+                glimpse(head),
+                path.display()
+            ),
+            LockError::MetadataInvalid(why) => write!(f, "metadata is not JSON: {why}"),
+            LockError::MetadataTooLarge { size, limit } => {
+                write!(f, "metadata is {size} bytes as JSON; the limit is {limit}")
+            }
+            LockError::NotHeld => f.write_str("the lock is not held by this instance"),
+            LockError::Cancelled => f.write_str("The operation was aborted"),
+            LockError::Io { op, path, source } => write!(
+                f,
+                "{}: {source}, {op} '{}'",
+                io_code(source),
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LockError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of unknown content as printable ASCII: printable characters as they are, everything
+/// else (control characters, terminal escapes, non-ASCII) as `\xNN`, so that nothing read from
+/// a file can act on a terminal.
+pub fn glimpse(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
+
+/// The name of an I/O error's OS code (`ENOENT`), or `EIO` when it has none.
+pub fn io_code(e: &io::Error) -> String {
+    e.raw_os_error()
+        .map(sys::errno_name)
+        .unwrap_or_else(|| "EIO".to_string())
 }
 
 /// Why a held lease was lost; reported once through `onLeaseLost`.

@@ -31,6 +31,10 @@ pub enum Assessment {
         modified: SystemTime,
         stale: bool,
     },
+    /// Content that cannot be a lease at all (see [`lease::possible_lease`]): somebody's data
+    /// at the lock path. Never taken over, whatever its age (unless the caller chose the Go
+    /// package's rule, `Thresholds::reclaim_invalid`).
+    NotALease { size: u64, head: Vec<u8> },
 }
 
 impl Assessment {
@@ -40,6 +44,7 @@ impl Assessment {
         match self {
             Assessment::Lease(h) => h.alive == Liveness::Dead || h.stale,
             Assessment::Invalid { stale, .. } => *stale,
+            Assessment::NotALease { .. } => false,
         }
     }
 }
@@ -51,6 +56,9 @@ pub struct Thresholds {
     pub stale: Duration,
     /// Content that is not a lease and was last modified this long ago is stale.
     pub invalid: Duration,
+    /// The Go package's rule: all invalid content is reclaimable by age, not only what may
+    /// be a lease.
+    pub reclaim_invalid: bool,
 }
 
 /// Judges `snap`. `alive`, when given, replaces the liveness probe (the user's
@@ -73,12 +81,21 @@ pub fn assess(
                 Some(_) => Liveness::Dead,
                 None => owner::liveness(&lease),
             };
-            let stale = owner::is_stale(&lease, limits.stale, now);
+            let stale = owner::is_stale(&lease, limits.stale, now, Some(snap.modified));
             Assessment::Lease(Holder {
                 lease,
                 alive,
                 stale,
             })
+        }
+        Err(_)
+            if !limits.reclaim_invalid
+                && (snap.oversized || !lease::possible_lease(&snap.bytes)) =>
+        {
+            Assessment::NotALease {
+                size: snap.len,
+                head: snap.head.clone(),
+            }
         }
         Err(_) => {
             let age = now.duration_since(snap.modified).unwrap_or(Duration::ZERO);

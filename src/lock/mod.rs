@@ -15,24 +15,25 @@ mod takeover;
 #[cfg(test)]
 mod tests;
 mod wait;
+mod waits;
 
-pub use error::{LeaseLost, LockError, LossReason};
+pub use error::{glimpse, io_code, LeaseLost, LockError, LossReason, HELD_TEXT};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
-pub use renew::{LossHandler, DISPLACED_GRACE, PATH_CHECK_EVERY};
-pub use takeover::CLAIM_STALE;
-pub use wait::{Cancel, Deadline, Wait, WAIT_POLL};
+pub use renew::LossHandler;
+pub use wait::{Cancel, Wait};
 
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
 use crate::owner;
 use crate::sys::{self, PathError, Snapshot};
-use renew::{Holding, Outcome};
+use renew::{Holding, Outcome, DISPLACED_GRACE};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use wait::WAIT_POLL;
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -59,8 +60,11 @@ struct Inner {
     /// An opaque group (the binding's JS environment) whose locks are released together when
     /// it ends.
     group: u64,
-    /// `Some` while held.
+    /// `Some` while held. Never held across a liveness question or a sleep, so `release()`
+    /// and the heartbeat are never kept waiting by a slow `processAppearsAlive`.
     state: Mutex<Option<Box<Holding>>>,
+    /// Serialises the acquisitions of this instance (they hold it while they wait).
+    acquiring: Mutex<()>,
     held: AtomicBool,
     /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
     confirmed_at: AtomicU64,
@@ -82,7 +86,7 @@ impl From<LockError> for Pending {
 
 /// What one try found.
 enum Attempt {
-    Acquired(Box<Holding>, Option<Assessment>),
+    Acquired(Box<Holding>, Option<Box<Assessment>>),
     /// A create error that usually means contention (Windows: a delete-pending file answers
     /// access denied); retried like contention, but only so long.
     Transient(io::Error),
@@ -101,6 +105,7 @@ impl Lock {
                 opts,
                 group,
                 state: Mutex::new(None),
+                acquiring: Mutex::new(()),
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
             }),
@@ -117,13 +122,7 @@ impl Lock {
     /// lock may have been taken, and it counts as held again only once the heartbeat (which
     /// runs at once on waking) has confirmed it.
     pub fn held(&self) -> bool {
-        if !self.inner.is_held() {
-            return false;
-        }
-        let confirmed = self.inner.confirmed_at.load(Ordering::Acquire);
-        let opts = &self.inner.opts;
-        let trust = opts.stale_threshold.saturating_sub(opts.heartbeat_interval);
-        owner::clock_nanos().saturating_sub(confirmed) < trust.as_nanos() as u64
+        self.inner.is_held() && self.inner.confirmed_recently()
     }
 
     /// Acquires the lock, waiting as `wait` allows. `alive` overrides the liveness probe (the
@@ -164,64 +163,106 @@ impl Lock {
             .map(|m| options::compact_metadata(&m))
             .transpose()?;
         let opts = &self.inner.opts;
+        let _serial = lock(&self.inner.acquiring);
+        // `release()` and the end of this environment cancel the wait.
+        let (wait, cancel) = wait.cancellable();
+        let _registered = waits::register(&self.inner, cancel);
         let (mut contended, mut transient) = (0u32, 0u32);
         loop {
-            if wait.is_cancelled() {
+            if wait.is_cancelled() || waits::group_ended(self.inner.group) {
                 return Err(LockError::Cancelled.into());
             }
-            let mut st = lock(&self.inner.state);
-            if st.is_some() {
-                return Ok(None);
-            }
-            match self.inner.attempt(alive, metadata.clone())? {
-                Attempt::Acquired(holding, reclaimed) => {
-                    self.inner.hold(&mut st, holding, on_lost);
-                    drop(st);
-                    HEARTBEATS.start(&self.inner);
-                    return Ok(reclaimed);
-                }
-                Attempt::Held(holder) => {
-                    transient = 0;
-                    if wait.expired() {
-                        return Err(LockError::Held { holder }.into());
+            let pause = match self.inner.confirmed_holding() {
+                Confirmed::Yes => return Ok(None),
+                Confirmed::NotYet => Some(DISPLACED_GRACE / 5),
+                Confirmed::NotHeld => None,
+            };
+            let pause = match pause {
+                Some(p) => p,
+                None => match self.inner.attempt(alive, metadata.clone())? {
+                    Attempt::Acquired(holding, reclaimed) => {
+                        return self
+                            .take_holding(&wait, holding, on_lost)
+                            .map(|()| reclaimed.map(|r| *r));
                     }
-                    drop(st);
-                    sleep(WAIT_POLL)?;
-                }
-                Attempt::Transient(e) => {
-                    // A real permission problem answers the same: after a second of it, say
-                    // so instead of waiting forever.
-                    transient += 1;
-                    if transient >= TRANSIENT_LIMIT {
-                        return Err(LockError::io("create", &self.inner.path, e).into());
-                    }
-                    drop(st);
-                    sleep(opts.retry_delay.max(Duration::from_millis(1)))?;
-                }
-                Attempt::Contended { pause } => {
-                    contended += 1;
-                    // The retry budget is Go's rule for a single try; a caller that may still
-                    // wait just keeps going.
-                    if contended >= opts.retry_limit && wait.expired() {
-                        return Err(LockError::RetryBudgetExhausted {
-                            attempts: contended,
+                    Attempt::Held(holder) => {
+                        transient = 0;
+                        if wait.expired() {
+                            return Err(LockError::Held { holder }.into());
                         }
-                        .into());
+                        WAIT_POLL
                     }
-                    drop(st);
-                    if pause && !opts.retry_delay.is_zero() {
-                        sleep(opts.retry_delay)?;
+                    Attempt::Transient(e) => {
+                        // A real permission problem answers the same: after a second of it,
+                        // say so instead of waiting forever.
+                        transient += 1;
+                        if transient >= TRANSIENT_LIMIT {
+                            return Err(LockError::io("create", &self.inner.path, e).into());
+                        }
+                        opts.retry_delay.max(Duration::from_millis(1))
                     }
-                }
+                    Attempt::Contended { pause } => {
+                        contended += 1;
+                        // The retry budget is Go's rule for a single try; a caller that may
+                        // still wait just keeps going.
+                        if contended >= opts.retry_limit && wait.expired() {
+                            let attempts = contended;
+                            return Err(LockError::RetryBudgetExhausted { attempts }.into());
+                        }
+                        // Another contender's takeover in flight: pause at least a little,
+                        // so that a zero retry delay never spins (on the JS thread least of
+                        // all, where a pause moves the wait to a worker thread).
+                        if pause {
+                            opts.retry_delay.max(Duration::from_millis(1))
+                        } else {
+                            Duration::ZERO
+                        }
+                    }
+                },
+            };
+            if !pause.is_zero() {
+                sleep(pause)?;
             }
         }
     }
 
+    /// Makes a just-published lease ours - unless the wait was cancelled (by `release()` or
+    /// the end of this environment) meanwhile: then it is released at once, and nothing is
+    /// held or renewed for a caller that is gone.
+    fn take_holding<E: From<LockError>>(
+        &self,
+        wait: &Wait,
+        holding: Box<Holding>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<(), E> {
+        let mut st = lock(&self.inner.state);
+        if wait.is_cancelled() || waits::group_ended(self.inner.group) {
+            drop(st);
+            let _ = release::release(&self.inner.path, holding, &self.inner.opts);
+            return Err(LockError::Cancelled.into());
+        }
+        self.inner.hold(&mut st, holding, on_lost);
+        drop(st);
+        HEARTBEATS.start(&self.inner);
+        Ok(())
+    }
+
     /// Releases the lock if this instance holds it. `Ok(true)` when it removed the file,
     /// `Ok(false)` when there was nothing of ours to remove.
+    ///
+    /// An acquisition of this instance still waiting is cancelled first: it ends with
+    /// `Cancelled` and holds nothing. A release that fails keeps the lock held and renewed.
     pub fn release(&self) -> Result<bool, LockError> {
+        waits::cancel_lock(&self.inner);
         let mut st = lock(&self.inner.state);
-        self.inner.release_locked(&mut st)
+        let released = self.inner.release_locked(&mut st);
+        drop(st);
+        if released.is_err() {
+            // Held again: make sure the heartbeat still beats it (it may have let go of it
+            // while the release was under way).
+            HEARTBEATS.start(&self.inner);
+        }
+        released
     }
 
     /// Replaces the metadata of a held lease. Readers see the old record or the new one.
@@ -245,7 +286,48 @@ impl Lock {
     }
 }
 
+/// What an acquisition finds this instance holding.
+enum Confirmed {
+    /// Held, with a lease confirmed recently enough to vouch for.
+    Yes,
+    /// Held, but the verification could not decide yet (a contender's exchange in flight, a
+    /// transient error): look again shortly.
+    NotYet,
+    /// Not held (any more: a loss found by the verification has been reported).
+    NotHeld,
+}
+
 impl Inner {
+    /// Whether this instance holds the lock. A lease left unconfirmed (the process was frozen
+    /// or asleep past it) is verified through the file first - one heartbeat, here and now -
+    /// so that an acquire never answers success for a lock taken over meanwhile; a loss it
+    /// finds is reported through the acquisition's `onLeaseLost`, once.
+    fn confirmed_holding(self: &Arc<Self>) -> Confirmed {
+        if lock(&self.state).is_none() {
+            return Confirmed::NotHeld;
+        }
+        if self.confirmed_recently() {
+            return Confirmed::Yes;
+        }
+        heartbeat::Beat::beat(&**self);
+        if !self.is_held() {
+            Confirmed::NotHeld
+        } else if self.confirmed_recently() {
+            Confirmed::Yes
+        } else {
+            Confirmed::NotYet
+        }
+    }
+
+    fn confirmed_recently(&self) -> bool {
+        let confirmed = self.confirmed_at.load(Ordering::Acquire);
+        let trust = self
+            .opts
+            .stale_threshold
+            .saturating_sub(self.opts.heartbeat_interval);
+        owner::clock_nanos().saturating_sub(confirmed) < trust.as_nanos() as u64
+    }
+
     /// One try: publish our lease if the path is free, else judge what is there and take it
     /// over when the rules allow.
     fn attempt(
@@ -268,16 +350,25 @@ impl Inner {
             return Ok(Attempt::Contended { pause: false });
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
+        if let Assessment::NotALease { size, head } = found {
+            return Err(not_a_lease(path, size, head));
+        }
         if !found.takeable() {
             return Ok(Attempt::Held(match found {
                 Assessment::Lease(holder) => Some(Box::new(holder)),
-                Assessment::Invalid { .. } => None,
+                Assessment::Invalid { .. } | Assessment::NotALease { .. } => None,
             }));
         }
         crate::faults::point("takeover.after-judge");
-        Ok(match takeover::take_over(path, opts, &snap, &bytes)? {
-            Some(file) => Attempt::Acquired(Holding::new(file, lease, bytes), Some(found)),
-            None => Attempt::Contended { pause: true },
+        let taken = takeover::take_over(path, opts, &snap, &bytes)?;
+        crate::faults::point("takeover.before-confirm");
+        Ok(match taken {
+            // A Go contender compares bytes and then unlinks by path: it can remove the file we
+            // just put there. Success only while the path still names our file.
+            Some(file) if sys::id_at(path).ok().flatten() == Some(file.id) => {
+                Attempt::Acquired(Holding::new(file, lease, bytes), Some(Box::new(found)))
+            }
+            _ => Attempt::Contended { pause: true },
         })
     }
 
@@ -320,21 +411,10 @@ impl Inner {
         self.held.load(Ordering::Acquire)
     }
 
-    /// Releases whatever this instance holds, for process or environment exit. Never waits
-    /// long for a heartbeat in progress.
+    /// Releases whatever this instance holds, for process or environment exit. A heartbeat
+    /// in progress is waited for (it holds the state for one write), never given up on.
     fn release_for_exit(&self) {
-        let mut st = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                // A heartbeat is writing; it finishes within microseconds on a local disk.
-                std::thread::sleep(Duration::from_millis(2));
-                match self.state.try_lock() {
-                    Ok(g) => g,
-                    Err(_) => return,
-                }
-            }
-        };
+        let mut st = lock(&self.state);
         let _ = self.release_locked(&mut st);
     }
 }
@@ -344,6 +424,12 @@ impl heartbeat::Beat for Inner {
     fn beat(&self) -> Option<Instant> {
         // Released locks are skipped without touching the mutex a caller may be using.
         if !self.is_held() {
+            return None;
+        }
+        if waits::group_ended(self.group) {
+            // Acquired as its environment ended: nothing is renewed for an environment that
+            // is gone.
+            self.release_for_exit();
             return None;
         }
         let mut st = lock(&self.state);
@@ -383,12 +469,25 @@ fn look(path: &Path) -> Result<Option<Snapshot>, LockError> {
 
 /// Reads the lock at `path` without taking it: `None` when free.
 pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, LockError> {
-    Ok(look(path)?.map(|snap| judge::assess(&snap, limits, None)))
+    match look(path)?.map(|snap| judge::assess(&snap, limits, None)) {
+        Some(Assessment::NotALease { size, head }) => Err(not_a_lease(path, size, head)),
+        found => Ok(found),
+    }
+}
+
+fn not_a_lease(path: &Path, size: u64, head: Vec<u8>) -> LockError {
+    LockError::NotALease {
+        path: path.to_path_buf(),
+        size,
+        head,
+    }
 }
 
 /// Releases every lock held by one group (`Some(group)`) or by the whole process, as the
 /// environment or the process ends. Fenced like any release.
 pub fn release_held_for_exit(group: Option<u64>) {
+    // First its waits: an environment that ends acquires nothing afterwards.
+    waits::end_group(group);
     for inner in HEARTBEATS.scheduled() {
         if inner.is_held() && group.is_none_or(|g| inner.group == g) {
             inner.release_for_exit();

@@ -17,6 +17,8 @@ pub struct Options {
     pub dir_mode: u32,
     pub heartbeat_interval: Duration,
     pub stale_threshold: Duration,
+    /// Reclaim every invalid content by age (the Go package's rule), not only possible leases.
+    pub reclaim_invalid: bool,
 }
 
 impl Default for Options {
@@ -29,6 +31,7 @@ impl Default for Options {
             dir_mode: 0o755,
             heartbeat_interval: Duration::from_millis(250),
             stale_threshold: Duration::from_secs(3),
+            reclaim_invalid: false,
         }
     }
 }
@@ -39,6 +42,7 @@ impl Options {
         Thresholds {
             stale: self.stale_threshold,
             invalid: self.invalid_stale,
+            reclaim_invalid: self.reclaim_invalid,
         }
     }
 }

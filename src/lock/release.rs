@@ -12,9 +12,11 @@
 use super::error::LockError;
 use super::options::Options;
 use super::renew::{carries_owner, Holding};
+use crate::owner;
 use crate::sys;
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 /// Removes the lock file of `h` if it is still ours. `Ok(true)` when it removed it, `Ok(false)`
 /// when there was nothing of ours to remove. On an error the file is still ours and still
@@ -35,7 +37,8 @@ pub(super) fn release(
     // last confirmed heartbeat the path is still ours and the claim below can go first. Past
     // that, look before claiming, so that a lock already taken from us is not even moved for
     // a moment.
-    if h.last_ok.elapsed() + opts.heartbeat_interval >= opts.stale_threshold {
+    let since_ok = Duration::from_nanos(owner::clock_nanos().saturating_sub(h.last_ok));
+    if since_ok + opts.heartbeat_interval >= opts.stale_threshold {
         match sys::id_at(path) {
             Ok(Some(id)) if id == h.file.id => {}
             // Not ours any more (lost, or removed by hand): leave it alone.
@@ -55,8 +58,10 @@ pub(super) fn release(
         let _ = std::fs::remove_file(&private);
         return Ok(true);
     }
-    // A takeover slipped in between our check and our claim: that lock is not ours.
-    let _ = std::fs::hard_link(&private, path);
-    let _ = std::fs::remove_file(&private);
+    // A takeover slipped in between our check and our claim: that lock is not ours. It goes
+    // back; if the path was taken meanwhile it stays at the private name - never deleted.
+    if std::fs::hard_link(&private, path).is_ok() {
+        let _ = std::fs::remove_file(&private);
+    }
     Ok(false)
 }

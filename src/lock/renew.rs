@@ -32,8 +32,10 @@ pub(super) struct Holding {
     pub lease: Lease,
     /// The bytes of `lease` as last written.
     pub written: Vec<u8>,
-    /// When a heartbeat (or the acquisition) last confirmed the lease.
-    pub last_ok: Instant,
+    /// When a heartbeat (or the acquisition) last confirmed the lease, on
+    /// [`owner::clock_nanos`]: every decision about our lease's age uses that one clock, which
+    /// counts time asleep as the lease's age does (`Instant` stops during a suspend).
+    pub last_ok: u64,
     beats: u32,
     displaced_since: Option<Instant>,
     last_error: Option<io::Error>,
@@ -66,7 +68,7 @@ impl Holding {
             file,
             lease,
             written,
-            last_ok: Instant::now(),
+            last_ok: owner::clock_nanos(),
             beats: 0,
             displaced_since: None,
             last_error: None,
@@ -90,7 +92,7 @@ impl Holding {
         };
         match verdict {
             Renewal::Ok => {
-                self.last_ok = now;
+                self.last_ok = owner::clock_nanos();
                 self.displaced_since = None;
                 self.last_error = None;
                 Outcome::Renewed {
@@ -112,15 +114,18 @@ impl Holding {
                 // A transient error (EMFILE, EIO, ESTALE) is retried until shortly before
                 // others may take the lease over: its last good heartbeat plus the stale
                 // threshold, less one interval of margin.
-                let give_up = self.last_ok + opts.stale_threshold.saturating_sub(interval);
+                let give_up =
+                    self.last_ok + opts.stale_threshold.saturating_sub(interval).as_nanos() as u64;
+                let clock = owner::clock_nanos();
                 let code = e.raw_os_error().map(sys::errno_name);
                 self.last_error = Some(e);
-                if now >= give_up {
+                if clock >= give_up {
                     lost(LossReason::HeartbeatFailed, None, code)
                 } else {
                     let retry = (interval / 4).max(Duration::from_millis(5));
+                    let left = Duration::from_nanos(give_up - clock);
                     Outcome::Retry {
-                        next: (now + retry).min(give_up),
+                        next: now + retry.min(left),
                     }
                 }
             }

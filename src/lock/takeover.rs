@@ -156,8 +156,11 @@ fn take_over_by_rename(
         Err(e) => return Err(LockError::io("rename", path, e)),
     }
     if !is_snapshot(&private, snap) {
-        let _ = std::fs::hard_link(&private, path);
-        let _ = std::fs::remove_file(&private);
+        // Not the judged file: back it goes, or it stays at the private name if the path was
+        // taken meanwhile - never deleted.
+        if std::fs::hard_link(&private, path).is_ok() {
+            let _ = std::fs::remove_file(&private);
+        }
         return Ok(None);
     }
     let _ = std::fs::remove_file(&private);
@@ -196,7 +199,9 @@ fn remove_if_unchanged(path: &Path, snap: &Snapshot) {
     }
 }
 
-/// Whether `path` (a private name) holds exactly the file judged in `snap`.
+/// Whether `path` (a private name) holds exactly the file judged in `snap`. The snapshot keeps
+/// the judged file open, so its inode cannot have been freed and reused by another file: the
+/// same id is the same file, and the same bytes mean nobody wrote to it since.
 fn is_snapshot(path: &Path, snap: &Snapshot) -> bool {
     let Ok((file, id)) = sys::open_private(path) else {
         return false;

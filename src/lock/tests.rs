@@ -173,7 +173,27 @@ fn invalid_content_is_held_until_old_enough() {
     let dir = temp_dir("invalid");
     let path = dir.join("x.lock");
     std::fs::write(&path, b"not-a-lease-json").unwrap();
-    let l = Lock::new(path.clone(), fast(), 0);
+    // By default content that cannot be a lease is refused and left alone, whatever its age.
+    let refuse = Lock::new(path.clone(), fast(), 0);
+    let old = std::fs::File::options().write(true).open(&path).unwrap();
+    old.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(old);
+    match refuse.acquire(&Wait::once(), None, None, None) {
+        Err(LockError::NotALease { size, head, .. }) => {
+            assert_eq!(size, 16);
+            assert_eq!(head, b"not-a-lease-json");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"not-a-lease-json");
+    // The Go package's rule, chosen: held while young, reclaimed once old.
+    std::fs::write(&path, b"not-a-lease-json").unwrap();
+    let go_rule = Options {
+        reclaim_invalid: true,
+        ..fast()
+    };
+    let l = Lock::new(path.clone(), go_rule, 0);
     assert!(matches!(
         l.acquire(&Wait::once(), None, None, None),
         Err(LockError::Held { holder: None })
@@ -292,4 +312,78 @@ fn non_regular_files_are_refused_and_left_alone() {
     ));
     assert!(d.is_dir());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn release_cancels_a_waiting_acquire_of_the_same_instance() {
+    let dir = temp_dir("release-cancels");
+    let path = dir.join("x.lock");
+    let a = Lock::new(path.clone(), fast(), 0);
+    a.acquire(&Wait::once(), None, None, None).unwrap();
+    let b = Arc::new(Lock::new(path.clone(), fast(), 0));
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.acquire(&Wait::for_duration(None, None), None, None, None))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!b.release().unwrap());
+    assert!(matches!(waiter.join().unwrap(), Err(LockError::Cancelled)));
+    assert!(!b.held());
+    a.release().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_ended_group_acquires_nothing_and_its_waits_end() {
+    let dir = temp_dir("group-ends");
+    let path = dir.join("x.lock");
+    let group = 0xdead_0001;
+    let a = Lock::new(path.clone(), fast(), 0);
+    a.acquire(&Wait::once(), None, None, None).unwrap();
+    let b = Arc::new(Lock::new(path.clone(), fast(), group));
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.acquire(&Wait::for_duration(None, None), None, None, None))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    release_held_for_exit(Some(group));
+    assert!(matches!(waiter.join().unwrap(), Err(LockError::Cancelled)));
+    a.release().unwrap();
+    // Free now, but the group is gone: nothing is acquired for it.
+    assert!(matches!(
+        b.acquire(&Wait::once(), None, None, None),
+        Err(LockError::Cancelled)
+    ));
+    assert!(!path.exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn helper_names_are_bounded_for_long_lock_names() {
+    let dir = temp_dir("long");
+    let path = dir.join(format!("{}.lock", "n".repeat(250)));
+    for p in [
+        sys::sibling(&path, "takeover"),
+        sys::private_name(&path, "release"),
+    ] {
+        let name = p.file_name().unwrap().len();
+        assert!(name <= 200, "{name} bytes");
+    }
+    // Contenders agree on the claim's name.
+    assert_eq!(
+        sys::sibling(&path, "takeover"),
+        sys::sibling(&path, "takeover")
+    );
+    let l = Lock::new(path.clone(), fast(), 0);
+    l.acquire(&Wait::once(), None, None, None).unwrap();
+    assert!(l.release().unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_glimpse_is_printable() {
+    assert_eq!(
+        glimpse(b"{\"a\":1}\x1b]52;c;x\x07\\\xff"),
+        "{\"a\":1}\\x1b]52;c;x\\x07\\\\\\xff"
+    );
 }

@@ -9,7 +9,7 @@ pub const WAIT_POLL: Duration = Duration::from_millis(20);
 
 /// When an acquisition stops waiting for a held lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
+enum Deadline {
     /// Try once and report a held lock at once (Go's behaviour).
     Once,
     /// Keep trying until then.
@@ -21,8 +21,8 @@ pub enum Deadline {
 /// How long `acquire` may wait for a held lock, and what cancels the wait.
 #[derive(Clone)]
 pub struct Wait {
-    pub deadline: Deadline,
-    pub cancel: Option<Arc<Cancel>>,
+    deadline: Deadline,
+    cancel: Option<Arc<Cancel>>,
 }
 
 impl Default for Wait {
@@ -46,6 +46,17 @@ impl Wait {
             None => Deadline::Never,
         };
         Wait { deadline, cancel }
+    }
+
+    /// The same wait with a cancellation flag of its own (the caller's, if it gave one), so
+    /// that `release()` or the end of its environment can cancel it.
+    pub(super) fn cancellable(&self) -> (Wait, Arc<Cancel>) {
+        let cancel = self.cancel.clone().unwrap_or_default();
+        let wait = Wait {
+            deadline: self.deadline,
+            cancel: Some(cancel.clone()),
+        };
+        (wait, cancel)
     }
 
     /// Whether the time to wait for a held lock is up.

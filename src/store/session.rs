@@ -5,7 +5,7 @@
 use super::keep::{self, Deadline as LeaseDeadline};
 use super::{Claim, LeaseStore, Renewal, StoreError, Stored, Token, Watch};
 use crate::lease::Lease;
-use crate::lock::{Deadline, METADATA_LIMIT};
+use crate::lock::METADATA_LIMIT;
 use crate::owner::{self, Liveness};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -13,6 +13,17 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 pub use keep::{margin, LossHandler, LossReason, Lost};
+
+/// How long an acquisition may wait for a held lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Try once and report a held lock at once.
+    Once,
+    /// Keep trying until then.
+    At(std::time::Instant),
+    /// Keep trying without end (until cancelled).
+    Never,
+}
 
 /// The slowest a waiter polls, for leases that end by expiry (which publishes nothing).
 pub const POLL_MAX: Duration = Duration::from_secs(1);

@@ -2,9 +2,8 @@
 //! also shows what another store (etcd, the file engine) has to provide. Faults are switched
 //! on per test: every call failing, or hanging.
 
-use super::session::{Cancel, LossReason, Lost, StoreLock, StoreLockError, StoreOptions};
+use super::session::{Cancel, Deadline, LossReason, Lost, StoreLock, StoreLockError, StoreOptions};
 use super::{Claim, LeaseStore, Renewal, StoreError, Stored, Token, Watch};
-use crate::lock::Deadline;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -26,6 +26,8 @@ pub use windows::*;
 /// Lock files are tiny (a Go lease is ~110 bytes, ours with 4 KiB of metadata ~5 KiB). Nothing
 /// reads more than this from a lock path, whatever is there.
 pub const READ_CAP: usize = 16 * 1024;
+/// How much of the start of a file a snapshot keeps to show in messages.
+pub const HEAD_BYTES: usize = 48;
 
 /// Reads at most [`READ_CAP`] bytes from offset 0 through `read_at`; `(bytes, oversized)`.
 /// A file longer than the cap is never read at all (a lease is never that long).
@@ -76,6 +78,13 @@ pub struct Snapshot {
     /// At most [`READ_CAP`] bytes; a longer file is never a valid lease.
     pub bytes: Vec<u8>,
     pub oversized: bool,
+    /// The file's length, and its first [`HEAD_BYTES`] bytes (read even when oversized), to
+    /// show what a file that is not a lease holds.
+    pub len: u64,
+    pub head: Vec<u8>,
+    /// The file itself, kept open while the snapshot lives: its inode cannot be freed and
+    /// reused meanwhile, so a file found later with the same id is this very file.
+    pub judged: std::sync::Arc<std::fs::File>,
     pub modified: SystemTime,
 }
 
@@ -104,19 +113,7 @@ pub enum ProcessState {
     Unknown,
 }
 
-/// The kinds of thing at a lock path that are not a regular file; each is refused, untouched.
-pub fn describe_non_regular(kind: FileKind) -> &'static str {
-    match kind {
-        FileKind::Symlink => "a symbolic link",
-        FileKind::Directory => "a directory",
-        FileKind::Fifo => "a FIFO",
-        FileKind::Socket => "a socket",
-        FileKind::Device => "a device",
-        FileKind::Regular => "a regular file",
-        FileKind::Other => "not a regular file",
-    }
-}
-
+/// What kind of thing is at a lock path; anything but a regular file is refused, untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     Regular,
@@ -126,6 +123,20 @@ pub enum FileKind {
     Socket,
     Device,
     Other,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+            FileKind::Regular => "a regular file",
+            FileKind::Other => "not a regular file",
+        })
+    }
 }
 
 /// Reads what is at `path` without following a symlink and without opening anything that is
@@ -147,11 +158,22 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
         Err(e) => return Err(e),
     };
     let (bytes, oversized) = read_capped(&file, meta.len())?;
+    let head = if oversized {
+        use std::io::Read;
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        (&file).take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+        head
+    } else {
+        bytes[..bytes.len().min(HEAD_BYTES)].to_vec()
+    };
     Ok(Some(Snapshot {
         id,
         bytes,
         oversized,
         modified: meta.modified()?,
+        len: meta.len(),
+        head,
+        judged: std::sync::Arc::new(file),
     }))
 }
 
@@ -185,13 +207,35 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.
-pub fn sibling(path: &Path, tag: &str) -> std::path::PathBuf {
+/// Lock names up to this many bytes appear whole in helper names; a longer one is cut and
+/// tagged with a hash (see [`helper_stem`]), so every helper name stays well inside the 255
+/// bytes filesystems allow whatever the lock name.
+const HELPER_STEM_MAX: usize = 160;
+
+/// The lock's file name as helper names carry it: whole when short, else its first bytes and a
+/// hash of all of it (FNV-1a, the same in every process, so contenders agree on the name of the
+/// takeover claim).
+fn helper_stem(path: &Path) -> String {
     let name = path
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{tag}"))
+    if name.len() <= HELPER_STEM_MAX {
+        return name;
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut cut = HELPER_STEM_MAX - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{hash:016x}", &name[..cut])
+}
+
+/// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.
+pub fn sibling(path: &Path, tag: &str) -> std::path::PathBuf {
+    path.with_file_name(format!(".{}.{tag}", helper_stem(path)))
 }
 
 /// A private name beside `path` for a file in transit (takeover, release, publish fallback).
@@ -200,16 +244,13 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let nonce = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     path.with_file_name(format!(
-        ".{name}.{tag}.{}.{n}.{nonce:x}",
+        ".{}.{tag}.{}.{n}.{nonce:x}",
+        helper_stem(path),
         std::process::id()
     ))
 }

@@ -111,11 +111,6 @@ impl OwnedFile {
         let m = self.file.metadata()?;
         Ok((m.len(), m.nlink()))
     }
-
-    /// Whether the file has been unlinked from every name.
-    pub fn is_unlinked(&self) -> io::Result<bool> {
-        Ok(self.file.metadata()?.nlink() == 0)
-    }
 }
 
 /// The id of what is at `path` now, without following a symlink; `None` when nothing is.
@@ -127,13 +122,14 @@ pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
     }
 }
 
-/// Writes `bytes` to a new file that has no name yet, or a private one, ready to be published.
-pub struct Unpublished {
+/// A new file holding the complete record, not yet under the lock name.
+struct Unpublished {
     owned: OwnedFile,
     /// `None` for an anonymous `O_TMPFILE`, else the private temp name.
     temp: Option<std::path::PathBuf>,
 }
 
+/// Writes `bytes` to a new file that has no name yet, or a private one, ready to be published.
 fn write_new(
     dir: &Path,
     path: &Path,
@@ -350,7 +346,8 @@ pub fn boot_nanos() -> Option<u64> {
         };
         // SAFETY: ts is a valid out-pointer.
         if unsafe { libc::clock_gettime(clock, &mut ts) } == 0 {
-            return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            return Some(now + crate::faults::suspended_nanos());
         }
         None
     }
@@ -364,15 +361,33 @@ pub fn this_process() -> Option<OwnerIdentity> {
     // Linux: the kernel's boot id and the PID namespace's inode. macOS: the boot session UUID,
     // which changes at every boot, and no PID namespaces.
     #[cfg(target_os = "linux")]
-    let (boot_id, pid_namespace) = (
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .ok()?
-            .trim()
-            .to_string(),
-        pid_namespace_of("self")?,
-    );
+    let (boot_id, pid_namespace, time_namespace) = {
+        // Every field must be read in the frame the pids of leases are probed in: a /proc
+        // mounted for another PID namespace (a `unshare --pid` without a new /proc) names
+        // other processes, so then this process records no identity at all.
+        if !proc_is_ours() {
+            return None;
+        }
+        (
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()?
+                .trim()
+                .to_string(),
+            namespace_of("pid")?,
+            // Kernels before 5.6 have no time namespaces: one frame for every process.
+            match std::fs::read_link("/proc/self/ns/time") {
+                Ok(_) => namespace_of("time")?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+                Err(_) => return None,
+            },
+        )
+    };
     #[cfg(target_os = "macos")]
-    let (boot_id, pid_namespace) = (macos::sysctl_string("kern.bootsessionuuid")?, String::new());
+    let (boot_id, pid_namespace, time_namespace) = (
+        macos::sysctl_string("kern.bootsessionuuid")?,
+        String::new(),
+        String::new(),
+    );
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     {
         let ProcessState::Running { start } = probe(std::process::id() as i64) else {
@@ -383,19 +398,41 @@ pub fn this_process() -> Option<OwnerIdentity> {
             boot_id,
             pid_namespace,
             process_start: start,
+            time_namespace: Some(time_namespace),
         })
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     None
 }
 
+/// The inode of one of this process's namespaces (`pid`, `time`), from `/proc/self/ns/<kind>`.
 #[cfg(target_os = "linux")]
-fn pid_namespace_of(who: &str) -> Option<String> {
-    let link = std::fs::read_link(format!("/proc/{who}/ns/pid")).ok()?;
+fn namespace_of(kind: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).ok()?;
     let s = link.to_string_lossy();
     // "pid:[4026531836]"
-    let inner = s.strip_prefix("pid:[")?.strip_suffix(']')?;
+    let inner = s
+        .strip_prefix(kind)?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?;
     Some(inner.to_string())
+}
+
+/// Whether `/proc` belongs to this process's PID namespace: `/proc/self` names our own pid.
+#[cfg(target_os = "linux")]
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .is_some_and(|l| l.as_os_str() == std::process::id().to_string().as_str())
+}
+
+/// What the kernel itself says about a pid: ESRCH from `kill(pid, 0)` is proof that no such
+/// process exists; anything else (it exists, EPERM: it exists but is not ours) proves nothing
+/// about which incarnation it is.
+fn kernel_says_gone(pid: i64) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 pub fn hostname() -> String {
@@ -420,7 +457,9 @@ pub fn probe(pid: i64) -> ProcessState {
     {
         let text = match std::fs::read(format!("/proc/{pid}/stat")) {
             Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return ProcessState::Gone,
+            // A missing entry may only be hidden (`hidepid`, systemd's `ProtectProc`): only the
+            // kernel's ESRCH proves the pid free.
+            Err(_) if kernel_says_gone(pid) => return ProcessState::Gone,
             Err(_) => return ProcessState::Unknown,
         };
         // The command name is in parentheses and may itself contain ") ", so parse after
@@ -447,9 +486,7 @@ pub fn probe(pid: i64) -> ProcessState {
     {
         // Without a start time a live pid proves nothing (it may be reused), but ESRCH still
         // proves the pid is free. The caller only trusts `Gone` within our own boot and host.
-        // SAFETY: signal 0 only checks for existence and permission.
-        let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        if kernel_says_gone(pid) {
             ProcessState::Gone
         } else {
             ProcessState::Unknown

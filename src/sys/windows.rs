@@ -1,9 +1,13 @@
-//! Windows primitives, with the same contract as `unix.rs`. Not exercised by the test suite
-//! here (Linux is the tested platform); see the README for what Windows guarantees.
+//! Windows primitives, with the same contract as `unix.rs`. CI runs them under Wine
+//! (`scripts/windows-lane.sh`); see the README's platform section for what was verified where.
 //!
 //! Every handle to a lock file is opened with read, write *and delete* sharing: a file opened
 //! without `FILE_SHARE_DELETE` cannot be renamed or deleted by anybody else, which would turn a
 //! crashed-but-not-yet-closed holder, or a virus scanner, into a stuck lock.
+//!
+//! A record is rewritten in place under an exclusive byte-range lock, and read under a shared
+//! one (see [`RangeLock`]): Windows cannot replace a file that anybody holds open (and the
+//! holder always does), so the atomic exchange of the Linux path has no equivalent here.
 
 use super::{parent_dir, FileId, FileKind, OwnedFile, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
@@ -12,19 +16,96 @@ use std::io::{self, Write};
 use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    GetFileInformationByHandle, LockFileEx, UnlockFileEx, BY_HANDLE_FILE_INFORMATION,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
 };
 use windows_sys::Win32::System::SystemInformation::GetTickCount64;
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
 };
+use windows_sys::Win32::System::IO::OVERLAPPED;
 
 const SHARE_ALL: u32 = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
 /// `GetExitCodeProcess` answers this while the process runs.
 const STILL_ACTIVE: u32 = 259;
+/// ERROR_LOCK_VIOLATION: another handle holds a conflicting byte-range lock.
+const ERROR_LOCK_VIOLATION: i32 = 33;
+/// ERROR_DIRECTORY: "the directory name is invalid" - something that is not a directory.
+const ERROR_DIRECTORY: i32 = 267;
+/// How long a read or a rewrite waits for the other side's range lock. Both hold it for the
+/// microseconds of one read or write, so this is only reached when the other process was
+/// suspended in between; the caller then sees the error instead of a stall.
+const RANGE_LOCK_WAIT: Duration = Duration::from_millis(200);
+
+/// A byte-range lock over the whole file (any length), released on drop. The writer of a
+/// record takes it exclusive for the write and the trim that follows; readers take it shared,
+/// so a reader sees the old record or the new one, never new bytes followed by the tail of a
+/// longer old record. On Windows the lock is mandatory: other programs' reads of the range fail
+/// while a rewrite is under way instead of seeing a mix.
+struct RangeLock<'a> {
+    file: &'a File,
+}
+
+impl<'a> RangeLock<'a> {
+    fn take(file: &'a File, exclusive: bool) -> io::Result<Self> {
+        let flags = LOCKFILE_FAIL_IMMEDIATELY
+            | if exclusive {
+                LOCKFILE_EXCLUSIVE_LOCK
+            } else {
+                0
+            };
+        let deadline = Instant::now() + RANGE_LOCK_WAIT;
+        let mut tries = 0u32;
+        loop {
+            // SAFETY: an all-zero OVERLAPPED (offset 0, no event) is valid for a synchronous
+            // handle; the handle is open for the call.
+            let ok = unsafe {
+                let mut at: OVERLAPPED = std::mem::zeroed();
+                LockFileEx(
+                    file.as_raw_handle() as _,
+                    flags,
+                    0,
+                    u32::MAX,
+                    u32::MAX,
+                    &mut at,
+                )
+            };
+            if ok != 0 {
+                return Ok(RangeLock { file });
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(ERROR_LOCK_VIOLATION) || Instant::now() >= deadline {
+                return Err(e);
+            }
+            tries += 1;
+            if tries < 16 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+impl Drop for RangeLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `take`; unlocking the exact range that was locked.
+        unsafe {
+            let mut at: OVERLAPPED = std::mem::zeroed();
+            UnlockFileEx(
+                self.file.as_raw_handle() as _,
+                0,
+                u32::MAX,
+                u32::MAX,
+                &mut at,
+            );
+        }
+    }
+}
 
 pub(super) fn kind_of(meta: &std::fs::Metadata) -> FileKind {
     let t = meta.file_type();
@@ -80,12 +161,18 @@ pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, File
     Ok((file, meta, id))
 }
 
+/// Reads the record under a shared range lock, so never in the middle of a rewrite.
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
+    let _shared = RangeLock::take(file, false)?;
     super::read_capped_with(len_hint, |buf, at| file.seek_read(buf, at))
 }
 
 impl OwnedFile {
+    /// Rewrites the record in place under an exclusive range lock: write, then trim a longer
+    /// old record, with no reader of this package (nor, Windows locks being mandatory, any
+    /// other reader) in between.
     pub fn rewrite(&self, bytes: &[u8], old_len: usize) -> io::Result<()> {
+        let _exclusive = RangeLock::take(&self.file, true)?;
         let mut at = 0;
         while at < bytes.len() {
             at += self.file.seek_write(&bytes[at..], at as u64)?;
@@ -113,10 +200,6 @@ impl OwnedFile {
         let info = handle_info(&self.file)?;
         let len = ((info.nFileSizeHigh as u64) << 32) | info.nFileSizeLow as u64;
         Ok((len, info.nNumberOfLinks as u64))
-    }
-
-    pub fn is_unlinked(&self) -> io::Result<bool> {
-        Ok(handle_info(&self.file)?.nNumberOfLinks == 0)
     }
 }
 
@@ -164,8 +247,16 @@ pub fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
+/// Creates the missing parent directories. A regular file where a directory should be makes
+/// `create_dir_all` answer "already exists", which would read as a lock file that exists; it
+/// is reported as ERROR_DIRECTORY (`ENOTDIR`), as on Unix.
 pub fn create_parents(path: &Path, _mode: u32) -> io::Result<()> {
-    std::fs::create_dir_all(parent_dir(path))
+    match std::fs::create_dir_all(parent_dir(path)) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(io::Error::from_raw_os_error(ERROR_DIRECTORY))
+        }
+        other => other,
+    }
 }
 
 /// Windows has no boot clock shared between processes that we rely on; staleness uses the
@@ -195,6 +286,7 @@ pub fn this_process() -> Option<OwnerIdentity> {
         boot_id: format!("boot-{boot}"),
         pid_namespace: String::new(),
         process_start: start,
+        time_namespace: Some(String::new()),
     })
 }
 

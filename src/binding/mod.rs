@@ -1,0 +1,399 @@
+//! The N-API layer: converts plain values in and out, runs the engine off the JS thread, and
+//! delivers lost-lease notices through a threadsafe function. Failures cross as plain data
+//! ([`records::NativeFailure`]: code, message and details); `lib/index.js` turns them into
+//! Node-style `Error`s, because that is where JavaScript error objects are natural to build.
+
+mod records;
+mod store;
+
+use crate::lock::{
+    self, Assessment, Cancel, LeaseLost, Lock, LockError, Options, Pending, Thresholds, Wait,
+};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use records::{assessment_record, failure, lost_info, ms, LeaseRecord, LostInfo, NativeFailure};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+type LostFn = ThreadsafeFunction<LostInfo, (), LostInfo, Status, false, true>;
+type AliveFn = ThreadsafeFunction<f64, bool, f64, Status, false, true>;
+
+/// Validated options (the JS layer checks types and ranges first).
+#[napi(object)]
+pub struct NativeOptions {
+    pub retry_limit: u32,
+    pub retry_delay: f64,
+    pub invalid_stale: f64,
+    pub file_mode: u32,
+    pub dir_mode: u32,
+    pub heartbeat_interval: f64,
+    pub stale_threshold: f64,
+    /// `invalidContent: 'reclaim'`.
+    pub reclaim_invalid: bool,
+}
+
+/// What `acquire` ended with: `failure`, or success with what was taken over (if anything).
+#[napi(object)]
+pub struct AcquireOutcome {
+    /// A dead or stale lease, or old content that was not a lease, replaced by ours.
+    pub reclaimed: Option<LeaseRecord>,
+    pub failure: Option<NativeFailure>,
+}
+
+/// What `release` ended with: `failure`, or whether our lock file was removed.
+#[napi(object)]
+pub struct ReleaseOutcome {
+    pub removed: bool,
+    pub failure: Option<NativeFailure>,
+}
+
+/// What `inspect` found: `failure`, or the lock file's record (none: no lock file).
+#[napi(object)]
+pub struct InspectOutcome {
+    pub holder: Option<LeaseRecord>,
+    pub failure: Option<NativeFailure>,
+}
+
+fn acquired(r: std::result::Result<Option<Assessment>, LockError>) -> AcquireOutcome {
+    match r {
+        Ok(found) => AcquireOutcome {
+            reclaimed: found.map(assessment_record),
+            failure: None,
+        },
+        Err(e) => AcquireOutcome {
+            reclaimed: None,
+            failure: Some(failure(e)),
+        },
+    }
+}
+
+/// The defaults of `PidLock`'s options (milliseconds for times), from the engine's own.
+#[napi(object)]
+pub struct Defaults {
+    pub acquire_retry_limit: u32,
+    pub acquire_retry_delay: f64,
+    pub invalid_pid_lock_stale_threshold: f64,
+    pub file_write_mode: u32,
+    pub directory_write_mode: u32,
+    pub lease_heartbeat_interval: f64,
+    pub lease_stale_threshold: f64,
+    /// `'refuse'` or `'reclaim'`.
+    pub invalid_content: String,
+}
+
+/// The values the JS layer must agree with the engine on, stated once here.
+#[napi(object)]
+pub struct Constants {
+    pub defaults: Defaults,
+    /// The largest metadata accepted, in bytes of compact JSON.
+    pub metadata_limit: u32,
+    /// The first line of the error for a held lock.
+    pub held_text: String,
+}
+
+#[napi]
+pub fn constants() -> Constants {
+    let d = Options::default();
+    let millis = |t: Duration| t.as_millis() as f64;
+    Constants {
+        defaults: Defaults {
+            acquire_retry_limit: d.retry_limit,
+            acquire_retry_delay: millis(d.retry_delay),
+            invalid_pid_lock_stale_threshold: millis(d.invalid_stale),
+            file_write_mode: d.file_mode,
+            directory_write_mode: d.dir_mode,
+            lease_heartbeat_interval: millis(d.heartbeat_interval),
+            lease_stale_threshold: millis(d.stale_threshold),
+            invalid_content: if d.reclaim_invalid {
+                "reclaim"
+            } else {
+                "refuse"
+            }
+            .into(),
+        },
+        metadata_limit: lock::METADATA_LIMIT as u32,
+        held_text: lock::HELD_TEXT.into(),
+    }
+}
+
+thread_local! {
+    /// The JS environment of this thread (main or a worker): locks made here are released
+    /// together when it ends.
+    static GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Registers the exit-time releases once per process and once per environment.
+fn env_group(env: &Env) -> u64 {
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        extern "C" fn release_all() {
+            lock::release_held_for_exit(None);
+        }
+        // `process.exit()` and an uncaught exception run no environment cleanup hook on the
+        // main thread, but they do end in libc's exit(), which runs this. It installs no
+        // signal handler and changes neither how the process exits nor its exit code.
+        crate::sys::at_exit(release_all);
+    });
+    GROUP.with(|g| {
+        if g.get() == 0 {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            g.set(id);
+            // A drained event loop, a worker's end, `process.exit()` in a worker and
+            // `worker.terminate()` all run this hook: release that environment's locks so a
+            // dead worker's lease is never renewed.
+            let _ = env.add_env_cleanup_hook(id, |id| {
+                lock::release_held_for_exit(Some(id));
+            });
+        }
+        g.get()
+    })
+}
+
+/// A cancellation handle for one waiting `acquire`.
+#[napi]
+pub struct CancelToken {
+    inner: Arc<Cancel>,
+}
+
+#[napi]
+impl CancelToken {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        CancelToken {
+            inner: Arc::new(Cancel::default()),
+        }
+    }
+
+    #[napi]
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
+}
+
+/// The native half of `PidLock`; use `PidLock` from the package instead.
+#[napi]
+pub struct NativeLock {
+    lock: Arc<Lock>,
+}
+
+/// Asks the user's `processAppearsAlive` on the JS thread and waits for the answer. If the
+/// environment is gone or does not answer, the owner counts as alive (the safe side).
+fn ask_alive(tsfn: &AliveFn, pid: i64) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let status = tsfn.call_with_return_value(
+        pid as f64,
+        ThreadsafeFunctionCallMode::NonBlocking,
+        move |ret: Result<bool>, _env| {
+            let _ = tx.send(ret.unwrap_or(true));
+            Ok(())
+        },
+    );
+    if status != Status::Ok {
+        return true;
+    }
+    rx.recv_timeout(Duration::from_secs(30)).unwrap_or(true)
+}
+
+fn wait_for(timeout: Option<f64>, cancel: Option<Arc<Cancel>>) -> Wait {
+    match timeout {
+        None => Wait::once(),
+        Some(t) if t <= 0.0 => Wait::once(),
+        Some(t) if t.is_infinite() => Wait::for_duration(None, cancel),
+        Some(t) => Wait::for_duration(Some(ms(t)), cancel),
+    }
+}
+
+/// The user's `processAppearsAlive`, called on the JS thread (the first try runs there).
+fn probe_here<'a>(f: &'a Function<'a, f64, bool>) -> impl Fn(i64) -> bool + 'a {
+    move |pid| f.call(pid as f64).unwrap_or(true)
+}
+
+#[napi]
+impl NativeLock {
+    #[napi(constructor)]
+    pub fn new(env: Env, path: String, options: NativeOptions) -> Self {
+        let opts = Options {
+            retry_limit: options.retry_limit.max(1),
+            retry_delay: ms(options.retry_delay),
+            invalid_stale: ms(options.invalid_stale),
+            file_mode: options.file_mode,
+            dir_mode: options.dir_mode,
+            heartbeat_interval: ms(options.heartbeat_interval),
+            stale_threshold: ms(options.stale_threshold),
+            reclaim_invalid: options.reclaim_invalid,
+        };
+        let group = env_group(&env);
+        NativeLock {
+            lock: Arc::new(Lock::new(PathBuf::from(path), opts, group)),
+        }
+    }
+
+    #[napi(getter)]
+    pub fn held(&self) -> bool {
+        self.lock.held()
+    }
+
+    /// Acquires. The first attempt runs here on the JS thread (tens of microseconds of file
+    /// work on a local disk) and its outcome is returned as is; only when the lock is held and
+    /// `timeout` allows waiting, or a stale lock keeps changing, does the rest move to a worker
+    /// thread, and then a promise is returned. `timeout`: `null` tries once; `Infinity` waits
+    /// without end.
+    #[napi(
+        ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
+        ts_return_type = "AcquireOutcome | Promise<AcquireOutcome>"
+    )]
+    pub fn acquire<'env>(
+        &self,
+        env: &'env Env,
+        timeout: Option<f64>,
+        metadata: Option<String>,
+        cancel: Option<&CancelToken>,
+        on_lost: Option<Function<LostInfo, ()>>,
+        alive: Option<Function<f64, bool>>,
+    ) -> Result<Either<AcquireOutcome, PromiseRaw<'env, AcquireOutcome>>> {
+        let on_lost = self.loss_handler(on_lost)?;
+        let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
+        let first = {
+            let probe = alive.as_ref().map(probe_here);
+            let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
+            self.lock
+                .acquire_without_sleeping(&wait, probe_ref, metadata.clone(), on_lost.clone())
+        };
+        match first {
+            Ok(found) => return Ok(Either::A(acquired(Ok(found)))),
+            Err(Pending::Failed(e)) => return Ok(Either::A(acquired(Err(e)))),
+            Err(Pending::MustWait) => {}
+        }
+        let alive = match alive {
+            Some(f) => Some(f.build_threadsafe_function().weak::<true>().build()?),
+            None => None,
+        };
+        let lock = self.lock.clone();
+        let promise = env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || {
+                let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
+                let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
+                acquired(lock.acquire(&wait, probe_ref, metadata, on_lost))
+            })
+            .await
+            .map_err(|e| Error::from_reason(format!("acquire task failed: {e}")))
+        })?;
+        Ok(Either::B(promise))
+    }
+
+    /// Acquires on the JS thread; waiting (when `timeout` allows) blocks it.
+    #[napi(
+        ts_args_type = "timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null"
+    )]
+    pub fn acquire_sync(
+        &self,
+        timeout: Option<f64>,
+        metadata: Option<String>,
+        on_lost: Option<Function<LostInfo, ()>>,
+        alive: Option<Function<f64, bool>>,
+    ) -> Result<AcquireOutcome> {
+        let on_lost = self.loss_handler(on_lost)?;
+        let probe = alive.as_ref().map(probe_here);
+        let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
+        let wait = wait_for(timeout, None);
+        Ok(acquired(
+            self.lock.acquire(&wait, probe_ref, metadata, on_lost),
+        ))
+    }
+
+    /// Releases on the JS thread: a rename, a stat and an unlink.
+    #[napi]
+    pub fn release(&self) -> ReleaseOutcome {
+        match self.lock.release() {
+            Ok(removed) => ReleaseOutcome {
+                removed,
+                failure: None,
+            },
+            Err(e) => ReleaseOutcome {
+                removed: false,
+                failure: Some(failure(e)),
+            },
+        }
+    }
+
+    /// Replaces the metadata on the JS thread (a few file operations). `null` when done.
+    #[napi]
+    pub fn update(&self, metadata: Option<String>) -> Option<NativeFailure> {
+        self.lock.update(metadata).err().map(failure)
+    }
+
+    #[napi]
+    pub fn inspect<'env>(
+        env: &'env Env,
+        path: String,
+        stale_threshold: f64,
+        invalid_stale: f64,
+        reclaim_invalid: bool,
+    ) -> Result<PromiseRaw<'env, InspectOutcome>> {
+        env.spawn_future(async move {
+            tokio::task::spawn_blocking(move || {
+                inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
+            })
+            .await
+            .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
+        })
+    }
+
+    #[napi]
+    pub fn inspect_sync(
+        path: String,
+        stale_threshold: f64,
+        invalid_stale: f64,
+        reclaim_invalid: bool,
+    ) -> InspectOutcome {
+        inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
+    }
+
+    /// The lost-lease handler for one acquisition: a weak threadsafe function (it never keeps
+    /// Node alive), dropped on release or after it fires.
+    fn loss_handler(
+        &self,
+        on_lost: Option<Function<LostInfo, ()>>,
+    ) -> Result<Option<lock::LossHandler>> {
+        let Some(f) = on_lost else {
+            return Ok(None);
+        };
+        let tsfn: LostFn = f.build_threadsafe_function().weak::<true>().build()?;
+        let stale_threshold = self.lock.options().stale_threshold;
+        Ok(Some(Arc::new(move |lost: LeaseLost| {
+            // Closing (the environment is gone) or a full queue: nobody is left to tell.
+            let _ = tsfn.call(
+                lost_info(lost, stale_threshold),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        })))
+    }
+}
+
+fn inspect_now(
+    path: String,
+    stale_threshold: f64,
+    invalid_stale: f64,
+    reclaim_invalid: bool,
+) -> InspectOutcome {
+    let limits = Thresholds {
+        stale: ms(stale_threshold),
+        invalid: ms(invalid_stale),
+        reclaim_invalid,
+    };
+    match lock::inspect(&PathBuf::from(path), limits) {
+        Ok(found) => InspectOutcome {
+            holder: found.map(assessment_record),
+            failure: None,
+        },
+        Err(e) => InspectOutcome {
+            holder: None,
+            failure: Some(failure(e)),
+        },
+    }
+}

@@ -1,0 +1,176 @@
+//! What crosses the boundary as plain data: lease records, failures and lost-lease notices.
+//! Times are milliseconds since the epoch, as JavaScript counts them.
+
+use crate::lease::Lease;
+use crate::lock::{io_code, Assessment, Holder, LeaseLost, LockError};
+use crate::owner::{self, Liveness};
+use napi_derive::napi;
+use std::time::{Duration, SystemTime};
+
+/// A lock file's record, flattened: `valid: false` for content that is not a lease.
+#[napi(object)]
+#[derive(Clone)]
+pub struct LeaseRecord {
+    pub valid: bool,
+    pub pid: Option<f64>,
+    pub owner_id: Option<String>,
+    pub hostname: Option<String>,
+    /// Milliseconds since the epoch.
+    pub started_at: Option<f64>,
+    pub last_heartbeat: Option<f64>,
+    /// Compact JSON text.
+    pub metadata: Option<String>,
+    /// `"alive"`, `"dead"` or `"unknown"`.
+    pub alive: String,
+    pub stale: bool,
+    pub size: Option<u32>,
+    pub modified_at: Option<f64>,
+}
+
+/// Why an operation failed: `code` is what the JS error's `code` will be, `message` its text.
+#[napi(object)]
+pub struct NativeFailure {
+    pub code: String,
+    pub message: String,
+    pub holder: Option<LeaseRecord>,
+    pub syscall: Option<String>,
+    pub errno: Option<i32>,
+    pub attempts: Option<u32>,
+    /// `ELOCKNOTLEASE`: the size of the file that is not a lease.
+    pub size: Option<f64>,
+}
+
+/// A lost lease, as `onLeaseLost` reports it.
+#[napi(object)]
+pub struct LostInfo {
+    pub reason: String,
+    pub new_owner: Option<LeaseRecord>,
+    pub error: Option<String>,
+    pub at: f64,
+}
+
+/// Milliseconds from JS as a Duration; anything too large for one saturates (never panics).
+pub fn ms(d: f64) -> Duration {
+    Duration::try_from_secs_f64((d / 1000.0).max(0.0)).unwrap_or(Duration::MAX)
+}
+
+pub fn epoch_ms(t: SystemTime) -> f64 {
+    owner::unix_nanos(t) as f64 / 1e6
+}
+
+fn holder_record(h: &Holder) -> LeaseRecord {
+    lease_record(&h.lease, h.alive, h.stale)
+}
+
+pub fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
+    LeaseRecord {
+        valid: true,
+        pid: Some(l.pid as f64),
+        owner_id: Some(l.owner_id.clone()),
+        hostname: l.identity.as_ref().map(|i| i.hostname.clone()),
+        started_at: l.acquired_unix_nano.map(|n| n as f64 / 1e6),
+        last_heartbeat: Some(l.last_heartbeat_unix_nano as f64 / 1e6),
+        metadata: l.metadata_json.clone(),
+        alive: match alive {
+            Liveness::Alive => "alive",
+            Liveness::Dead => "dead",
+            Liveness::Unknown => "unknown",
+        }
+        .into(),
+        stale,
+        size: None,
+        modified_at: None,
+    }
+}
+
+pub fn assessment_record(a: Assessment) -> LeaseRecord {
+    match a {
+        Assessment::Lease(h) => holder_record(&h),
+        // Reported as an error, never as a holder; shown as content that is not a lease.
+        Assessment::NotALease { size, .. } => LeaseRecord {
+            valid: false,
+            pid: None,
+            owner_id: None,
+            hostname: None,
+            started_at: None,
+            last_heartbeat: None,
+            metadata: None,
+            alive: "unknown".into(),
+            stale: false,
+            size: Some(size.min(u32::MAX as u64) as u32),
+            modified_at: None,
+        },
+        Assessment::Invalid {
+            bytes,
+            modified,
+            stale,
+        } => LeaseRecord {
+            valid: false,
+            pid: None,
+            owner_id: None,
+            hostname: None,
+            started_at: None,
+            last_heartbeat: None,
+            metadata: None,
+            alive: "unknown".into(),
+            stale,
+            size: Some(bytes as u32),
+            modified_at: Some(epoch_ms(modified)),
+        },
+    }
+}
+
+/// The JS error code of each failure. The codes are part of the API; the messages come from
+/// the engine's `Display`.
+fn code(e: &LockError) -> String {
+    match e {
+        LockError::Held { .. } => "ELOCKHELD".into(),
+        LockError::RetryBudgetExhausted { .. } => "ELOCKCONTENDED".into(),
+        LockError::NotAFile { .. } => "ELOCKNOTFILE".into(),
+        LockError::NotALease { .. } => "ELOCKNOTLEASE".into(),
+        LockError::MetadataInvalid(_) => "ERR_INVALID_ARG_VALUE".into(),
+        LockError::MetadataTooLarge { .. } => "ERR_OUT_OF_RANGE".into(),
+        LockError::NotHeld => "ELOCKNOTHELD".into(),
+        LockError::Cancelled => "ABORT_ERR".into(),
+        LockError::Io { source, .. } => io_code(source),
+    }
+}
+
+pub fn failure(e: LockError) -> NativeFailure {
+    let mut out = NativeFailure {
+        code: code(&e),
+        message: e.to_string(),
+        holder: None,
+        syscall: None,
+        errno: None,
+        attempts: None,
+        size: None,
+    };
+    match e {
+        LockError::Held { holder } => out.holder = holder.as_deref().map(holder_record),
+        LockError::RetryBudgetExhausted { attempts } => out.attempts = Some(attempts),
+        LockError::NotALease { size, .. } => out.size = Some(size as f64),
+        LockError::Io { op, source, .. } => {
+            out.syscall = Some(op.into());
+            out.errno = source.raw_os_error();
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The notice for `onLeaseLost`; the new owner, if any, is judged as `inspect` would.
+pub fn lost_info(l: LeaseLost, stale_threshold: Duration) -> LostInfo {
+    LostInfo {
+        reason: l.reason.as_str().into(),
+        new_owner: l.new_owner.as_ref().map(|o| {
+            lease_record(
+                o,
+                owner::liveness(o),
+                owner::is_stale(o, stale_threshold, SystemTime::now(), None),
+            )
+        }),
+        error: l.error_code,
+        at: epoch_ms(l.at),
+    }
+}
