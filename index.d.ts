@@ -33,8 +33,8 @@ export declare class NativeLock {
   release(): ReleaseOutcome
   /** Replaces the metadata on the JS thread (a few file operations). `null` when done. */
   update(metadata?: string | undefined | null): NativeFailure | null
-  static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): Promise<InspectOutcome>
-  static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean): InspectOutcome
+  static inspect(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): Promise<InspectOutcome>
+  static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): InspectOutcome
 }
 
 /** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
@@ -115,6 +115,12 @@ export interface LeaseRecord {
   stale: boolean
   size?: number
   modifiedAt?: number
+  /** Why the metadata was dropped when read (nested too deeply), when it was. */
+  metadataDropped?: string
+  /** inspect only: whether this process could take the lock over once the rules allow. */
+  canTakeOver?: boolean
+  /** inspect only: what would stop it. */
+  blocked?: NativeBlocked
 }
 
 /** A lost lease, as `onLeaseLost` reports it. */
@@ -123,6 +129,13 @@ export interface LostInfo {
   newOwner?: LeaseRecord
   error?: string
   at: number
+}
+
+/** A file in the way of a takeover that this process may not move. */
+export interface NativeBlocked {
+  path: string
+  owner?: number
+  message: string
 }
 
 /** Why an operation failed: `code` is what the JS error's `code` will be, `message` its text. */
@@ -135,6 +148,9 @@ export interface NativeFailure {
   attempts?: number
   /** `ELOCKNOTLEASE`: the size of the file that is not a lease. */
   size?: number
+  /** The file an `ELOCKNOTMOVABLE` / `ELOCKUNSAFEPATH` is about, and its owner. */
+  path?: string
+  owner?: number
 }
 
 /** Validated options (the JS layer checks types and ranges first). */
@@ -148,6 +164,8 @@ export interface NativeOptions {
   staleThreshold: number
   /** `invalidContent: 'reclaim'`. */
   reclaimInvalid: boolean
+  /** Follow other users' symlinks and use directories others may write (see README). */
+  allowUntrustedParents?: boolean
 }
 
 export interface NativeStoreOptions {

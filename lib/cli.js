@@ -7,6 +7,7 @@ const os = require('node:os')
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { ago, formatRows, holderLines, quoteArg, leaseLostMessage } = require('./guard.js')
+const { safeText } = require('./sanitize.js')
 
 /** Exit codes, from sysexits.h where one fits. */
 const EXIT = Object.freeze({
@@ -52,7 +53,8 @@ Exit codes:
            there; it is left untouched); 126/127 the command cannot be run / is not found;
            70 another error.
   status   0 free (no lock, or one left by a dead or stale holder: the next run takes it over);
-           1 held by a live process; 2 the file is not a lease (counts as held for now);
+           1 held by a live process, or free by the rules but blocked for this user (a file in
+           the way that it may not move); 2 the file is not a lease (counts as held for now);
            64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
   both     69 the store (--store) cannot be reached or refused the credentials.
 
@@ -134,8 +136,8 @@ function holderJson(holder) {
 
 function errorExit(err, stderr) {
   const code = err && err.code
-  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR'].includes(code)
-  stderr.write(`leaselock: ${err && err.message ? err.message : String(err)}\n`)
+  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
+  stderr.write(`leaselock: ${safeText(err && err.message ? err.message : String(err), 4096)}\n`)
   if (['ELOCKSTOREUNREACHABLE', 'ELOCKSTOREAUTH', 'ELOCKSTORE'].includes(code)) return EXIT.UNAVAILABLE
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE
 }
@@ -179,10 +181,16 @@ async function status(args, io) {
     state = 'held'
     code = EXIT.HELD
   }
+  // Free by the rules, but not for this user: a file in the way it may not move.
+  if (code === EXIT.FREE && holder && holder.canTakeOver === false) code = EXIT.HELD
   if (options.json) {
     io.stdout.write(`${JSON.stringify({ state, path, holder: holderJson(holder) })}\n`)
     return code
   }
+  const takes = holder && holder.canTakeOver === false
+    ? `but this user cannot take it over: ${safeText(holder.blockedBy ? holder.blockedBy.message : 'a file in the way', 4096)}`
+    : 'the next acquire takes it over'
+  const head = holder && holder.canTakeOver === false ? 'blocked' : 'free'
   switch (state) {
     case 'free':
       io.stdout.write(`free: ${path}\n`)
@@ -191,13 +199,13 @@ async function status(args, io) {
       io.stdout.write(`held by pid ${holder.pid}\n${formatRows(holderLines(holder, path, null))}\n`)
       break
     case 'dead':
-      io.stdout.write(`free: ${path}\n  left by pid ${holder.pid}, which is no longer running; the next acquire takes it over\n`)
+      io.stdout.write(`${head}: ${path}\n  left by pid ${holder.pid}, which is no longer running; ${takes}\n`)
       break
     case 'stale':
       io.stdout.write(
         holder.valid
-          ? `free: ${path}\n  the lease of pid ${holder.pid} has had no heartbeat since ${ago(holder.lastHeartbeat)}; the next acquire takes it over\n`
-          : `free: ${path}\n  its content is not a lease and it is old enough to be reclaimed\n`,
+          ? `${head}: ${path}\n  the lease of pid ${holder.pid} has had no heartbeat since ${ago(holder.lastHeartbeat)}; ${takes}\n`
+          : `${head}: ${path}\n  its content is not a lease and it is old enough to be reclaimed; ${takes}\n`,
       )
       break
     case 'invalid':

@@ -6,7 +6,8 @@
 const nodePath = require('node:path')
 const fs = require('node:fs')
 const { PidLock } = require('./index.js')
-const { ago, formatRows, holderLines, mdString } = require('./holder.js')
+const { ago, formatRows, holderLines, holderUrl } = require('./holder.js')
+const { safeText } = require('./sanitize.js')
 
 const ALLOW_ENV = 'LEASELOCK_ALLOW_MULTIPLE'
 const METADATA_LIMIT = 4096
@@ -25,10 +26,10 @@ function allowMultiple(option) {
  */
 function refusalMessage({ what, holder, lockPath, projectDir, override }) {
   const head = holder
-    ? `Another ${what} is already running for this project (pid ${holder.pid}${mdString(holder.metadata, 'url') ? `, ${holder.metadata.url}` : ''}).`
+    ? `Another ${what} is already running for this project (pid ${safeText(holder.pid)}${holderUrl(holder) ? `, ${holderUrl(holder)}` : ''}).`
     : `Another ${what} is starting for this project: its lock file is being written.`
   const advice = holder
-    ? mdString(holder.metadata, 'url')
+    ? holderUrl(holder)
       ? 'Use the running one (open its URL), or stop it first.'
       : 'Use the running one, or stop it first.'
     : 'Try again in a moment.'
@@ -68,11 +69,11 @@ function leaseLostMessage(what, info) {
   let now = ''
   const owner = info.newOwner
   if (owner && owner.valid) {
-    const url = mdString(owner.metadata, 'url')
-    now = ` It now belongs to pid ${owner.pid}${url ? ` (${url})` : ''}.`
+    const url = holderUrl(owner)
+    now = ` It now belongs to pid ${safeText(owner.pid)}${url ? ` (${url})` : ''}.`
   }
-  const err = info.error ? ` (${info.error})` : ''
-  return `leaselock: this ${what} lost its lock ${info.path}: ${reason}${err}.${now} Another instance may start for this project now; restart this one to guard it again.`
+  const err = info.error ? ` (${safeText(info.error, 1000)})` : ''
+  return `leaselock: this ${what} lost its lock ${safeText(info.path, 4096)}: ${safeText(reason)}${err}.${now} Another instance may start for this project now; restart this one to guard it again.`
 }
 
 /** Keeps metadata under the lease's size cap by dropping the least useful fields first. */

@@ -1,8 +1,10 @@
 'use strict'
 // How a lock holder is described to a person: one place for the lines that the ELOCKHELD
-// message, the Vite and webpack refusals and the `leaselock` command all print.
+// message, the Vite and webpack refusals and the `leaselock` command all print. Every field
+// taken from the lock file passes through ./sanitize.js on its way out.
 
 const os = require('node:os')
+const { safeHostname, safeText, safeUrl } = require('./sanitize.js')
 
 function ago(when) {
   const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
@@ -12,13 +14,26 @@ function ago(when) {
   return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
 }
 
-function stopHint(holder) {
-  const kill = process.platform === 'win32' ? `taskkill /PID ${holder.pid} /F` : `kill ${holder.pid}`
-  return holder.hostname && holder.hostname !== os.hostname() ? `on ${holder.hostname}: ${kill}` : kill
+/** The holder's host name when it is printable; a placeholder for one that is not. */
+function hostLabel(holder) {
+  if (!holder.hostname) return null
+  return safeHostname(holder.hostname) ?? 'a host whose name is not valid host name syntax'
 }
 
+function stopHint(holder) {
+  const pid = safeText(holder.pid)
+  const kill = process.platform === 'win32' ? `taskkill /PID ${pid} /F` : `kill ${pid}`
+  return holder.hostname && holder.hostname !== os.hostname() ? `on ${hostLabel(holder)}: ${kill}` : kill
+}
+
+/** A non-empty string field of the metadata, raw (print it through ./sanitize.js). */
 function mdString(md, key) {
   return md && typeof md === 'object' && typeof md[key] === 'string' && md[key] ? md[key] : null
+}
+
+/** The holder's URL when it is a printable http(s) URL, else null. */
+function holderUrl(holder) {
+  return holder ? safeUrl(mdString(holder.metadata, 'url')) : null
 }
 
 /**
@@ -28,21 +43,23 @@ function mdString(md, key) {
 function holderLines(holder, lockPath, projectDir) {
   const rows = []
   if (!holder) {
-    rows.push(['lock', lockPath])
+    rows.push(['lock', safeText(lockPath, 4096)])
     rows.push(['state', 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
     return rows
   }
   const md = holder.metadata
-  rows.push(['pid', String(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${holder.hostname})` : '')])
-  const url = mdString(md, 'url')
+  rows.push(['pid', safeText(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${hostLabel(holder)})` : '')])
+  const url = holderUrl(holder)
   if (url) rows.push(['url', url])
+  else if (mdString(md, 'url')) rows.push(['url', '(not shown: not a plain http or https URL)'])
   const project = mdString(md, 'root') || projectDir
-  if (project) rows.push(['project', project])
-  else if (mdString(md, 'cwd')) rows.push(['directory', md.cwd])
+  if (project) rows.push(['project', safeText(project)])
+  else if (mdString(md, 'cwd')) rows.push(['directory', safeText(md.cwd)])
   const command = mdString(md, 'commandLine')
-  if (command) rows.push(['command', command])
+  if (command) rows.push(['command', safeText(command)])
+  if (holder.metadataDropped) rows.push(['metadata', safeText(holder.metadataDropped)])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
-  rows.push(['lock', lockPath])
+  rows.push(['lock', safeText(lockPath, 4096)])
   rows.push(['stop it', stopHint(holder)])
   return rows
 }
@@ -52,4 +69,4 @@ function formatRows(rows) {
   return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
 }
 
-module.exports = { ago, stopHint, mdString, holderLines, formatRows }
+module.exports = { ago, stopHint, mdString, holderUrl, holderLines, formatRows }

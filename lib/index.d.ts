@@ -32,6 +32,33 @@ export interface LeaseHolder {
   stale: boolean
   /** A lease on a store: its fencing token (`null` if the store has none for it). Absent for a lock file. */
   token?: bigint | null
+  /**
+   * Present when the metadata was dropped on reading because it nested deeper than 32 levels
+   * (then `metadata` is `null`): says so, for a person.
+   */
+  metadataDropped?: string
+  /** From `inspect` only: see {@link TakeoverCheck}. */
+  canTakeOver?: boolean
+  blockedBy?: TakeoverBlocker | null
+}
+
+/** A file in the way of a takeover that this process may not move (see `ELOCKNOTMOVABLE`). */
+export interface TakeoverBlocker {
+  path: string
+  /** Its owner's uid; `null` where unknown (Windows). */
+  owner: number | null
+  /** A sentence naming the file, its owner and what stops this user. */
+  message: string
+}
+
+/**
+ * What `inspect` adds: whether this process may move what is at the lock path once the rules
+ * allow a takeover (`false`: a file of another user in a sticky directory, or something at
+ * the takeover-claim name it may not move), and what is in the way.
+ */
+export interface TakeoverCheck {
+  canTakeOver: boolean
+  blockedBy: TakeoverBlocker | null
 }
 
 /** A lock file whose content is not a valid lease (empty, garbage, a bare pid...). */
@@ -52,6 +79,9 @@ export interface InvalidLockContent {
   modifiedAt: Date | null
   /** Present for a value on a store (another program's key): always `null`. */
   token?: bigint | null
+  /** From `inspect` only: see {@link TakeoverCheck}. */
+  canTakeOver?: boolean
+  blockedBy?: TakeoverBlocker | null
 }
 
 export type LockHolder = LeaseHolder | InvalidLockContent
@@ -77,10 +107,27 @@ export interface PidLockOptions {
    * then deletes their file.
    */
   invalidContent?: 'refuse' | 'reclaim'
-  /** Mode of a new lock file (umask applies). Default 0o644. */
+  /**
+   * Mode of a new lock file (umask applies). Default 0o644. Read/write bits only, readable by
+   * the owner, never group- or other-writable (0o400 ... 0o644): whoever can write a lease can
+   * forge its holder. Use 0o600 when the metadata is private. Otherwise `RangeError`
+   * `ERR_OUT_OF_RANGE`.
+   */
   fileWriteMode?: number
-  /** Mode of parent directories created on acquire (umask applies). Default 0o755. */
+  /**
+   * Mode of parent directories created on acquire (umask applies). Default 0o755. rwx for the
+   * owner, no setuid/setgid, no other-write (0o700 ... 0o1775). Otherwise `RangeError`
+   * `ERR_OUT_OF_RANGE`.
+   */
   directoryWriteMode?: number
+  /**
+   * Follow a symlink in the lock path that belongs to another user (not this one, not root),
+   * and use a parent directory that others may write without the sticky bit and that belongs
+   * to another user. Default `false`: either is refused with `ELOCKUNSAFEPATH`, because whoever
+   * owns it could point the lock (and its takeovers and removals) at a directory of their
+   * choosing. Set it only when you trust every user who can write there.
+   */
+  allowUntrustedParents?: boolean
   /** Overrides the liveness check of a holder's pid; it has the last word, as in Go. A throw counts as alive. */
   processAppearsAlive?: (pid: number) => boolean
   /** Milliseconds between heartbeats while held. Integer >= 1. Default 250. */
@@ -153,6 +200,8 @@ export interface InspectOptions {
   invalidPidLockStaleThreshold?: number
   /** Default `'refuse'`: a file that cannot be a lease rejects with `ELOCKNOTLEASE`. */
   invalidContent?: 'refuse' | 'reclaim'
+  /** As in {@link PidLockOptions.allowUntrustedParents}. Default `false`. */
+  allowUntrustedParents?: boolean
 }
 
 /**
@@ -189,6 +238,13 @@ export interface LockHeldError extends Error {
  * - `ELOCKSTOREAUTH`: the store refused the credentials (wrong or missing password).
  * - `ELOCKSTORE`: the store answered with an error.
  * - `ERR_LOCK_STORE_SYNC`: a sync method on a lock on a store.
+ * - `ELOCKNOTMOVABLE`: the lock may be taken over, but not by this user: a file in the way (the
+ *   stale lock of another user in a sticky directory, or something at the takeover-claim name
+ *   `.<name>.takeover`) may not be moved by it. Reported at once, also when waiting; `path` is
+ *   that file and `owner` its owner's uid. See {@link LockPathError}.
+ * - `ELOCKUNSAFEPATH`: a symlink in the lock path belongs to another user, or a parent directory
+ *   others may write (no sticky bit) belongs to another user; nothing was followed or touched.
+ *   `path` is that symlink or directory, `owner` its uid. See `allowUntrustedParents`.
  * - `ERR_INVALID_ARG_TYPE`, `ERR_INVALID_ARG_VALUE`, `ERR_OUT_OF_RANGE`: bad arguments.
  */
 export type LockErrorCode =
@@ -202,6 +258,17 @@ export type LockErrorCode =
   | 'ELOCKSTOREAUTH'
   | 'ELOCKSTORE'
   | 'ERR_LOCK_STORE_SYNC'
+  | 'ELOCKNOTMOVABLE'
+  | 'ELOCKUNSAFEPATH'
+
+/** `ELOCKNOTMOVABLE` and `ELOCKUNSAFEPATH`: the file in the way and who owns it. */
+export interface LockPathError extends Error {
+  code: 'ELOCKNOTMOVABLE' | 'ELOCKUNSAFEPATH'
+  /** The file, symlink or directory in the way (not the lock path). */
+  path: string
+  /** Its owner's uid (absent where unknown). */
+  owner?: number
+}
 
 /**
  * Async calls on one instance (`acquire`, `release`, `update`) take effect one after another,

@@ -66,6 +66,36 @@ function integerOption(options, key, min, max = MAX_MS) {
   return value
 }
 
+// A lock file is data: read/write bits only, and nobody but its owner may write it (anyone who
+// can write a lease can forge its holder). A lock's directory may be shared by its group, but
+// never written by everyone without the sticky bit, and never setuid/setgid.
+const MODE_RULES = {
+  fileWriteMode: { allowed: 0o644, required: 0o400, text: 'read/write bits only, owner-readable, without group or other write (0o400 ... 0o644)' },
+  directoryWriteMode: { allowed: 0o1775, required: 0o700, text: 'rwx for the owner, without setuid, setgid or other write (0o700 ... 0o1775)' },
+}
+
+function modeOption(options, key) {
+  const value = options[key]
+  if (value === undefined) return DEFAULTS[key]
+  const name = `options.${key}`
+  if (typeof value !== 'number') throw typeError(name, 'of type number', value)
+  const { allowed, required, text } = MODE_RULES[key]
+  if (!Number.isInteger(value) || value < 0 || (value & ~allowed) !== 0 || (value & required) !== required) {
+    const shown = Number.isInteger(value) && value >= 0 ? `0o${value.toString(8)}` : String(value)
+    const e = new RangeError(`The value of "${name}" is out of range. It must be ${text}. Received ${shown}`)
+    e.code = 'ERR_OUT_OF_RANGE'
+    throw e
+  }
+  return value
+}
+
+function booleanOption(options, key) {
+  const value = options[key]
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') throw typeError(`options.${key}`, 'of type boolean', value)
+  return value
+}
+
 function functionOption(options, key) {
   const value = options[key]
   if (value === undefined) return undefined
@@ -140,7 +170,7 @@ function holderFromRecord(r) {
 
 function fileHolder(r) {
   if (!r.valid) {
-    return {
+    return withTakeover({
       valid: false,
       pid: null,
       ownerId: null,
@@ -152,7 +182,7 @@ function fileHolder(r) {
       stale: r.stale,
       size: r.size ?? 0,
       modifiedAt: date(r.modifiedAt),
-    }
+    }, r)
   }
   let metadata = null
   if (r.metadata !== undefined && r.metadata !== null) {
@@ -162,7 +192,7 @@ function fileHolder(r) {
       metadata = null
     }
   }
-  return {
+  const holder = {
     valid: true,
     pid: r.pid,
     ownerId: r.ownerId,
@@ -173,6 +203,16 @@ function fileHolder(r) {
     alive: r.alive === 'alive' ? true : r.alive === 'dead' ? false : 'unknown',
     stale: r.stale,
   }
+  if (r.metadataDropped) holder.metadataDropped = r.metadataDropped
+  return withTakeover(holder, r)
+}
+
+/** From `inspect`: whether this process could take the lock over, and what stops it. */
+function withTakeover(holder, r) {
+  if (r.canTakeOver === undefined || r.canTakeOver === null) return holder
+  holder.canTakeOver = r.canTakeOver
+  holder.blockedBy = r.blocked ? { path: r.blocked.path, owner: r.blocked.owner ?? null, message: r.blocked.message } : null
+  return holder
 }
 
 function heldError(failure, path, custom) {
@@ -225,7 +265,9 @@ function nativeError(failure, path, custom) {
       if (failure.errno !== undefined && failure.errno !== null) e.errno = -failure.errno
       if (failure.syscall) e.syscall = failure.syscall
       if (failure.attempts !== undefined) e.attempts = failure.attempts
-      e.path = path
+      // ELOCKNOTMOVABLE and ELOCKUNSAFEPATH name the file in the way, and its owner's uid.
+      e.path = failure.path ?? path
+      if (failure.owner !== undefined && failure.owner !== null) e.owner = failure.owner
       return e
     }
   }
@@ -302,11 +344,12 @@ class PidLock {
       retryLimit: integerOption(options, 'acquireRetryLimit', 1, 1e6),
       retryDelay: integerOption(options, 'acquireRetryDelay', 0),
       invalidStale: integerOption(options, 'invalidPidLockStaleThreshold', 1),
-      fileMode: integerOption(options, 'fileWriteMode', 1, 0o7777),
-      dirMode: integerOption(options, 'directoryWriteMode', 1, 0o7777),
+      fileMode: modeOption(options, 'fileWriteMode'),
+      dirMode: modeOption(options, 'directoryWriteMode'),
       heartbeatInterval: heartbeat,
       staleThreshold: stale,
       reclaimInvalid: invalidContentOption(options) === 'reclaim',
+      allowUntrustedParents: booleanOption(options, 'allowUntrustedParents'),
     }
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
@@ -576,6 +619,7 @@ function inspectArgs(path, options) {
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
     invalidContentOption(options) === 'reclaim',
+    booleanOption(options, 'allowUntrustedParents'),
   ]
   args.url = null
   return args

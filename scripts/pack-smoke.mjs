@@ -47,6 +47,7 @@ export const EXPECTED_FILES = [
   'lib/index.d.ts',
   'lib/index.js',
   'lib/index.mjs',
+  'lib/sanitize.js',
   'lib/store.js',
   'lib/vite.d.ts',
   'lib/vite.js',

@@ -3,7 +3,7 @@
 //! looks at the path before claiming, and so never moves a new owner's file aside.
 //!
 //! Run with `cargo test --features fault-injection --test edges_one_clock`.
-#![cfg(feature = "fault-injection")]
+#![cfg(all(feature = "fault-injection", unix))]
 
 use leaselock::lock::{Lock, Options, Wait};
 use leaselock::owner;

@@ -17,7 +17,9 @@ import {
   type LockNotLeaseError,
   type LockHolder,
   type LockMetadata,
+  type LockPathError,
   type PidLockOptions,
+  type TakeoverBlocker,
 } from 'leaselock'
 
 async function everything(): Promise<void> {
@@ -126,8 +128,26 @@ async function everything(): Promise<void> {
   const notLease = {} as LockNotLeaseError
   const notLeaseFields: ['ELOCKNOTLEASE', string, number] = [notLease.code, notLease.path, notLease.size]
   void notLeaseFields
-  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'ELOCKNOTHELD', 'ELOCKBUSY']
+  const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'ELOCKNOTHELD', 'ELOCKBUSY', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH']
   void codes
+  try {
+    await new PidLock('/tmp/shared/x.lock', { allowUntrustedParents: false }).acquire()
+  } catch (err) {
+    const e = err as LockPathError
+    const where: string = e.path
+    const owner: number | undefined = e.owner
+    void [where, owner]
+  }
+  const checked = await PidLock.inspect('x.lock', { allowUntrustedParents: true })
+  if (checked && checked.canTakeOver === false && checked.blockedBy) {
+    const blocker: TakeoverBlocker = checked.blockedBy
+    const owner: number | null = blocker.owner
+    void [blocker.message, owner]
+  }
+  if (checked && checked.valid && checked.metadataDropped !== undefined) {
+    const note: string = checked.metadataDropped
+    void note
+  }
 
   // Disposal.
   {
@@ -155,6 +175,8 @@ async function wrongTypes(): Promise<void> {
   new PidLock(42)
   // @ts-expect-error durations are numbers
   new PidLock('x.lock', { leaseHeartbeatInterval: '250' })
+  // @ts-expect-error allowUntrustedParents is a boolean
+  new PidLock('x.lock', { allowUntrustedParents: 'yes' })
   // @ts-expect-error heldError is a string or an Error
   new PidLock('x.lock', { heldError: 5 })
   // @ts-expect-error processAppearsAlive returns a boolean

@@ -12,7 +12,10 @@ use crate::lock::{
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use records::{assessment_record, failure, lost_info, ms, LeaseRecord, LostInfo, NativeFailure};
+use records::{
+    assessment_record, failure, inspected_record, lost_info, ms, LeaseRecord, LostInfo,
+    NativeFailure,
+};
 use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
@@ -33,6 +36,8 @@ pub struct NativeOptions {
     pub stale_threshold: f64,
     /// `invalidContent: 'reclaim'`.
     pub reclaim_invalid: bool,
+    /// Follow other users' symlinks and use directories others may write (see README).
+    pub allow_untrusted_parents: Option<bool>,
 }
 
 /// What `acquire` ended with: `failure`, or success with what was taken over (if anything).
@@ -226,6 +231,7 @@ impl NativeLock {
             heartbeat_interval: ms(options.heartbeat_interval),
             stale_threshold: ms(options.stale_threshold),
             reclaim_invalid: options.reclaim_invalid,
+            allow_untrusted_parents: options.allow_untrusted_parents.unwrap_or(false),
         };
         let group = env_group(&env);
         NativeLock {
@@ -334,10 +340,11 @@ impl NativeLock {
         stale_threshold: f64,
         invalid_stale: f64,
         reclaim_invalid: bool,
+        trust: bool,
     ) -> Result<PromiseRaw<'env, InspectOutcome>> {
         env.spawn_future(async move {
             tokio::task::spawn_blocking(move || {
-                inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
+                inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid, trust)
             })
             .await
             .map_err(|e| Error::from_reason(format!("inspect task failed: {e}")))
@@ -350,8 +357,9 @@ impl NativeLock {
         stale_threshold: f64,
         invalid_stale: f64,
         reclaim_invalid: bool,
+        trust: bool,
     ) -> InspectOutcome {
-        inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid)
+        inspect_now(path, stale_threshold, invalid_stale, reclaim_invalid, trust)
     }
 
     /// The lost-lease handler for one acquisition: a weak threadsafe function (it never keeps
@@ -380,15 +388,16 @@ fn inspect_now(
     stale_threshold: f64,
     invalid_stale: f64,
     reclaim_invalid: bool,
+    trust: bool,
 ) -> InspectOutcome {
     let limits = Thresholds {
         stale: ms(stale_threshold),
         invalid: ms(invalid_stale),
         reclaim_invalid,
     };
-    match lock::inspect(&PathBuf::from(path), limits) {
+    match lock::inspect(&PathBuf::from(path), limits, trust) {
         Ok(found) => InspectOutcome {
-            holder: found.map(assessment_record),
+            holder: found.map(inspected_record),
             failure: None,
         },
         Err(e) => InspectOutcome {

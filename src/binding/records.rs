@@ -2,7 +2,7 @@
 //! Times are milliseconds since the epoch, as JavaScript counts them.
 
 use crate::lease::Lease;
-use crate::lock::{io_code, Assessment, Holder, LeaseLost, LockError};
+use crate::lock::{io_code, Assessment, Holder, Inspected, LeaseLost, LockError};
 use crate::owner::{self, Liveness};
 use napi_derive::napi;
 use std::time::{Duration, SystemTime};
@@ -25,6 +25,21 @@ pub struct LeaseRecord {
     pub stale: bool,
     pub size: Option<u32>,
     pub modified_at: Option<f64>,
+    /// Why the metadata was dropped when read (nested too deeply), when it was.
+    pub metadata_dropped: Option<String>,
+    /// inspect only: whether this process could take the lock over once the rules allow.
+    pub can_take_over: Option<bool>,
+    /// inspect only: what would stop it.
+    pub blocked: Option<NativeBlocked>,
+}
+
+/// A file in the way of a takeover that this process may not move.
+#[napi(object)]
+#[derive(Clone)]
+pub struct NativeBlocked {
+    pub path: String,
+    pub owner: Option<u32>,
+    pub message: String,
 }
 
 /// Why an operation failed: `code` is what the JS error's `code` will be, `message` its text.
@@ -38,6 +53,9 @@ pub struct NativeFailure {
     pub attempts: Option<u32>,
     /// `ELOCKNOTLEASE`: the size of the file that is not a lease.
     pub size: Option<f64>,
+    /// The file an `ELOCKNOTMOVABLE` / `ELOCKUNSAFEPATH` is about, and its owner.
+    pub path: Option<String>,
+    pub owner: Option<u32>,
 }
 
 /// A lost lease, as `onLeaseLost` reports it.
@@ -63,14 +81,26 @@ fn holder_record(h: &Holder) -> LeaseRecord {
 }
 
 pub fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
+    let limit = crate::lease::METADATA_DEPTH_LIMIT;
+    let too_deep = |m: &&String| crate::lease::nests_deeper_than(m, limit);
+    let dropped = l.metadata_json.as_ref().filter(too_deep).map(|_| {
+        format!("dropped: nested deeper than {limit} levels (a lock file others may have written)")
+    });
     LeaseRecord {
+        metadata_dropped: dropped.clone(),
+        can_take_over: None,
+        blocked: None,
         valid: true,
         pid: Some(l.pid as f64),
         owner_id: Some(l.owner_id.clone()),
         hostname: l.identity.as_ref().map(|i| i.hostname.clone()),
         started_at: l.acquired_unix_nano.map(|n| n as f64 / 1e6),
         last_heartbeat: Some(l.last_heartbeat_unix_nano as f64 / 1e6),
-        metadata: l.metadata_json.clone(),
+        metadata: if dropped.is_some() {
+            None
+        } else {
+            l.metadata_json.clone()
+        },
         alive: match alive {
             Liveness::Alive => "alive",
             Liveness::Dead => "dead",
@@ -99,6 +129,9 @@ pub fn assessment_record(a: Assessment) -> LeaseRecord {
             stale: false,
             size: Some(size.min(u32::MAX as u64) as u32),
             modified_at: None,
+            metadata_dropped: None,
+            can_take_over: None,
+            blocked: None,
         },
         Assessment::Invalid {
             bytes,
@@ -116,7 +149,23 @@ pub fn assessment_record(a: Assessment) -> LeaseRecord {
             stale,
             size: Some(bytes as u32),
             modified_at: Some(epoch_ms(modified)),
+            metadata_dropped: None,
+            can_take_over: None,
+            blocked: None,
         },
+    }
+}
+
+/// What `inspect` found, with whether this process could take it over.
+pub fn inspected_record(i: Inspected) -> LeaseRecord {
+    LeaseRecord {
+        can_take_over: Some(i.blocked.is_none()),
+        blocked: i.blocked.map(|b| NativeBlocked {
+            path: b.path.display().to_string(),
+            owner: b.owner,
+            message: LockError::NotMovable(b).to_string(),
+        }),
+        ..assessment_record(i.found)
     }
 }
 
@@ -132,6 +181,8 @@ fn code(e: &LockError) -> String {
         LockError::MetadataTooLarge { .. } => "ERR_OUT_OF_RANGE".into(),
         LockError::NotHeld => "ELOCKNOTHELD".into(),
         LockError::Cancelled => "ABORT_ERR".into(),
+        LockError::Untrusted(_) => "ELOCKUNSAFEPATH".into(),
+        LockError::NotMovable(_) => "ELOCKNOTMOVABLE".into(),
         LockError::Io { source, .. } => io_code(source),
     }
 }
@@ -145,11 +196,21 @@ pub fn failure(e: LockError) -> NativeFailure {
         errno: None,
         attempts: None,
         size: None,
+        path: None,
+        owner: None,
     };
     match e {
         LockError::Held { holder } => out.holder = holder.as_deref().map(holder_record),
         LockError::RetryBudgetExhausted { attempts } => out.attempts = Some(attempts),
         LockError::NotALease { size, .. } => out.size = Some(size as f64),
+        LockError::Untrusted(u) => {
+            out.path = Some(u.path().display().to_string());
+            out.owner = Some(u.owner());
+        }
+        LockError::NotMovable(b) => {
+            out.path = Some(b.path.display().to_string());
+            out.owner = b.owner;
+        }
         LockError::Io { op, source, .. } => {
             out.syscall = Some(op.into());
             out.errno = source.raw_os_error();

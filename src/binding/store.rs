@@ -78,6 +78,9 @@ fn store_holder(s: &Stored) -> StoreHolder {
             stale: false,
             size: None,
             modified_at: None,
+            metadata_dropped: None,
+            can_take_over: None,
+            blocked: None,
         },
     };
     StoreHolder {
@@ -106,6 +109,8 @@ fn failed(e: StoreLockError) -> StoreOutcome {
         errno: None,
         attempts: None,
         size: None,
+        path: None,
+        owner: None,
     };
     let mut holder = None;
     let failure = match e {

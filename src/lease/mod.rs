@@ -48,6 +48,40 @@ pub struct OwnerIdentity {
     pub time_namespace: Option<String>,
 }
 
+/// How deeply metadata read from a lock file may nest. Anything deeper is dropped when read: a
+/// planted lease with thousands of nested arrays (it fits the read cap) would otherwise make
+/// every consumer that walks it recursively - `JSON.stringify`, `util.inspect` - overflow its
+/// stack.
+pub const METADATA_DEPTH_LIMIT: usize = 32;
+
+/// Whether the JSON text `json` nests arrays and objects deeper than `limit`.
+pub fn nests_deeper_than(json: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Width of the zero-padded `heartbeatBoot` string: a heartbeat rewrite never changes the
 /// record's length, so it can be written in place without a reader seeing a torn length.
 const BOOT_NANO_WIDTH: usize = 20;

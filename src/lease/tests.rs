@@ -152,3 +152,15 @@ fn possible_leases_are_only_what_a_lease_writer_can_leave() {
         assert!(!possible_lease(n), "{:?}", String::from_utf8_lossy(n));
     }
 }
+
+#[test]
+fn nesting_depth_counts_arrays_and_objects_outside_strings() {
+    use super::nests_deeper_than;
+    assert!(!nests_deeper_than("{}", 1));
+    assert!(nests_deeper_than("{\"a\":[]}", 1));
+    assert!(!nests_deeper_than("{\"a\":\"[[[[\\\"[[\"}", 1));
+    let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+    assert!(nests_deeper_than(&deep, 32));
+    let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
+    assert!(!nests_deeper_than(&ok, 32));
+}

@@ -26,6 +26,12 @@ pub enum LockError {
         size: u64,
         head: Vec<u8>,
     },
+    /// A symlink or directory in the lock path that another user controls; not followed.
+    Untrusted(crate::sys::Untrusted),
+    /// A file in the way (the stale lock, or something at the takeover-claim name) that this
+    /// process may not move: it belongs to `owner`, and `why` says what stops us. Waiting
+    /// would not help, so it is reported at once.
+    NotMovable(Blocked),
     /// Metadata that is not JSON text.
     MetadataInvalid(String),
     /// Metadata over the size limit.
@@ -49,6 +55,15 @@ impl LockError {
             source,
         }
     }
+}
+
+/// A file this process may not move, in the way of a takeover.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub path: PathBuf,
+    pub owner: Option<u32>,
+    /// What stops us, to follow "<path> belongs to <owner> and".
+    pub why: &'static str,
 }
 
 /// The first line of the error for a held lock (the JS layer adds who holds it).
@@ -80,6 +95,18 @@ impl fmt::Display for LockError {
             }
             LockError::NotHeld => f.write_str("the lock is not held by this instance"),
             LockError::Cancelled => f.write_str("The operation was aborted"),
+            LockError::Untrusted(u) => write!(
+                f,
+                "lock path refused: {u}. Pass allowUntrustedParents: true only if you trust every user who can write there"
+            ),
+            LockError::NotMovable(b) => write!(
+                f,
+                "this user cannot take the lock over: {} belongs to {} and {}; it was left untouched",
+                b.path.display(),
+                b.owner
+                    .map_or_else(|| "another user".to_string(), sys::describe_owner),
+                b.why
+            ),
             LockError::Io { op, path, source } => write!(
                 f,
                 "{}: {source}, {op} '{}'",

@@ -17,7 +17,7 @@ mod tests;
 mod wait;
 mod waits;
 
-pub use error::{glimpse, io_code, LeaseLost, LockError, LossReason, HELD_TEXT};
+pub use error::{glimpse, io_code, Blocked, LeaseLost, LockError, LossReason, HELD_TEXT};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::LossHandler;
@@ -26,8 +26,9 @@ pub use wait::{Cancel, Wait};
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
 use crate::owner;
-use crate::sys::{self, PathError, Snapshot};
+use crate::sys::{self, LockDir, PathError, ResolveError, Snapshot};
 use renew::{Holding, Outcome, DISPLACED_GRACE};
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,6 +69,10 @@ struct Inner {
     held: AtomicBool,
     /// `owner::clock_nanos()` of the acquisition or the last heartbeat that confirmed the lease.
     confirmed_at: AtomicU64,
+    /// The lock's directory, checked and held open from the first try on; every operation
+    /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
+    /// held, and only when the directory was removed.
+    dir: Mutex<Option<Arc<LockDir>>>,
 }
 
 /// An acquisition that was not allowed to sleep stopped short.
@@ -108,6 +113,7 @@ impl Lock {
                 acquiring: Mutex::new(()),
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
+                dir: Mutex::new(None),
             }),
         }
     }
@@ -150,8 +156,31 @@ impl Lock {
         self.acquire_with(wait, &|_| Err(Pending::MustWait), alive, metadata, on_lost)
     }
 
-    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    /// The acquire loop, after which the lock's directory is let go unless now held: an
+    /// instance that does not hold the lock keeps no descriptor open (it would keep a
+    /// filesystem from being unmounted).
     fn acquire_with<E: From<LockError>>(
+        &self,
+        wait: &Wait,
+        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        alive: Option<&dyn Fn(i64) -> bool>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Option<Assessment>, E> {
+        let out = self.acquire_loop(wait, sleep, alive, metadata, on_lost);
+        if out.is_err() {
+            // An earlier acquisition may still hold it (a verification that did not decide
+            // before this one was cancelled).
+            let st = lock(&self.inner.state);
+            if st.is_none() {
+                self.inner.let_go_of_dir();
+            }
+        }
+        out
+    }
+
+    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    fn acquire_loop<E: From<LockError>>(
         &self,
         wait: &Wait,
         sleep: &dyn Fn(Duration) -> Result<(), E>,
@@ -162,62 +191,29 @@ impl Lock {
         let metadata = metadata
             .map(|m| options::compact_metadata(&m))
             .transpose()?;
-        let opts = &self.inner.opts;
         let _serial = lock(&self.inner.acquiring);
         // `release()` and the end of this environment cancel the wait.
         let (wait, cancel) = wait.cancellable();
         let _registered = waits::register(&self.inner, cancel);
-        let (mut contended, mut transient) = (0u32, 0u32);
+        let mut tries = Tries::default();
         loop {
             if wait.is_cancelled() || waits::group_ended(self.inner.group) {
                 return Err(LockError::Cancelled.into());
             }
             let pause = match self.inner.confirmed_holding() {
                 Confirmed::Yes => return Ok(None),
-                Confirmed::NotYet => Some(DISPLACED_GRACE / 5),
-                Confirmed::NotHeld => None,
-            };
-            let pause = match pause {
-                Some(p) => p,
-                None => match self.inner.attempt(alive, metadata.clone())? {
+                Confirmed::NotYet => DISPLACED_GRACE / 5,
+                Confirmed::NotHeld => match self
+                    .inner
+                    .attempt(alive, metadata.clone())
+                    .map_err(|e| self.inner.shown(e))?
+                {
                     Attempt::Acquired(holding, reclaimed) => {
                         return self
                             .take_holding(&wait, holding, on_lost)
                             .map(|()| reclaimed.map(|r| *r));
                     }
-                    Attempt::Held(holder) => {
-                        transient = 0;
-                        if wait.expired() {
-                            return Err(LockError::Held { holder }.into());
-                        }
-                        WAIT_POLL
-                    }
-                    Attempt::Transient(e) => {
-                        // A real permission problem answers the same: after a second of it,
-                        // say so instead of waiting forever.
-                        transient += 1;
-                        if transient >= TRANSIENT_LIMIT {
-                            return Err(LockError::io("create", &self.inner.path, e).into());
-                        }
-                        opts.retry_delay.max(Duration::from_millis(1))
-                    }
-                    Attempt::Contended { pause } => {
-                        contended += 1;
-                        // The retry budget is Go's rule for a single try; a caller that may
-                        // still wait just keeps going.
-                        if contended >= opts.retry_limit && wait.expired() {
-                            let attempts = contended;
-                            return Err(LockError::RetryBudgetExhausted { attempts }.into());
-                        }
-                        // Another contender's takeover in flight: pause at least a little,
-                        // so that a zero retry delay never spins (on the JS thread least of
-                        // all, where a pause moves the wait to a worker thread).
-                        if pause {
-                            opts.retry_delay.max(Duration::from_millis(1))
-                        } else {
-                            Duration::ZERO
-                        }
-                    }
+                    other => tries.pause_after(other, &wait, &self.inner)?,
                 },
             };
             if !pause.is_zero() {
@@ -238,7 +234,7 @@ impl Lock {
         let mut st = lock(&self.inner.state);
         if wait.is_cancelled() || waits::group_ended(self.inner.group) {
             drop(st);
-            let _ = release::release(&self.inner.path, holding, &self.inner.opts);
+            let _ = release::release(&self.inner.at(), holding, &self.inner.opts);
             return Err(LockError::Cancelled.into());
         }
         self.inner.hold(&mut st, holding, on_lost);
@@ -256,6 +252,9 @@ impl Lock {
         waits::cancel_lock(&self.inner);
         let mut st = lock(&self.inner.state);
         let released = self.inner.release_locked(&mut st);
+        if st.is_none() {
+            self.inner.let_go_of_dir();
+        }
         drop(st);
         if released.is_err() {
             // Held again: make sure the heartbeat still beats it (it may have let go of it
@@ -277,12 +276,69 @@ impl Lock {
         let now = owner::unix_nanos(SystemTime::now());
         let mut next = h.lease.with_heartbeat(now, sys::boot_nanos());
         next.metadata_json = metadata;
-        h.replace(&self.inner.path, next, self.inner.opts.file_mode)
+        h.replace(&self.inner.at(), next, self.inner.opts.file_mode)
+            .map_err(|e| self.inner.shown(e))
     }
 
     /// The lease this instance wrote, while it holds the lock.
     pub fn current_lease(&self) -> Option<Lease> {
         lock(&self.inner.state).as_ref().map(|h| h.lease.clone())
+    }
+}
+
+/// The counts an acquisition keeps across its tries.
+#[derive(Default)]
+struct Tries {
+    contended: u32,
+    transient: u32,
+}
+
+impl Tries {
+    /// How long to pause after a try that did not acquire, or the error that ends the wait.
+    fn pause_after(
+        &mut self,
+        attempt: Attempt,
+        wait: &Wait,
+        inner: &Inner,
+    ) -> Result<Duration, LockError> {
+        let opts = &inner.opts;
+        match attempt {
+            // Taken by the caller before it asks; never passed here.
+            Attempt::Acquired(..) => Ok(Duration::ZERO),
+            Attempt::Held(holder) => {
+                self.transient = 0;
+                if wait.expired() {
+                    return Err(LockError::Held { holder });
+                }
+                Ok(WAIT_POLL)
+            }
+            Attempt::Transient(e) => {
+                // A real permission problem answers the same: after a second of it, say so
+                // instead of waiting forever.
+                self.transient += 1;
+                if self.transient >= TRANSIENT_LIMIT {
+                    return Err(LockError::io("create", &inner.path, e));
+                }
+                Ok(opts.retry_delay.max(Duration::from_millis(1)))
+            }
+            Attempt::Contended { pause } => {
+                self.contended += 1;
+                // The retry budget is Go's rule for a single try; a caller that may still
+                // wait just keeps going.
+                if self.contended >= opts.retry_limit && wait.expired() {
+                    let attempts = self.contended;
+                    return Err(LockError::RetryBudgetExhausted { attempts });
+                }
+                // Another contender's takeover in flight: pause at least a little, so that a
+                // zero retry delay never spins (on the JS thread least of all, where a pause
+                // moves the wait to a worker thread).
+                Ok(if pause {
+                    opts.retry_delay.max(Duration::from_millis(1))
+                } else {
+                    Duration::ZERO
+                })
+            }
+        }
     }
 }
 
@@ -335,7 +391,8 @@ impl Inner {
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
     ) -> Result<Attempt, LockError> {
-        let path = &self.path;
+        let dir = self.dir(true)?;
+        let path = &dir.join(self.name());
         let opts = &self.opts;
         let lease = owner::new_lease(metadata);
         let bytes = lease.encode();
@@ -351,13 +408,17 @@ impl Inner {
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
         if let Assessment::NotALease { size, head } = found {
-            return Err(not_a_lease(path, size, head));
+            return Err(not_a_lease(&self.path, size, head));
         }
         if !found.takeable() {
             return Ok(Attempt::Held(match found {
                 Assessment::Lease(holder) => Some(Box::new(holder)),
                 Assessment::Invalid { .. } | Assessment::NotALease { .. } => None,
             }));
+        }
+        // A file we may not move is said so now: waiting would not change that.
+        if let Some(owner) = sys::sticky_owner(&dir, self.name()) {
+            return Err(LockError::NotMovable(takeover::sticky(path, owner)));
         }
         crate::faults::point("takeover.after-judge");
         let taken = takeover::take_over(path, opts, &snap, &bytes)?;
@@ -390,15 +451,73 @@ impl Inner {
             return Ok(false);
         };
         self.held.store(false, Ordering::Release);
-        match release::release(&self.path, h, &self.opts) {
+        match release::release(&self.at(), h, &self.opts) {
             Ok(removed) => Ok(removed),
             Err((h, e)) => {
+                let e = self.shown(e);
                 // Still ours and still there: keep holding so the caller can try again. Its
                 // heartbeat entry is still queued and finds it held again.
                 *st = Some(h);
                 self.held.store(true, Ordering::Release);
                 Err(e)
             }
+        }
+    }
+
+    fn name(&self) -> &OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+
+    /// The lock's directory: the one held open, unless it was removed; else resolved (and
+    /// created) now, with the checks of [`sys::open_lock_dir`].
+    fn dir(&self, create: bool) -> Result<Arc<LockDir>, LockError> {
+        let mut cached = lock(&self.dir);
+        if let Some(d) = cached.as_ref().filter(|d| !d.is_removed()) {
+            return Ok(d.clone());
+        }
+        let create = create.then_some(self.opts.dir_mode);
+        let d = Arc::new(open_dir(
+            &self.path,
+            create,
+            self.opts.allow_untrusted_parents,
+        )?);
+        *cached = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Closes the lock's directory; only while not held (the caller holds the state lock or
+    /// knows).
+    fn let_go_of_dir(&self) {
+        *lock(&self.dir) = None;
+    }
+
+    /// Where the lock file is named while held: through the directory held open.
+    fn at(&self) -> PathBuf {
+        match lock(&self.dir).as_ref() {
+            Some(d) => d.join(self.name()),
+            None => self.path.clone(),
+        }
+    }
+
+    /// `e` with the path the user gave in place of the held directory's prefix.
+    fn shown(&self, e: LockError) -> LockError {
+        let guard = lock(&self.dir);
+        let Some(d) = guard.as_ref() else {
+            return e;
+        };
+        let user_dir = sys::parent_dir(&self.path);
+        let fix = |p: PathBuf| d.relative(&p).map_or(p.clone(), |r| user_dir.join(r));
+        match e {
+            LockError::Io { op, path, source } => LockError::Io {
+                op,
+                path: fix(path),
+                source,
+            },
+            LockError::NotMovable(mut b) => {
+                b.path = fix(b.path);
+                LockError::NotMovable(b)
+            }
+            other => other,
         }
     }
 
@@ -416,6 +535,9 @@ impl Inner {
     fn release_for_exit(&self) {
         let mut st = lock(&self.state);
         let _ = self.release_locked(&mut st);
+        if st.is_none() {
+            self.let_go_of_dir();
+        }
     }
 }
 
@@ -433,7 +555,8 @@ impl heartbeat::Beat for Inner {
             return None;
         }
         let mut st = lock(&self.state);
-        let outcome = st.as_mut()?.heartbeat(&self.path, &self.opts);
+        let at = self.at();
+        let outcome = st.as_mut()?.heartbeat(&at, &self.opts);
         let lost = match outcome {
             Outcome::Renewed { next } => {
                 self.confirm();
@@ -444,6 +567,7 @@ impl heartbeat::Beat for Inner {
         };
         let on_lost = st.take().and_then(|h| h.on_lost);
         self.held.store(false, Ordering::Release);
+        self.let_go_of_dir();
         drop(st);
         if let Some(report) = on_lost {
             report(*lost);
@@ -467,12 +591,57 @@ fn look(path: &Path) -> Result<Option<Snapshot>, LockError> {
     }
 }
 
-/// Reads the lock at `path` without taking it: `None` when free.
-pub fn inspect(path: &Path, limits: Thresholds) -> Result<Option<Assessment>, LockError> {
-    match look(path)?.map(|snap| judge::assess(&snap, limits, None)) {
-        Some(Assessment::NotALease { size, head }) => Err(not_a_lease(path, size, head)),
-        found => Ok(found),
+/// Opens the directory of the lock at `path` (see [`sys::open_lock_dir`]).
+fn open_dir(path: &Path, create: Option<u32>, trust: bool) -> Result<LockDir, LockError> {
+    sys::open_lock_dir(sys::parent_dir(path), create, trust).map_err(|e| match e {
+        ResolveError::Untrusted(u) => LockError::Untrusted(u),
+        ResolveError::Io(e, p) => {
+            LockError::io(if create.is_some() { "mkdir" } else { "open" }, &p, e)
+        }
+    })
+}
+
+/// What `inspect` found: the judgement, and what would stop this process taking it over.
+pub struct Inspected {
+    pub found: Assessment,
+    pub blocked: Option<Blocked>,
+}
+
+/// Reads the lock at `path` without taking it: `None` when free. `trust`: the caller's
+/// `allow_untrusted_parents`.
+pub fn inspect(
+    path: &Path,
+    limits: Thresholds,
+    trust: bool,
+) -> Result<Option<Inspected>, LockError> {
+    let dir = match open_dir(path, None, trust) {
+        Ok(d) => d,
+        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let name = path.file_name().unwrap_or_default();
+    let at = dir.join(name);
+    let found = match look(&at) {
+        Ok(found) => found,
+        Err(LockError::Io { op, source, .. }) => return Err(LockError::io(op, path, source)),
+        Err(e) => return Err(e),
+    };
+    let Some(snap) = found else {
+        return Ok(None);
+    };
+    let found = judge::assess(&snap, limits, None);
+    if let Assessment::NotALease { size, head } = found {
+        return Err(not_a_lease(path, size, head));
     }
+    Ok(Some(Inspected {
+        found,
+        blocked: takeover::blocked(&dir, name).map(|mut b| {
+            b.path = sys::parent_dir(path).join(b.path.file_name().unwrap_or_default());
+            b
+        }),
+    }))
 }
 
 fn not_a_lease(path: &Path, size: u64, head: Vec<u8>) -> LockError {

@@ -19,6 +19,9 @@ pub struct Options {
     pub stale_threshold: Duration,
     /// Reclaim every invalid content by age (the Go package's rule), not only possible leases.
     pub reclaim_invalid: bool,
+    /// Follow symlinks owned by other users and use directories others may write without the
+    /// sticky bit (see [`crate::sys::open_lock_dir`]). Off by default.
+    pub allow_untrusted_parents: bool,
 }
 
 impl Default for Options {
@@ -32,6 +35,7 @@ impl Default for Options {
             heartbeat_interval: Duration::from_millis(250),
             stale_threshold: Duration::from_secs(3),
             reclaim_invalid: false,
+            allow_untrusted_parents: false,
         }
     }
 }

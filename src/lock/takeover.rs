@@ -25,11 +25,12 @@
 //! claim is put back with `link`, which cannot overwrite a newer lock. That fallback leaves the
 //! path empty for the microseconds of a wrong claim, which is documented as a weaker guarantee.
 
-use super::error::LockError;
+use super::error::{Blocked, LockError};
 use super::options::Options;
 use crate::lease;
 use crate::owner::{self, Liveness};
-use crate::sys::{self, OwnedFile, Snapshot};
+use crate::sys::{self, LockDir, OwnedFile, PathError, Snapshot};
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -127,6 +128,12 @@ fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
         let snap = match sys::snapshot(&path) {
             Ok(Some(s)) => s,
             Ok(None) => continue,
+            // Never a claim of ours: a directory, FIFO or link planted there would block every
+            // takeover for good. Moved aside (kept, never deleted), where we may.
+            Err(PathError::NotRegular(kind)) => {
+                move_aside(lock_path, &path, kind)?;
+                continue;
+            }
             Err(_) => return Ok(None),
         };
         let age = SystemTime::now()
@@ -137,9 +144,83 @@ fn claim(lock_path: &Path, file_mode: u32) -> Result<Option<Claim>, LockError> {
         if !taker_dead && age < CLAIM_STALE {
             return Ok(None);
         }
-        remove_if_unchanged(&path, &snap);
+        if let Err(e) = remove_if_unchanged(&path, &snap) {
+            if refused(&e) {
+                return Err(LockError::NotMovable(Blocked {
+                    owner: sys::owner_at(&path),
+                    path,
+                    why: "it is a takeover claim left behind that this user may not remove",
+                }));
+            }
+        }
     }
     Ok(None)
+}
+
+/// The system's answer when the sticky bit (or a permission) stops a rename.
+fn refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+}
+
+/// Moves a thing that is not a regular file away from the claim name, to a private name beside
+/// the lock; says so when this user may not.
+fn move_aside(lock_path: &Path, claim: &Path, kind: sys::FileKind) -> Result<(), LockError> {
+    let aside = sys::private_name(lock_path, "aside");
+    match std::fs::rename(claim, &aside) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if refused(&e) => Err(LockError::NotMovable(Blocked {
+            owner: sys::owner_at(claim),
+            path: claim.to_path_buf(),
+            why: match kind {
+                sys::FileKind::Directory => "it is a directory at the takeover-claim name that this user may not move aside",
+                sys::FileKind::Symlink => "it is a symlink at the takeover-claim name that this user may not move aside",
+                _ => "it is not a regular file, at the takeover-claim name, and this user may not move it aside",
+            },
+        })),
+        Err(e) => Err(LockError::io("rename", claim, e)),
+    }
+}
+
+/// Why the stale lock at `path` may not be moved by us: its owner and the sticky bit.
+pub(super) fn sticky(path: &Path, owner: u32) -> Blocked {
+    Blocked {
+        path: path.to_path_buf(),
+        owner: Some(owner),
+        why: "its directory has the sticky bit, so only the file's owner, the directory's owner or root may move it",
+    }
+}
+
+/// What would stop this process taking over the lock `name` in `dir` (for `inspect`): the lock
+/// file itself, or something at the claim name it may not move or remove.
+pub(super) fn blocked(dir: &LockDir, name: &OsStr) -> Option<Blocked> {
+    if let Some(owner) = sys::sticky_owner(dir, name) {
+        return Some(sticky(&dir.join(name), owner));
+    }
+    let claim = sys::sibling(Path::new(name), "takeover");
+    let claim_name = claim.file_name().unwrap_or_default();
+    let owner = sys::sticky_owner(dir, claim_name)?;
+    let at = dir.join(claim_name);
+    let kind = match sys::snapshot(&at) {
+        Err(PathError::NotRegular(kind)) => Some(kind),
+        Ok(Some(s))
+            if SystemTime::now()
+                .duration_since(s.modified)
+                .unwrap_or(Duration::ZERO)
+                >= CLAIM_STALE =>
+        {
+            None
+        }
+        _ => return None,
+    };
+    Some(Blocked {
+        path: at,
+        owner: Some(owner),
+        why: match kind {
+            Some(_) => "it is not a regular file, at the takeover-claim name, and this user may not move it aside",
+            None => "it is a takeover claim left behind that this user may not remove",
+        },
+    })
 }
 
 /// The fallback claim where an atomic exchange is not available.
@@ -187,16 +268,15 @@ impl Claim {
 
 /// Removes the file at `path` if it is still the one in `snap`: claimed by a rename first, so
 /// a newer file is never removed, and put back if the claim caught one.
-fn remove_if_unchanged(path: &Path, snap: &Snapshot) {
+fn remove_if_unchanged(path: &Path, snap: &Snapshot) -> io::Result<()> {
     let private = sys::private_name(path, "stale");
-    if std::fs::rename(path, &private).is_err() {
-        return;
-    }
+    std::fs::rename(path, &private)?;
     // Ours to delete if it is the stale one; otherwise it goes back (unless something newer
     // took the name meanwhile, and then it stays at the private name rather than be lost).
     if is_snapshot(&private, snap) || std::fs::hard_link(&private, path).is_ok() {
         let _ = std::fs::remove_file(&private);
     }
+    Ok(())
 }
 
 /// Whether `path` (a private name) holds exactly the file judged in `snap`. The snapshot keeps

@@ -16,6 +16,15 @@ use unix as platform;
 #[cfg(unix)]
 pub use unix::*;
 
+#[cfg(unix)]
+mod resolve;
+#[cfg(unix)]
+pub use resolve::{
+    describe_owner, open_lock_dir, owner_at, sticky_owner, LockDir, ResolveError, Untrusted,
+};
+#[cfg(windows)]
+pub use win_dir::*;
+
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
@@ -253,4 +262,84 @@ pub fn private_name(path: &Path, tag: &str) -> std::path::PathBuf {
         helper_stem(path),
         std::process::id()
     ))
+}
+
+/// Windows has no symlink owners, sticky bits or directory descriptors to hold in this sense:
+/// the lock's directory is used by its path, as given.
+#[cfg(windows)]
+mod win_dir {
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Untrusted {}
+
+    impl Untrusted {
+        pub fn path(&self) -> &Path {
+            match *self {}
+        }
+        pub fn owner(&self) -> u32 {
+            match *self {}
+        }
+    }
+
+    impl std::fmt::Display for Untrusted {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match *self {}
+        }
+    }
+
+    #[derive(Debug)]
+    pub enum ResolveError {
+        Untrusted(Untrusted),
+        Io(std::io::Error, PathBuf),
+    }
+
+    #[derive(Debug)]
+    pub struct LockDir {
+        path: PathBuf,
+    }
+
+    impl LockDir {
+        pub fn join(&self, name: &OsStr) -> PathBuf {
+            self.path.join(name)
+        }
+        pub fn physical(&self) -> &Path {
+            &self.path
+        }
+        pub fn is_removed(&self) -> bool {
+            !self.path.is_dir()
+        }
+        pub fn relative<'a>(&self, p: &'a Path) -> Option<&'a Path> {
+            p.strip_prefix(&self.path).ok()
+        }
+    }
+
+    pub fn open_lock_dir(
+        dir: &Path,
+        create: Option<u32>,
+        _trust_others: bool,
+    ) -> Result<LockDir, ResolveError> {
+        if create.is_some() {
+            std::fs::create_dir_all(dir).map_err(|e| ResolveError::Io(e, dir.to_path_buf()))?;
+        } else if !dir.is_dir() {
+            let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(ResolveError::Io(e, dir.to_path_buf()));
+        }
+        Ok(LockDir {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    pub fn describe_owner(uid: u32) -> String {
+        format!("uid {uid}")
+    }
+
+    pub fn sticky_owner(_dir: &LockDir, _name: &OsStr) -> Option<u32> {
+        None
+    }
+
+    pub fn owner_at(_path: &Path) -> Option<u32> {
+        None
+    }
 }

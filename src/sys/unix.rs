@@ -428,7 +428,8 @@ fn proc_is_ours() -> bool {
 
 /// What the kernel itself says about a pid: ESRCH from `kill(pid, 0)` is proof that no such
 /// process exists; anything else (it exists, EPERM: it exists but is not ours) proves nothing
-/// about which incarnation it is.
+/// about which incarnation it is. (macOS asks `proc_pidinfo`, which answers ESRCH itself.)
+#[cfg(not(target_os = "macos"))]
 fn kernel_says_gone(pid: i64) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
