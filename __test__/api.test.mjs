@@ -7,9 +7,8 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { PidLock, DEFAULTS, HELD_TEXT } from 'leaselock'
-import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, stopCommand } from './helpers/util.mjs'
+import { tempDir, holder, script, readLease, exists, goLease, repoRoot, sleep, waitUntil, posixOnly, stopCommand, RENAME_OVER_OPEN } from './helpers/util.mjs'
 
-const RENAME_OVER_OPEN = 'replaces the held file by renaming over it, which Windows refuses while the holder has it open'
 const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
 const require = createRequire(import.meta.url)

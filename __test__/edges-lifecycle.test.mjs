@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, holder, goLease, readLease, exists, sleep, waitUntil, libCjs } from './helpers/util.mjs'
+import { tempDir, holder, goLease, readLease, exists, sleep, waitUntil, libCjs, posixOnly } from './helpers/util.mjs'
 import { cannotRun, wrappedScript } from './helpers/wrapped.mjs'
 
 const HB = { leaseHeartbeatInterval: 100, leaseStaleThreshold: 600 }
@@ -27,7 +27,7 @@ async function settlesWithin(promise, ms, what) {
 // Re-acquire while the lease is unconfirmed.
 
 for (const call of ['acquireSync', 'acquire']) {
-  test(`${call}() after a freeze past the lease and a takeover: refused, and the loss is reported exactly once`, async (t) => {
+  test(`${call}() after a freeze past the lease and a takeover: refused, and the loss is reported exactly once`, posixOnly('SIGSTOP'), async (t) => {
     const p = path.join(tempDir(t), 'x.lock')
     const h = holder(t, { path: p, options: HB })
     await h.line('ACQUIRED')
@@ -52,7 +52,7 @@ for (const call of ['acquireSync', 'acquire']) {
   })
 }
 
-test('acquire() while unconfirmed but not taken over: verified through the file, still held, no loss', async (t) => {
+test('acquire() while unconfirmed but not taken over: verified through the file, still held, no loss', posixOnly('SIGSTOP'), async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const h = holder(t, { path: p, options: HB })
   await h.line('ACQUIRED')

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, script, holder, exists, readLease, sleep, waitUntil, libCjs } from './helpers/util.mjs'
+import { tempDir, script, holder, exists, readLease, sleep, waitUntil, libCjs, posixOnly, RENAME_OVER_OPEN } from './helpers/util.mjs'
 
 const HB = { leaseHeartbeatInterval: 50, leaseStaleThreshold: 1000 }
 
@@ -108,7 +108,7 @@ test('an unhandled rejection: the file is gone, exit code stays 1', async (t) =>
   assert.equal(exists(p), false)
 })
 
-test('SIGTERM with no handler leaves the file behind (no signal handler is installed) and it is taken over at once', async (t) => {
+test('SIGTERM with no handler leaves the file behind (no signal handler is installed) and it is taken over at once', posixOnly('SIGTERM (the Windows kill, TerminateProcess, is in windows.test.mjs)'), async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const h = holder(t, { path: p, options: HB })
   await h.line('ACQUIRED')
@@ -121,7 +121,7 @@ test('SIGTERM with no handler leaves the file behind (no signal handler is insta
   await lock.release()
 })
 
-test('a user SIGINT handler still works and the default exit path releases', async (t) => {
+test('a user SIGINT handler still works and the default exit path releases', posixOnly('SIGINT sent with kill()'), async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const c = script(t, `
     process.on('SIGINT', () => { console.log('GOT_SIGINT'); process.exit(130) })
@@ -251,7 +251,7 @@ test('worker.terminate() while the worker is in a busy loop releases too', async
   await Promise.all([staysGone(p), noMoreHeartbeats(read)])
 })
 
-test("a terminated worker's lock that was taken over meanwhile is left to the new owner", async (t) => {
+test("a terminated worker's lock that was taken over meanwhile is left to the new owner", posixOnly(RENAME_OVER_OPEN), async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const wk = worker(`
     const lock = new PidLock(workerData.p, workerData.hb)

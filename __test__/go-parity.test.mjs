@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PidLock, HELD_TEXT } from '../lib/index.mjs'
-import { tempDir, goLease, readLease, exists, age, waitUntil, sleep, fixturesDir } from './helpers/util.mjs'
+import { tempDir, goLease, readLease, exists, age, waitUntil, sleep, fixturesDir, posixOnly, RENAME_OVER_OPEN } from './helpers/util.mjs'
 
 const GO_SHAPE = /^\{"version":1,"ownerID":"(\d+)-(\d{19})-(\d+)","pid":(\d+),"lastHeartbeatUnixNano":(\d{19})\}\n$/
 
@@ -145,7 +145,7 @@ test("Go 8: release does not remove a foreign owner's file", async (t) => {
   assert.equal(fs.readFileSync(p, 'utf8'), foreign)
 })
 
-test("Go 8b: release does not remove a foreign owner's file that replaced ours (new inode)", async (t) => {
+test("Go 8b: release does not remove a foreign owner's file that replaced ours (new inode)", posixOnly(RENAME_OVER_OPEN), async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const lock = new PidLock(p, { leaseHeartbeatInterval: 10_000, leaseStaleThreshold: 20_000 })
   await lock.acquire()

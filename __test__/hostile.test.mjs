@@ -11,6 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { PidLock } from 'leaselock'
+import { posixOnly, notOnWindows, SYMLINKS } from './helpers/util.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const entry = pathToFileURL(path.join(root, 'lib', 'index.mjs')).href
@@ -128,7 +129,7 @@ function mountTmpfs(t, options) {
   return { mnt: dir }
 }
 
-test('parent directory not writable (0555): EACCES for another user, nothing left', { skip: !isRoot && 'needs root to drop privileges' }, async (t) => {
+test('parent directory not writable (0555): EACCES for another user, nothing left', { skip: !isRoot && 'needs root to drop privileges', ...posixOnly('mode bits and setuid') }, async (t) => {
   const dir = tempDir(t)
   const locks = path.join(dir, 'locks')
   fs.mkdirSync(locks)
@@ -147,7 +148,7 @@ test('parent directory not writable (0555): EACCES for another user, nothing lef
   assert.deepEqual(fs.readdirSync(locks), ['a.lock'])
 })
 
-test('parent directory not searchable (0644): EACCES for another user', { skip: !isRoot && 'needs root to drop privileges' }, async (t) => {
+test('parent directory not searchable (0644): EACCES for another user', { skip: !isRoot && 'needs root to drop privileges', ...posixOnly('mode bits and setuid') }, async (t) => {
   const dir = tempDir(t)
   const locks = path.join(dir, 'locks')
   fs.mkdirSync(locks)
@@ -160,7 +161,7 @@ test('parent directory not searchable (0644): EACCES for another user', { skip: 
   assert.deepEqual(fs.readdirSync(locks), [])
 })
 
-test('missing parent directories under a non-writable one: EACCES, none created', { skip: !isRoot && 'needs root to drop privileges' }, async (t) => {
+test('missing parent directories under a non-writable one: EACCES, none created', { skip: !isRoot && 'needs root to drop privileges', ...posixOnly('mode bits and setuid') }, async (t) => {
   const dir = tempDir(t)
   fs.chmodSync(dir, 0o555)
   const r = await inChild(tryAcquire, { path: path.join(dir, 'a', 'b', 'c.lock') }, { uid: NOBODY })
@@ -168,7 +169,7 @@ test('missing parent directories under a non-writable one: EACCES, none created'
   assert.deepEqual(fs.readdirSync(dir), [])
 })
 
-test("another user's lock file (0600, not readable): a clear error, the file untouched", { skip: !isRoot && 'needs root to drop privileges' }, async (t) => {
+test("another user's lock file (0600, not readable): a clear error, the file untouched", { skip: !isRoot && 'needs root to drop privileges', ...posixOnly('mode bits and setuid') }, async (t) => {
   const dir = tempDir(t)
   fs.chmodSync(dir, 0o777)
   const file = path.join(dir, 'a.lock')
@@ -187,7 +188,7 @@ test("another user's lock file (0600, not readable): a clear error, the file unt
   assert.deepEqual(leftovers(dir, 'a.lock'), [])
 })
 
-test('read-only filesystem (EROFS): a clear error, a stale lock on it untouched', async (t) => {
+test('read-only filesystem (EROFS): a clear error, a stale lock on it untouched', posixOnly('mount'), async (t) => {
   const { mnt, why } = mountTmpfs(t, 'size=1m')
   if (why) return t.skip(why)
   const stale = lease(999_999, 60_000)
@@ -208,7 +209,7 @@ test('read-only filesystem (EROFS): a clear error, a stale lock on it untouched'
   assert.equal(h.pid, 999_999)
 })
 
-test('no space left (ENOSPC): a clear error, no temp files, a stale lock untouched', async (t) => {
+test('no space left (ENOSPC): a clear error, no temp files, a stale lock untouched', posixOnly('mount'), async (t) => {
   const { mnt, why } = mountTmpfs(t, 'size=64k')
   if (why) return t.skip(why)
   const stale = lease(999_999, 60_000)
@@ -238,7 +239,7 @@ test('no space left (ENOSPC): a clear error, no temp files, a stale lock untouch
   assert.deepEqual(fs.readdirSync(mnt), ['filler'])
 })
 
-test('held lock: its directory deleted => onLeaseLost "removed"', async (t) => {
+test('held lock: its directory deleted => onLeaseLost "removed"', notOnWindows('a directory that holds an open file cannot be removed'), async (t) => {
   const dir = tempDir(t)
   const sub = path.join(dir, 'sub')
   const lost = []
@@ -263,7 +264,7 @@ test('held lock: its directory deleted => onLeaseLost "removed"', async (t) => {
 })
 
 for (const kind of ['directory', 'symlink', 'fifo']) {
-  test(`held lock replaced by a ${kind} => onLeaseLost, and release leaves the ${kind} alone`, async (t) => {
+  test(`held lock replaced by a ${kind} => onLeaseLost, and release leaves the ${kind} alone`, notOnWindows('a held lock file cannot be replaced while the holder has it open'), async (t) => {
     const dir = tempDir(t)
     const file = path.join(dir, 'a.lock')
     const victim = path.join(dir, 'victim.txt')
@@ -299,7 +300,7 @@ for (const kind of ['directory', 'symlink', 'fifo']) {
   })
 }
 
-test('a symlink at the lock path to a lease file is refused, never followed', async (t) => {
+test('a symlink at the lock path to a lease file is refused, never followed', notOnWindows(SYMLINKS), async (t) => {
   const dir = tempDir(t)
   const target = path.join(dir, 'elsewhere.lock')
   const stale = lease(999_999, 60_000)
@@ -311,7 +312,7 @@ test('a symlink at the lock path to a lease file is refused, never followed', as
   assert.ok(fs.lstatSync(path.join(dir, 'a.lock')).isSymbolicLink())
 })
 
-test('out of file descriptors (EMFILE): acquire fails cleanly; a held lease survives', async (t) => {
+test('out of file descriptors (EMFILE): acquire fails cleanly; a held lease survives', posixOnly('ulimit -n in bash'), async (t) => {
   const body = `async (PidLock, { dir }) => {
     const fs = await import('node:fs')
     const path = await import('node:path')

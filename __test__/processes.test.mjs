@@ -20,7 +20,13 @@ import {
   sleep,
   waitUntil,
   repoRoot,
+  posixOnly,
+  notUnderWine,
+  RENAME_OVER_OPEN,
 } from './helpers/util.mjs'
+
+/** The tests that write an owner identity read it from /proc. */
+const IDENTITY = posixOnly('identity fields read from /proc (windows.test.mjs has the Windows cases)')
 
 const cyclerScript = path.join(repoRoot, '__test__', 'helpers', 'cycler.mjs')
 
@@ -114,7 +120,7 @@ test("SIGKILL'd holder in another process's contender (spawned after the exit) g
   assert.equal(got.reclaimed.alive, false)
 })
 
-test('a zombie holder (killed, not yet reaped) is gone too', { timeout: 30_000 }, async (t) => {
+test('a zombie holder (killed, not yet reaped) is gone too', { timeout: 30_000, ...posixOnly('zombies, sh and /proc') }, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const holderPath = path.join(repoRoot, '__test__', 'helpers', 'holder.mjs')
@@ -153,7 +159,7 @@ test('a zombie holder (killed, not yet reaped) is gone too', { timeout: 30_000 }
 
 const FAST = { leaseHeartbeatInterval: 50, leaseStaleThreshold: 400 }
 
-test("SIGSTOP'd holder past the threshold is taken over; on SIGCONT it gets onLeaseLost once and its release leaves the new owner alone", { timeout: 30_000 }, async (t) => {
+test("SIGSTOP'd holder past the threshold is taken over; on SIGCONT it gets onLeaseLost once and its release leaves the new owner alone", { timeout: 30_000, ...posixOnly('SIGSTOP/SIGCONT') }, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const h = holder(t, { path: p, options: FAST })
@@ -181,7 +187,7 @@ test("SIGSTOP'd holder past the threshold is taken over; on SIGCONT it gets onLe
   assert.equal(exists(p), false)
 })
 
-test("SIGSTOP'd holder past the threshold that nobody took keeps its lock on SIGCONT: no onLeaseLost", { timeout: 30_000 }, async (t) => {
+test("SIGSTOP'd holder past the threshold that nobody took keeps its lock on SIGCONT: no onLeaseLost", { timeout: 30_000, ...posixOnly('SIGSTOP/SIGCONT') }, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const h = holder(t, { path: p, options: FAST })
@@ -212,7 +218,7 @@ function sleeper(t) {
   return s
 }
 
-test('PID reuse: a lease naming a live unrelated process (right pid, wrong start time) is taken over at once', async (t) => {
+test('PID reuse: a lease naming a live unrelated process (right pid, wrong start time) is taken over at once', IDENTITY, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const s = sleeper(t)
@@ -227,7 +233,7 @@ test('PID reuse: a lease naming a live unrelated process (right pid, wrong start
   await lock.release()
 })
 
-test('a lease naming a live process with the right start time is held', async (t) => {
+test('a lease naming a live process with the right start time is held', IDENTITY, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const s = sleeper(t)
@@ -249,7 +255,7 @@ test('a lease naming a live process with the right start time is held', async (t
   await lock.release()
 })
 
-test('a lease naming a pid that does not exist (same host, boot, namespace) is taken over at once', async (t) => {
+test('a lease naming a pid that does not exist (same host, boot, namespace) is taken over at once', IDENTITY, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const s = spawn('true')
@@ -269,7 +275,7 @@ for (const [what, change] of [
   ['a foreign time namespace', { timeNamespace: '4026599998' }],
   ['no recorded time namespace', { timeNamespace: undefined }],
 ]) {
-  test(`a lease with ${what} falls back to staleness: held while fresh, taken when stale`, async (t) => {
+  test(`a lease with ${what} falls back to staleness: held while fresh, taken when stale`, IDENTITY, async (t) => {
     const dir = tempDir(t)
     const p = path.join(dir, 'x.lock')
     // A pid that certainly does not run here: only the lease's age may free it.
@@ -289,7 +295,7 @@ for (const [what, change] of [
   })
 }
 
-test('processAppearsAlive overrides a proof of death', async (t) => {
+test('processAppearsAlive overrides a proof of death', IDENTITY, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const s = spawn('true')
@@ -317,7 +323,7 @@ test('processAppearsAlive overrides a proof of death', async (t) => {
 // ---------------------------------------------------------------------------------------------
 // onLeaseLost.
 
-test('onLeaseLost fires exactly once, on the JS thread, with held already false, when a foreign lease overwrites the file', async (t) => {
+test('onLeaseLost fires exactly once, on the JS thread, with held already false, when a foreign lease overwrites the file', posixOnly(RENAME_OVER_OPEN), async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const h = holder(t, { path: p, options: FAST })
@@ -335,7 +341,7 @@ test('onLeaseLost fires exactly once, on the JS thread, with held already false,
   assert.match(fs.readFileSync(p, 'utf8'), /foreign-owner/)
 })
 
-test("onLeaseLost reports 'removed' when the lock file is deleted", async (t) => {
+test("onLeaseLost reports 'removed' when the lock file is deleted", notUnderWine('Wine keeps the name of a deleted file until its last handle closes, and reports no DeletePending; Windows 10 (1903+) on NTFS frees it at once'), async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const h = holder(t, { path: p, options: FAST })
@@ -349,7 +355,7 @@ test("onLeaseLost reports 'removed' when the lock file is deleted", async (t) =>
   assert.equal(exists(p), false, 'a lost lease is never written back')
 })
 
-test('a throwing onLeaseLost does not crash the process: a LEASELOCK_CALLBACK_ERROR warning', async (t) => {
+test('a throwing onLeaseLost does not crash the process: a LEASELOCK_CALLBACK_ERROR warning', posixOnly(RENAME_OVER_OPEN), async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const h = holder(t, { path: p, options: FAST, lostThrows: true })

@@ -5,6 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { PidLock } from 'leaselock'
 import { tempDir, holder, script, readLease, exists, ourLease, stopCommand, windowsOnly } from './helpers/util.mjs'
@@ -22,9 +23,9 @@ async function heldByChild(t, p) {
 test('a holder ended by TerminateProcess is taken over at once, proven dead by pid and creation time', WIN, async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const { h, lease } = await heldByChild(t, p)
-  // The creation time is recorded (a FILETIME, 100 ns units since 1601) with this machine's name.
+  // The creation time is recorded (a FILETIME, 100 ns units since 1601) with the DNS host name.
   assert.match(lease.processStart, /^\d{17,}$/)
-  assert.equal(lease.hostname, process.env.COMPUTERNAME)
+  assert.equal(lease.hostname, os.hostname())
   h.proc.kill() // TerminateProcess: no exit handler runs, the file stays
   await h.exited
   assert.equal(exists(p), true)
@@ -44,7 +45,7 @@ test('a pid that now belongs to another process is not taken for the old owner',
   const other = script(t, `console.log('UP'); setInterval(() => {}, 1000)`)
   await other.line('UP')
   const { lease: ref } = await heldByChild(t, path.join(dir, 'ref.lock'))
-  const identity = Object.fromEntries(['hostname', 'bootId', 'pidNamespace'].filter((k) => k in ref).map((k) => [k, ref[k]]))
+  const identity = Object.fromEntries(['hostname', 'bootId', 'pidNamespace', 'timeNamespace'].filter((k) => k in ref).map((k) => [k, ref[k]]))
   const { lease: otherLease } = await heldByChild(t, path.join(dir, 'other.lock'))
   const p = path.join(dir, 'x.lock')
 

@@ -35,7 +35,7 @@ function nextCommand() {
 }
 
 // The three libraries behind one small interface: lock with waiting or not, and unlock.
-const POLL_MS = 20 // the peers are set to look again as often as ours does (its WAIT_POLL)
+const POLL_MS = 20 // the peers look again as often as ours does where it cannot watch (WAIT_POLL)
 const PEER_WAIT_CAP = 600_000 // the peers take no Infinity; ten minutes is as good here
 
 function makeLib(name, file) {
@@ -197,8 +197,9 @@ async function main() {
           await p
           say(`ACQUIRED ${now()}`)
         } else if (cmd === 'release') {
+          const calledAt = now()
           lib.unlockSync()
-          say(`RELEASED ${now()}`)
+          say(`RELEASED ${now()} ${calledAt}`)
         }
       }
     }

@@ -170,7 +170,10 @@ export interface LeaseLostInfo {
 }
 
 export interface AcquireOptions {
-  /** Milliseconds to wait for a held lock. 0 (default): try once. `Infinity`: until free. */
+  /**
+   * Milliseconds to wait for a held lock. 0 (default): try once. `Infinity`: until free. A waiter
+   * sleeps until the lock file changes, its holder process ends or its lease may go stale.
+   */
   timeout?: number
   /** Aborting rejects with `signal.reason` and leaves nothing behind. */
   signal?: AbortSignal

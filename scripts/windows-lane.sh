@@ -38,7 +38,7 @@ need=()
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 use_rustup=
 if [ "${LEASELOCK_WIN_STD:-}" != source ] && command -v rustup >/dev/null &&
-  timeout 180 rustup target add "$target" >/dev/null 2>&1; then
+  timeout 60 rustup target add "$target" >/dev/null 2>&1; then
   use_rustup=1
 else
   [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] || need+=(rustc-web cargo-web rust-web-src)
@@ -106,7 +106,8 @@ cp "$shims/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 # tests (the same engine calls as the API tests, at several minutes under Wine).
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-  files=(api cli exit-and-workers go-parity hostile processes safety wait-sync-metadata windows)
+  files=(api cli edges-content edges-lifecycle edges-liveness exit-and-workers go-parity hostile
+    processes safety wait-sync-metadata windows)
   files=("${files[@]/#/__test__/}")
   files=("${files[@]/%/.test.mjs}")
 fi
@@ -118,7 +119,7 @@ results="$cache/results.txt"
 "$wine" "$node_dir/bin/node.exe" -p '`node ${process.version} on ${process.platform}`' >"$results" 2>&1
 log "$(tr -d '\r' <"$results"), ${#files[@]} test files (setup took $((SECONDS - started)) s)"
 status=0
-timeout 1200 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
+timeout 600 "$wine" "$node_dir/bin/node.exe" --test --test-concurrency=1 --test-reporter=spec \
   "${files[@]}" >"$results" 2>&1 || status=$?
 "$wineserver" -k 2>/dev/null || true
 tr -d '\r' <"$results"

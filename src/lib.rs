@@ -10,6 +10,7 @@ pub mod lock;
 pub mod owner;
 pub mod store;
 pub mod sys;
+pub mod watch;
 
 #[cfg(not(test))]
 mod binding;

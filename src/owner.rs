@@ -127,12 +127,25 @@ pub fn is_stale(
     now: SystemTime,
     modified: Option<SystemTime>,
 ) -> bool {
+    stale_in(lease, threshold, now, modified) == Some(Duration::ZERO)
+}
+
+/// How long until `lease` goes stale by the rule of [`is_stale`] (zero: it is); `None` when
+/// its age cannot be told (a stamp in our future and no mtime). A waiter sleeps that long at
+/// most: the lease's deadline is one of the things that free a lock.
+pub fn stale_in(
+    lease: &Lease,
+    threshold: Duration,
+    now: SystemTime,
+    modified: Option<SystemTime>,
+) -> Option<Duration> {
     let limit = threshold.as_nanos() as i128;
+    let left = |age: i128| Duration::from_nanos((limit - age).clamp(0, u64::MAX as i128) as u64);
     if let (Some(theirs), Some(mine)) = (&lease.identity, &this_process().identity) {
         if same_clock_frame(theirs, mine) {
             if let (Some(then), Some(now_boot)) = (lease.heartbeat_boot_nano, sys::boot_nanos()) {
                 if then <= now_boot {
-                    return now_boot as i128 - then as i128 >= limit;
+                    return Some(left(now_boot as i128 - then as i128));
                 }
             }
         }
@@ -140,10 +153,7 @@ pub fn is_stale(
     let now_nano = unix_nanos(now) as i128;
     let then = lease.last_heartbeat_unix_nano as i128;
     if then <= now_nano {
-        return now_nano - then >= limit;
+        return Some(left(now_nano - then));
     }
-    match modified {
-        Some(m) => now.duration_since(m).is_ok_and(|age| age >= threshold),
-        None => false,
-    }
+    modified.map(|m| threshold.saturating_sub(now.duration_since(m).unwrap_or(Duration::ZERO)))
 }

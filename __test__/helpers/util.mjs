@@ -27,6 +27,25 @@ export function posixOnly(reason) {
   return isWindows ? { skip: `POSIX only: ${reason}` } : {}
 }
 
+/** Test options for a test that does not apply on Windows, for `reason` (printed when skipped). */
+export function notOnWindows(reason) {
+  return isWindows ? { skip: `not on Windows: ${reason}` } : {}
+}
+
+/** Whether this is Wine (the CI's Windows lane, scripts/windows-lane.sh, exports WINEPREFIX). */
+export const underWine = isWindows && process.env.WINEPREFIX !== undefined
+
+/** Test options for Windows behaviour that Wine does not reproduce, skipped there with `reason`. */
+export function notUnderWine(reason) {
+  return underWine ? { skip: `not under Wine: ${reason}` } : {}
+}
+
+/** Why a test that creates symbolic links does not run on Windows. */
+export const SYMLINKS = 'creating a symbolic link needs a privilege there (and Wine 8 has none)'
+
+/** Why a test that replaces a held lock file by renaming over it is POSIX only. */
+export const RENAME_OVER_OPEN = 'replaces the held file by renaming over it, which Windows refuses while the holder has it open'
+
 /** Test options for a test of Windows behaviour, skipped elsewhere with the reason printed. */
 export function windowsOnly(reason) {
   return isWindows ? {} : { skip: `Windows only: ${reason}` }

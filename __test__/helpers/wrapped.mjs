@@ -9,6 +9,7 @@ const isRoot = typeof process.getuid === 'function' && process.getuid() === 0
 
 /** Why `wrapper` cannot run a trivial command here, or null when it can. */
 export function cannotRun(wrapper) {
+  if (process.platform === 'win32') return 'POSIX only: namespaces, setuid and /proc'
   if (!isRoot) return 'needs root'
   const r = spawnSync(wrapper[0], [...wrapper.slice(1), 'true'], { encoding: 'utf8', timeout: 10_000 })
   if (r.error) return `${wrapper[0]}: ${r.error.message}`

@@ -47,6 +47,22 @@ impl Assessment {
             Assessment::NotALease { .. } => false,
         }
     }
+
+    /// How long until the rules allow taking it over by age alone (zero: they do now; `None`:
+    /// its age cannot be told, or age never frees it). `modified` is the file's mtime. A waiter
+    /// looks again then at the latest.
+    pub fn takeable_in(&self, limits: Thresholds, modified: SystemTime) -> Option<Duration> {
+        let now = SystemTime::now();
+        match self {
+            _ if self.takeable() => Some(Duration::ZERO),
+            Assessment::Lease(h) => owner::stale_in(&h.lease, limits.stale, now, Some(modified)),
+            Assessment::Invalid { modified, .. } => {
+                let age = now.duration_since(*modified).unwrap_or(Duration::ZERO);
+                Some(limits.invalid.saturating_sub(age))
+            }
+            Assessment::NotALease { .. } => None,
+        }
+    }
 }
 
 /// The two ages that decide.

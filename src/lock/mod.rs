@@ -21,7 +21,7 @@ pub use error::{glimpse, io_code, Blocked, LeaseLost, LockError, LossReason, HEL
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::LossHandler;
-pub use wait::{Cancel, Wait};
+pub use wait::{Cancel, Wait, SAFETY_POLL};
 
 use crate::heartbeat::{self, Scheduler};
 use crate::lease::Lease;
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
-use wait::WAIT_POLL;
+use wait::{Pause, Recheck, Sleeper};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -83,6 +83,33 @@ pub enum Pending {
     MustWait,
 }
 
+/// What follows a try that did not acquire.
+enum Next {
+    /// Held: sleep until something may have freed it.
+    Held(Recheck),
+    /// Try again after this pause (zero: at once).
+    Retry(Duration),
+}
+
+/// The pause of the binding's first try, on the JS thread: it never sleeps.
+struct NoSleep;
+
+impl Pause<Pending> for NoSleep {
+    fn begin(&mut self, _wait: &Wait) {}
+
+    fn mark(&self) -> u64 {
+        0
+    }
+
+    fn held(&mut self, _seen: u64, _recheck: &Recheck) -> Result<(), Pending> {
+        Err(Pending::MustWait)
+    }
+
+    fn retry(&mut self, _d: Duration) -> Result<(), Pending> {
+        Err(Pending::MustWait)
+    }
+}
+
 impl From<LockError> for Pending {
     fn from(e: LockError) -> Self {
         Pending::Failed(e)
@@ -95,7 +122,8 @@ enum Attempt {
     /// A create error that usually means contention (Windows: a delete-pending file answers
     /// access denied); retried like contention, but only so long.
     Transient(io::Error),
-    Held(Option<Box<Holder>>),
+    /// Held; and when to look again.
+    Held(Option<Box<Holder>>, Box<Recheck>),
     /// The file changed or vanished between our steps; `pause`: sleep the retry delay first.
     Contended {
         pause: bool,
@@ -141,7 +169,7 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, LockError> {
-        self.acquire_with(wait, &|d| wait.sleep(d), alive, metadata, on_lost)
+        self.acquire_with(wait, &mut Sleeper::default(), alive, metadata, on_lost)
     }
 
     /// Acquires as `acquire` does, but stops with `Pending::MustWait` where that would sleep:
@@ -153,7 +181,7 @@ impl Lock {
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, Pending> {
-        self.acquire_with(wait, &|_| Err(Pending::MustWait), alive, metadata, on_lost)
+        self.acquire_with(wait, &mut NoSleep, alive, metadata, on_lost)
     }
 
     /// The acquire loop, after which the lock's directory is let go unless now held: an
@@ -162,12 +190,12 @@ impl Lock {
     fn acquire_with<E: From<LockError>>(
         &self,
         wait: &Wait,
-        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        pause: &mut dyn Pause<E>,
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
     ) -> Result<Option<Assessment>, E> {
-        let out = self.acquire_loop(wait, sleep, alive, metadata, on_lost);
+        let out = self.acquire_loop(wait, pause, alive, metadata, on_lost);
         if out.is_err() {
             // An earlier acquisition may still hold it (a verification that did not decide
             // before this one was cancelled).
@@ -179,11 +207,11 @@ impl Lock {
         out
     }
 
-    /// The acquire loop; `sleep` pauses between tries (or refuses to).
+    /// The acquire loop; `pause` passes the time between tries (or refuses to).
     fn acquire_loop<E: From<LockError>>(
         &self,
         wait: &Wait,
-        sleep: &dyn Fn(Duration) -> Result<(), E>,
+        pause: &mut dyn Pause<E>,
         alive: Option<&dyn Fn(i64) -> bool>,
         metadata: Option<String>,
         on_lost: Option<LossHandler>,
@@ -195,14 +223,16 @@ impl Lock {
         // `release()` and the end of this environment cancel the wait.
         let (wait, cancel) = wait.cancellable();
         let _registered = waits::register(&self.inner, cancel);
+        pause.begin(&wait);
         let mut tries = Tries::default();
         loop {
             if wait.is_cancelled() || waits::group_ended(self.inner.group) {
                 return Err(LockError::Cancelled.into());
             }
-            let pause = match self.inner.confirmed_holding() {
+            let seen = pause.mark();
+            let next = match self.inner.confirmed_holding() {
                 Confirmed::Yes => return Ok(None),
-                Confirmed::NotYet => DISPLACED_GRACE / 5,
+                Confirmed::NotYet => Next::Retry(DISPLACED_GRACE / 5),
                 Confirmed::NotHeld => match self
                     .inner
                     .attempt(alive, metadata.clone())
@@ -216,8 +246,10 @@ impl Lock {
                     other => tries.pause_after(other, &wait, &self.inner)?,
                 },
             };
-            if !pause.is_zero() {
-                sleep(pause)?;
+            match next {
+                Next::Held(recheck) => pause.held(seen, &recheck)?,
+                Next::Retry(d) if !d.is_zero() => pause.retry(d)?,
+                Next::Retry(_) => {}
             }
         }
     }
@@ -294,23 +326,23 @@ struct Tries {
 }
 
 impl Tries {
-    /// How long to pause after a try that did not acquire, or the error that ends the wait.
+    /// What follows a try that did not acquire, or the error that ends the wait.
     fn pause_after(
         &mut self,
         attempt: Attempt,
         wait: &Wait,
         inner: &Inner,
-    ) -> Result<Duration, LockError> {
+    ) -> Result<Next, LockError> {
         let opts = &inner.opts;
         match attempt {
             // Taken by the caller before it asks; never passed here.
-            Attempt::Acquired(..) => Ok(Duration::ZERO),
-            Attempt::Held(holder) => {
+            Attempt::Acquired(..) => Ok(Next::Retry(Duration::ZERO)),
+            Attempt::Held(holder, recheck) => {
                 self.transient = 0;
                 if wait.expired() {
                     return Err(LockError::Held { holder });
                 }
-                Ok(WAIT_POLL)
+                Ok(Next::Held(*recheck))
             }
             Attempt::Transient(e) => {
                 // A real permission problem answers the same: after a second of it, say so
@@ -319,7 +351,7 @@ impl Tries {
                 if self.transient >= TRANSIENT_LIMIT {
                     return Err(LockError::io("create", &inner.path, e));
                 }
-                Ok(opts.retry_delay.max(Duration::from_millis(1)))
+                Ok(Next::Retry(opts.retry_delay.max(Duration::from_millis(1))))
             }
             Attempt::Contended { pause } => {
                 self.contended += 1;
@@ -332,11 +364,11 @@ impl Tries {
                 // Another contender's takeover in flight: pause at least a little, so that a
                 // zero retry delay never spins (on the JS thread least of all, where a pause
                 // moves the wait to a worker thread).
-                Ok(if pause {
+                Ok(Next::Retry(if pause {
                     opts.retry_delay.max(Duration::from_millis(1))
                 } else {
                     Duration::ZERO
-                })
+                }))
             }
         }
     }
@@ -411,10 +443,20 @@ impl Inner {
             return Err(not_a_lease(&self.path, size, head));
         }
         if !found.takeable() {
-            return Ok(Attempt::Held(match found {
+            let recheck = Box::new(Recheck {
+                path: path.to_path_buf(),
+                takeable_in: found.takeable_in(opts.thresholds(), snap.modified),
+                live_pid: match &found {
+                    Assessment::Lease(h) if h.alive == owner::Liveness::Alive => Some(h.lease.pid),
+                    _ => None,
+                },
+                asked_user: alive.is_some(),
+            });
+            let holder = match found {
                 Assessment::Lease(holder) => Some(Box::new(holder)),
                 Assessment::Invalid { .. } | Assessment::NotALease { .. } => None,
-            }));
+            };
+            return Ok(Attempt::Held(holder, recheck));
         }
         // A file we may not move is said so now: waiting would not change that.
         if let Some(owner) = sys::sticky_owner(&dir, self.name()) {

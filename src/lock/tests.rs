@@ -387,3 +387,27 @@ fn a_glimpse_is_printable() {
         "{\"a\":1}\\x1b]52;c;x\\x07\\\\\\xff"
     );
 }
+
+#[test]
+fn a_waiter_takes_a_stale_lease_over_at_its_deadline_not_at_the_next_poll() {
+    let dir = temp_dir("deadline");
+    let path = dir.join("x.lock");
+    // A Go lease (nothing to prove about its owner, nothing to watch but the file): only its
+    // age can free it, 150 ms from now. The directory's safety poll is 500 ms.
+    let opts = fast();
+    let left = Duration::from_millis(150);
+    std::fs::write(&path, go_lease(4242, opts.stale_threshold - left)).unwrap();
+    let l = Lock::new(path.clone(), opts, 0);
+    let t0 = Instant::now();
+    let wait = Wait::for_duration(Some(Duration::from_secs(10)), None);
+    let got = l.acquire(&wait, None, None, None).unwrap();
+    let took = t0.elapsed();
+    assert!(matches!(
+        got,
+        Some(Assessment::Lease(Holder { stale: true, .. }))
+    ));
+    assert!(took >= left - Duration::from_millis(20), "{took:?}");
+    assert!(took < SAFETY_POLL - Duration::from_millis(100), "{took:?}");
+    l.release().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+pub mod fskind;
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

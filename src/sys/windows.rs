@@ -13,17 +13,21 @@ use super::{parent_dir, FileId, FileKind, OwnedFile, PathError, ProcessState};
 use crate::lease::OwnerIdentity;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::windows::ffi::OsStrExt;
 use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileInformationByHandle, LockFileEx, UnlockFileEx, BY_HANDLE_FILE_INFORMATION,
-    FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-    LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+    FileRenameInfo, GetFileInformationByHandle, LockFileEx, SetFileInformationByHandle,
+    UnlockFileEx, BY_HANDLE_FILE_INFORMATION, DELETE, FILE_FLAG_OPEN_REPARSE_POINT,
+    FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_RENAME_INFO, FILE_SHARE_DELETE, FILE_SHARE_READ,
+    FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
 };
-use windows_sys::Win32::System::SystemInformation::GetTickCount64;
+use windows_sys::Win32::System::SystemInformation::{
+    ComputerNamePhysicalDnsHostname, GetComputerNameExW, GetTickCount64,
+};
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
 };
@@ -214,9 +218,11 @@ pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
 fn write_named(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, OwnedFile)> {
     let _ = mode; // Windows has no permission bits to apply.
     let temp = super::private_name(path, "new");
+    // DELETE access, so that `publish` can rename the file through this very handle.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
+        .access_mode(FILE_GENERIC_READ | FILE_GENERIC_WRITE | DELETE)
         .create_new(true)
         .share_mode(SHARE_ALL)
         .open(&temp)?;
@@ -229,13 +235,52 @@ fn write_named(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, Own
     Ok((temp, OwnedFile { file, id }))
 }
 
-/// Publishes a complete file under `path` with a hard link (which fails when the name exists),
-/// as on Unix: no reader ever sees a partial lock file.
+/// Publishes a complete file under `path`: written under a private name, then renamed through
+/// its handle without replacing (which fails when the name exists), so no reader ever sees a
+/// partial lock file. Not a hard link and an unlink, as on Unix: a name deleted while a handle
+/// is open lingers on Windows without POSIX delete semantics (Wine, older Windows) until that
+/// handle closes, so the holder's private name would stay beside the lock for as long as it
+/// is held.
 pub fn publish(path: &Path, bytes: &[u8], mode: u32) -> io::Result<OwnedFile> {
     let (temp, owned) = write_named(path, bytes, mode)?;
-    let linked = std::fs::hard_link(&temp, path);
-    let _ = std::fs::remove_file(&temp);
-    linked.map(|()| owned)
+    match rename_no_replace(&owned.file, path) {
+        Ok(()) => Ok(owned),
+        Err(e) => {
+            drop(owned);
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+/// Gives the file behind `file` (opened with DELETE access) the name `to`; "already exists"
+/// (ERROR_ALREADY_EXISTS) when something has that name.
+fn rename_no_replace(file: &File, to: &Path) -> io::Result<()> {
+    let to = std::path::absolute(to)?;
+    let name: Vec<u16> = to.as_os_str().encode_wide().collect();
+    let head = std::mem::offset_of!(FILE_RENAME_INFO, FileName);
+    // The name follows the header in one buffer, with a terminating NUL; u64s for alignment.
+    let size = head + (name.len() + 1) * 2;
+    let mut buf = vec![0u64; size.div_ceil(8)];
+    let info = buf.as_mut_ptr().cast::<FILE_RENAME_INFO>();
+    let len = u32::try_from(name.len() * 2).map_err(|_| io::Error::from_raw_os_error(206))?;
+    // SAFETY: `buf` is zeroed (ReplaceIfExists false, no root directory), aligned for the
+    // header and long enough for it plus the name; the handle is open for the call.
+    let ok = unsafe {
+        (*info).FileNameLength = len;
+        let dst = std::ptr::addr_of_mut!((*info).FileName).cast::<u16>();
+        std::ptr::copy_nonoverlapping(name.as_ptr(), dst, name.len());
+        SetFileInformationByHandle(
+            file.as_raw_handle() as _,
+            FileRenameInfo,
+            info.cast(),
+            size as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub fn write_private(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(PathBuf, OwnedFile)> {
@@ -290,7 +335,18 @@ pub fn this_process() -> Option<OwnerIdentity> {
     })
 }
 
+/// The DNS host name, as Node's `os.hostname()` and Go's `os.Hostname()` give it - not the
+/// `COMPUTERNAME` variable, which is upper-cased NetBIOS and which a child started with its
+/// own environment may lack. `COMPUTERNAME` only if the call fails.
 pub fn hostname() -> String {
+    let mut buf = [0u16; 256];
+    let mut len = buf.len() as u32;
+    // SAFETY: buf holds `len` u16s; on success `len` is the number written, without the NUL.
+    let ok =
+        unsafe { GetComputerNameExW(ComputerNamePhysicalDnsHostname, buf.as_mut_ptr(), &mut len) };
+    if ok != 0 && (len as usize) <= buf.len() {
+        return String::from_utf16_lossy(&buf[..len as usize]);
+    }
     std::env::var("COMPUTERNAME").unwrap_or_default()
 }
 
