@@ -53,6 +53,31 @@ export declare class NativeLock {
   static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): InspectOutcome
 }
 
+/** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
+export declare class NativeStoreLock {
+  /** Checks the URL (no connection is made until the first operation). */
+  constructor(url: string, key: string, options: NativeStoreOptions)
+  get held(): boolean
+  /** The fencing token of the current acquisition, as decimal text. */
+  get token(): string | null
+  /** `timeout`: `null` tries once; `Infinity` waits without end. */
+  acquire(timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null): Promise<StoreOutcome>
+  release(): Promise<StoreOutcome>
+  /** Stops holding now; the lease is deleted in the background (or expires). */
+  abandon(): void
+  update(metadata?: string | undefined | null): Promise<StoreOutcome>
+  /** The record this instance stored, while it holds the lock. */
+  lease(): StoreHolder | null
+  /** Who holds `key` on the store at `url`, without taking it. */
+  static inspect(url: string, key: string): Promise<StoreOutcome>
+}
+
+/** Cancels one waiting store `acquire`. */
+export declare class StoreCancelToken {
+  constructor()
+  cancel(): void
+}
+
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
 export interface AcquireOutcome {
   /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
@@ -169,8 +194,43 @@ export interface NativeOptions {
   allowUntrustedParents?: boolean
 }
 
+export interface NativeStoreOptions {
+  heartbeatInterval: number
+  staleThreshold: number
+}
+
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {
+  removed: boolean
+  failure?: NativeFailure
+}
+
+/** A stored lease: the record (as for a lock file) and what the store adds. */
+export interface StoreHolder {
+  record: LeaseRecord
+  /** The fencing token, as decimal text. */
+  token?: string
+  /** Milliseconds of TTL left on the store; `null` for a value that never expires. */
+  ttlLeft?: number
+}
+
+export interface StoreLostInfo {
+  reason: string
+  newOwner?: StoreHolder
+  error?: string
+  at: number
+}
+
+export interface StoreOutcome {
+  ok: boolean
+  /** acquire: the new fencing token. */
+  token?: string
+  /**
+   * acquire: the holder proven dead and removed; inspect: who holds it; a held failure:
+   * the holder.
+   */
+  holder?: StoreHolder
+  /** release: whether our lease was deleted. */
   removed: boolean
   failure?: NativeFailure
 }

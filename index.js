@@ -837,4 +837,6 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.NativeLock = nativeBinding.NativeLock
+module.exports.NativeStoreLock = nativeBinding.NativeStoreLock
+module.exports.StoreCancelToken = nativeBinding.StoreCancelToken
 module.exports.constants = nativeBinding.constants

@@ -16,6 +16,7 @@ const EXIT = Object.freeze({
   INVALID: 2,
   USAGE: 64, // EX_USAGE
   SOFTWARE: 70, // EX_SOFTWARE: an unexpected error
+  UNAVAILABLE: 69, // EX_UNAVAILABLE: the lock's store cannot be reached
   CANTCREAT: 73, // EX_CANTCREAT: the lock file cannot be created or read
   REFUSED: 75, // EX_TEMPFAIL: another process holds the lock; try again later
   CANNOT_EXECUTE: 126,
@@ -25,6 +26,8 @@ const EXIT = Object.freeze({
 const HELP = `Usage:
   leaselock run <lockfile> [options] -- <command> [args...]
   leaselock status <lockfile> [--json]
+  leaselock run --store <url> <key> [options] -- <command> [args...]
+  leaselock status --store <url> <key> [--json]
   leaselock --help | --version
 
 run      Runs <command> while holding <lockfile>; refuses when another live process holds it.
@@ -35,9 +38,13 @@ run      Runs <command> while holding <lockfile>; refuses when another live proc
   --metadata <json>    a JSON object stored in the lease for others to read, e.g. '{"url":"http://localhost:3000"}'
   --on-lost <policy>   when the lock is lost while the command runs: "warn" (default) or "term"
                        (send SIGTERM to the command)
+  --store <url>        keep the lock on a Redis/Valkey server (redis://[:password@]host:port/db,
+                       unix:///path.sock) under <key> instead of in a file; the command also
+                       gets LEASELOCK_TOKEN=<fencing token>
 
 status   Tells who holds <lockfile>, or that it is free.
   --json               print the state as JSON: {"state", "path", "holder"}
+  --store <url>        inspect <key> on a Redis/Valkey server
 
 Exit codes:
   run      the command's exit code, or 128 + the signal number when a signal ended it;
@@ -49,6 +56,7 @@ Exit codes:
            1 held by a live process, or free by the rules but blocked for this user (a file in
            the way that it may not move); 2 the file is not a lease (counts as held for now);
            64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
+  both     69 the store (--store) cannot be reached or refused the credentials.
 
 Environment:
   The command gets LEASELOCK_LOCKFILE=<absolute lock path>.
@@ -119,7 +127,10 @@ function parseArgs(args, spec) {
 function holderJson(holder) {
   if (!holder) return null
   const out = {}
-  for (const [k, v] of Object.entries(holder)) out[k] = v instanceof Date ? v.toISOString() : v
+  for (const [k, v] of Object.entries(holder)) {
+    // A fencing token (a store lock's holder) is a bigint: JSON has no such type, so a string.
+    out[k] = v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? String(v) : v
+  }
   return out
 }
 
@@ -127,18 +138,28 @@ function errorExit(err, stderr) {
   const code = err && err.code
   const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
   stderr.write(`leaselock: ${safeText(err && err.message ? err.message : String(err), 4096)}\n`)
+  if (['ELOCKSTOREUNREACHABLE', 'ELOCKSTOREAUTH', 'ELOCKSTORE'].includes(code)) return EXIT.UNAVAILABLE
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE
+}
+
+/** `--store <url>`: the lock is `<key>` on that store; otherwise a lock file path. */
+function storeOption(options) {
+  return options.store === undefined ? {} : { store: options.store }
+}
+
+function lockName(positional, options) {
+  return options.store === undefined ? nodePath.resolve(positional) : positional
 }
 
 // ---------------------------------------------------------------------------------------------
 
 async function status(args, io) {
-  const { options, positional } = parseArgs(args, { json: 'flag' })
+  const { options, positional } = parseArgs(args, { json: 'flag', store: 'value' })
   if (positional.length !== 1) throw new UsageError('status needs exactly one <lockfile>')
-  const path = nodePath.resolve(positional[0])
+  const path = lockName(positional[0], options)
   let holder
   try {
-    holder = await PidLock.inspect(path)
+    holder = await PidLock.inspect(path, storeOption(options))
   } catch (err) {
     return errorExit(err, io.stderr)
   }
@@ -203,6 +224,7 @@ async function run(args, io) {
     wait: 'value',
     metadata: 'value',
     'on-lost': 'value',
+    store: 'value',
     __commandAfter: 1,
   })
   if (positional.length < 1) throw new UsageError('run needs a <lockfile>')
@@ -213,12 +235,13 @@ async function run(args, io) {
   const onLost = options['on-lost'] ?? 'warn'
   if (onLost !== 'warn' && onLost !== 'term') throw new UsageError(`--on-lost must be "warn" or "term", got ${JSON.stringify(onLost)}`)
 
-  const path = nodePath.resolve(positional[0])
+  const path = lockName(positional[0], options)
   const line = command.map(quoteArg).join(' ')
   let child = null
   let lock
   try {
     lock = new PidLock(path, {
+      ...storeOption(options),
       metadata: { ...userMetadata, tool: 'leaselock run', command, commandLine: line, cwd: process.cwd() },
       onLeaseLost: (info) => {
         io.stderr.write(`${leaseLostMessage(`command (${line})`, info)}\n`)
@@ -251,7 +274,7 @@ async function run(args, io) {
       try {
         child = spawn(command[0], command.slice(1), {
           stdio: 'inherit',
-          env: { ...process.env, LEASELOCK_LOCKFILE: path },
+          env: { ...process.env, LEASELOCK_LOCKFILE: path, ...(lock.token === null ? {} : { LEASELOCK_TOKEN: String(lock.token) }) },
         })
       } catch (err) {
         spawnError = err

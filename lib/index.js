@@ -7,6 +7,7 @@ const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
 const { NativeLock, CancelToken, constants } = require('../index.js')
 const { formatRows, holderLines } = require('./holder.js')
+const store = require('./store.js')
 
 // Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
 const native = constants()
@@ -18,6 +19,7 @@ const INVALID_CONTENT = ['refuse', 'reclaim']
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
 const ALREADY_HELD = Object.freeze({ reclaimed: null })
+const kDispose = Symbol('dispose')
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -160,6 +162,13 @@ function date(ms) {
 
 function holderFromRecord(r) {
   if (!r) return null
+  const holder = fileHolder(r)
+  // A lease on a store carries its fencing token.
+  if (r.token !== undefined) holder.token = r.token === null ? null : BigInt(r.token)
+  return holder
+}
+
+function fileHolder(r) {
   if (!r.valid) {
     return withTakeover({
       valid: false,
@@ -306,10 +315,15 @@ class PidLock {
   /** Async calls on one instance run one after another, in call order. */
   #tail = Promise.resolve()
   #pending = 0
+  /** Whether the lock lives on a store (Redis) rather than in a file. */
+  #onStore = false
 
   constructor(path, options) {
-    const resolved = lockPath(path)
     options = objectArg(options, 'options')
+    const url = options.store === undefined ? null : store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const resolved = url === null ? lockPath(path) : store.storeKey(path)
+    if (resolved instanceof Error) throw resolved
     const heartbeat = integerOption(options, 'leaseHeartbeatInterval', 1)
     const stale = integerOption(options, 'leaseStaleThreshold', 1)
     if (stale <= heartbeat) {
@@ -341,13 +355,22 @@ class PidLock {
     this.#alive = functionOption(options, 'processAppearsAlive')
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
     this.#path = resolved
-    this.#heldError = held
-    this.#native = new NativeLock(resolved, native)
+    // A lock on a store is not a file: its default refusal says so.
+    this.#heldError = held ?? (url === null ? undefined : store.HELD_TEXT)
+    this.#onStore = url !== null
+    this.#native = this.#onStore
+      ? new store.StoreBackend(url, resolved, heartbeat, stale)
+      : new NativeLock(resolved, native)
   }
 
-  /** The absolute path of the lock file. */
+  /** The absolute path of the lock file; for a lock on a store, its key. */
   get path() {
     return this.#path
+  }
+
+  /** The fencing token of the current acquisition (a lock on a store), else `null`. */
+  get token() {
+    return this.#onStore && this.#native.held ? this.#native.token : null
   }
 
   #enqueue(run) {
@@ -360,7 +383,8 @@ class PidLock {
   }
 
   /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
-  #checkIdle() {
+  #checkIdle(method) {
+    if (this.#onStore) throw store.syncError(method)
     if (this.#pending > 0) {
       const e = new Error('another acquire, release or update is still running on this instance')
       e.code = 'ELOCKBUSY'
@@ -437,7 +461,7 @@ class PidLock {
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
     // Cancelled by the signal, or by release() on this instance.
-    const token = new CancelToken()
+    const token = this.#onStore ? this.#native.newCancelToken() : new CancelToken()
     const waitState = { token, byRelease: false }
     this.#waits.add(waitState)
     const onAbort = () => token.cancel()
@@ -459,7 +483,12 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
+        // A lock on a store also resolves with its fencing token.
+        if (out === ALREADY_HELD && this.#onStore) return { reclaimed: null, token: this.token }
+        if (!out.failure) {
+          const reclaimed = holderFromRecord(out.reclaimed)
+          return this.#onStore ? { reclaimed, token: BigInt(out.token) } : { reclaimed }
+        }
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -478,7 +507,7 @@ class PidLock {
     if (options.signal !== undefined) {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
-    this.#checkIdle()
+    this.#checkIdle('acquireSync')
     if (this.#native.held) return { reclaimed: null }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
@@ -509,6 +538,7 @@ class PidLock {
   }
 
   releaseSync() {
+    if (this.#onStore) throw store.syncError('releaseSync')
     // Waiting acquires are cancelled; any other call still queued makes this ELOCKBUSY.
     if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
@@ -516,6 +546,20 @@ class PidLock {
     const out = this.#native.releaseSync()
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
+  }
+
+  /**
+   * `using`: a file lock is released now; a lock on a store stops renewing now and its lease
+   * is deleted in the background (a sync call cannot wait for the network).
+   */
+  [kDispose]() {
+    if (!this.#onStore) {
+      this.releaseSync()
+      return
+    }
+    this.#generation++
+    this.#cancelWaits()
+    this.#native.abandon()
   }
 
   /** Cancels every acquire of this instance that has not finished yet. */
@@ -542,7 +586,7 @@ class PidLock {
 
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
-    this.#checkIdle()
+    this.#checkIdle('updateSync')
     const failure = this.#native.updateSync(json)
     if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
@@ -556,25 +600,35 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (args.url !== null) return store.inspectStore(args.url, args.key).then((out) => inspected(out, args.key))
     return NativeLock.inspect(...args).then((out) => inspected(out, args[0]))
   }
 
   static inspectSync(path, options) {
     const args = inspectArgs(path, options)
+    if (args.url !== null) throw store.syncError('inspectSync')
     return inspected(NativeLock.inspectSync(...args), args[0])
   }
 }
 
 function inspectArgs(path, options) {
-  const resolved = lockPath(path)
   options = objectArg(options, 'options')
-  return [
-    resolved,
+  if (options.store !== undefined) {
+    const url = store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const key = store.storeKey(path)
+    if (key instanceof Error) throw key
+    return Object.assign([], { url, key })
+  }
+  const args = [
+    lockPath(path),
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
     invalidContentOption(options) === 'reclaim',
     booleanOption(options, 'allowUntrustedParents'),
   ]
+  args.url = null
+  return args
 }
 
 function inspected(out, path) {
@@ -594,7 +648,7 @@ if (typeof Symbol.asyncDispose === 'symbol') {
 if (typeof Symbol.dispose === 'symbol') {
   Object.defineProperty(PidLock.prototype, Symbol.dispose, {
     value: function dispose() {
-      this.releaseSync()
+      this[kDispose]()
     },
     writable: true,
     configurable: true,

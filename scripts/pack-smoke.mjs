@@ -48,6 +48,7 @@ export const EXPECTED_FILES = [
   'lib/index.js',
   'lib/index.mjs',
   'lib/sanitize.js',
+  'lib/store.js',
   'lib/vite.d.ts',
   'lib/vite.js',
   'lib/vite.mjs',

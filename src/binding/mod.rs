@@ -4,6 +4,7 @@
 //! Node-style `Error`s, because that is where JavaScript error objects are natural to build.
 
 mod records;
+mod store;
 
 use crate::lock::{
     self, Assessment, Cancel, LeaseLost, Lock, LockError, Options, Pending, Thresholds, Wait,
