@@ -72,6 +72,17 @@ export declare class NativeStoreLock {
   static inspect(url: string, key: string): Promise<StoreOutcome>
 }
 
+/**
+ * A handle on one process. `signal()` returns false once that process has ended - also when
+ * its pid has been reused meanwhile: the handle never reaches the newcomer.
+ */
+export declare class ProcessHandle {
+  /** Sends signal number `signal`; false when the process has ended (or the handle is closed). */
+  signal(signal: number): boolean
+  /** Closes the handle now rather than when it is collected. */
+  close(): void
+}
+
 /** Cancels one waiting store `acquire`. */
 export declare class StoreCancelToken {
   constructor()
@@ -198,6 +209,13 @@ export interface NativeStoreOptions {
   heartbeatInterval: number
   staleThreshold: number
 }
+
+/**
+ * Opens a handle on `pid`: `null` where there are no pidfds (not Linux, or a kernel before
+ * 5.3), so the caller decides what to do without one. A process that has already ended gives
+ * a handle whose `signal()` returns false.
+ */
+export declare function openProcessHandle(pid: number): ProcessHandle | null
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {

@@ -838,5 +838,7 @@ module.exports = nativeBinding
 module.exports.CancelToken = nativeBinding.CancelToken
 module.exports.NativeLock = nativeBinding.NativeLock
 module.exports.NativeStoreLock = nativeBinding.NativeStoreLock
+module.exports.ProcessHandle = nativeBinding.ProcessHandle
 module.exports.StoreCancelToken = nativeBinding.StoreCancelToken
 module.exports.constants = nativeBinding.constants
+module.exports.openProcessHandle = nativeBinding.openProcessHandle

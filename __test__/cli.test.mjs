@@ -35,13 +35,15 @@ const leaselock = (t, args, opts) => new Proc(t, process.execPath, [bin.leaseloc
 async function run(t, args, opts) {
   const p = leaselock(t, args, opts)
   const status = await p.exit()
+  // The last output can still be in the pipe when 'exit' fires (often so on Windows).
+  await p.closed
   return { ...status, out: p.out }
 }
 
 test('run: holds the lock while the command runs, refuses a second run (75), passes SIGTERM on, keeps the exit code, releases', SIGNALS, async (t) => {
   const dir = tempDir(t)
   const lock = path.join(dir, '.cache', 'dev.lock')
-  const first = leaselock(t, ['run', lock, '--metadata', '{"url":"http://localhost:3999/"}', '--', process.execPath, signalChild, '3'])
+  const first = leaselock(t, ['run', lock, '--record-command', '--metadata', '{"url":"http://localhost:3999/"}', '--', process.execPath, signalChild, '3'])
   const [, env] = await first.waitFor(/READY (.*)\n/)
   assert.equal(env, lock, 'the command gets LEASELOCK_LOCKFILE')
 
@@ -54,7 +56,7 @@ test('run: holds the lock while the command runs, refuses a second run (75), pas
   assert.equal(json.path, lock)
   assert.equal(json.holder.pid, first.pid)
   assert.equal(json.holder.metadata.url, 'http://localhost:3999/')
-  assert.deepEqual(json.holder.metadata.command, [process.execPath, signalChild, '3'])
+  assert.equal('command' in json.holder.metadata, false, 'the argv array is not stored')
   assert.ok(json.holder.metadata.commandLine.endsWith('signal-child.cjs 3'))
 
   const marker = path.join(dir, 'second-ran')

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 /** The README is for users: what does not fit goes to docs/ (see CONTRIBUTING.md). */
-const README_MAX_LINES = 480
+const README_MAX_LINES = 400
 
 const DOCS = [
   'README.md',

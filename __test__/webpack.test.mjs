@@ -177,3 +177,26 @@ test('webpack(config) with webpack-dev-server loaded throws ELOCKHELD instead of
   await first.exit()
   assert.equal(fs.existsSync(lockOf(dir)), false, first.out)
 })
+
+test("onConflict: 'replace' stops the running `webpack serve`; 'reuse' prints its URL and exits 0", async (t) => {
+  const dir = webpackProject(t, {
+    'webpack.replace.config.js': withDevServer("{ onConflict: 'replace' }"),
+    'webpack.reuse.config.js': withDevServer("{ onConflict: 'reuse' }"),
+  })
+  const first = serve(t, dir, await freePort())
+  await first.waitFor(/compiled successfully/)
+  const { metadata } = await holderWithUrl(lockOf(dir))
+
+  const reused = serve(t, dir, await freePort(), { args: ['--config', 'webpack.reuse.config.js'] })
+  assert.deepEqual(await reused.exit(), { code: 0, signal: null }, reused.out)
+  assert.ok(reused.out.includes(`${metadata.url}\n`), reused.out)
+  assert.doesNotMatch(reused.out, /compiled/)
+
+  const port = await freePort()
+  const second = serve(t, dir, port, { args: ['--config', 'webpack.replace.config.js'] })
+  await second.waitFor(/compiled successfully/)
+  assert.notEqual((await first.exit()).code, null, 'the first one was stopped')
+  assert.match(second.out, new RegExp(`asking pid ${first.pid}, ${metadata.url.replace(/[.]/g, '\\.')} to exit \\(SIGTERM\\)`))
+  assert.equal((await holderWithUrl(lockOf(dir))).pid, second.pid)
+  assert.equal(await isListening(port), true)
+})

@@ -3,8 +3,19 @@
 // message, the Vite and webpack refusals and the `leaselock` command all print. Every field
 // taken from the lock file passes through ./sanitize.js on its way out.
 
-const os = require('node:os')
+const { proveHolder } = require('./proof.js')
 const { safeHostname, safeText, safeUrl } = require('./sanitize.js')
+
+/** Any value read from a lock file, fit to print (./sanitize.js). */
+function shown(value, limit) {
+  return safeText(value, limit)
+}
+
+/** The holder's host name when it is printable; a placeholder for one that is not. */
+function hostLabel(holder) {
+  if (!holder.hostname) return null
+  return safeHostname(holder.hostname) ?? 'a host whose name is not valid host name syntax'
+}
 
 function ago(when) {
   const s = Math.max(0, Math.round((Date.now() - when.getTime()) / 1000))
@@ -14,17 +25,6 @@ function ago(when) {
   return h < 48 ? `${h}h ${Math.floor((s % 3600) / 60)}m ago` : `${Math.floor(h / 24)} days ago`
 }
 
-/** The holder's host name when it is printable; a placeholder for one that is not. */
-function hostLabel(holder) {
-  if (!holder.hostname) return null
-  return safeHostname(holder.hostname) ?? 'a host whose name is not valid host name syntax'
-}
-
-function stopHint(holder) {
-  const pid = safeText(holder.pid)
-  const kill = process.platform === 'win32' ? `taskkill /PID ${pid} /F` : `kill ${pid}`
-  return holder.hostname && holder.hostname !== os.hostname() ? `on ${hostLabel(holder)}: ${kill}` : kill
-}
 
 /** A non-empty string field of the metadata, raw (print it through ./sanitize.js). */
 function mdString(md, key) {
@@ -36,37 +36,47 @@ function holderUrl(holder) {
   return holder ? safeUrl(mdString(holder.metadata, 'url')) : null
 }
 
+/** `pid 123, http://localhost:5173/` (the URL when the lease has one): who a message is about. */
+function whoHolds(holder, { url = true } = {}) {
+  if (!holder) return 'another process'
+  const u = url ? holderUrl(holder) : null
+  return `pid ${shown(holder.pid)}${u ? `, ${u}` : ''}`
+}
+
 /**
- * The lines that describe a holder: what a person needs to find it (URL, PID, project, command),
- * when it started, and how to stop it.
+ * The rows (each value fit to print) that describe a holder: what a person needs to find it
+ * (URL, PID, project, command), when it started, and how to stop it.
  */
 function holderLines(holder, lockPath, projectDir) {
   const rows = []
   if (!holder) {
-    rows.push(['lock', safeText(lockPath, 4096)])
+    rows.push(['lock', shown(lockPath, 4096)])
     rows.push(['state', 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
     return rows
   }
   const md = holder.metadata
-  rows.push(['pid', safeText(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${hostLabel(holder)})` : '')])
+  rows.push(['pid', shown(holder.pid) + (holder.alive === 'unknown' && holder.hostname ? ` (on ${hostLabel(holder)})` : '')])
   const url = holderUrl(holder)
   if (url) rows.push(['url', url])
   else if (mdString(md, 'url')) rows.push(['url', '(not shown: not a plain http or https URL)'])
   const project = mdString(md, 'root') || projectDir
-  if (project) rows.push(['project', safeText(project)])
-  else if (mdString(md, 'cwd')) rows.push(['directory', safeText(md.cwd)])
+  if (project) rows.push(['project', shown(project)])
+  else if (mdString(md, 'cwd')) rows.push(['directory', shown(md.cwd)])
   const command = mdString(md, 'commandLine')
-  if (command) rows.push(['command', safeText(command)])
-  if (holder.metadataDropped) rows.push(['metadata', safeText(holder.metadataDropped)])
+  if (command) rows.push(['command', shown(command)])
+  if (holder.metadataDropped) rows.push(['metadata', shown(holder.metadataDropped)])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
-  rows.push(['lock', safeText(lockPath, 4096)])
-  rows.push(['stop it', stopHint(holder)])
+  rows.push(['lock', shown(lockPath, 4096)])
+  // How to stop it is said only for a process proven to hold this very file (proof.js): a
+  // planted lease may name any process, and a hint is an invitation to signal it.
+  if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', `kill ${shown(holder.pid)}`])
   return rows
 }
 
+/** Rows as `  key:   value` lines (their values are already fit to print). */
 function formatRows(rows) {
   const width = Math.max(...rows.map(([k]) => k.length)) + 2
   return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
 }
 
-module.exports = { ago, stopHint, mdString, holderUrl, holderLines, formatRows }
+module.exports = { shown, ago, whoHolds, mdString, holderUrl, holderLines, formatRows }

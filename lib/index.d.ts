@@ -366,3 +366,20 @@ export declare const DEFAULTS: Readonly<{
 
 /** The Go package's held-error text. */
 export declare const HELD_TEXT: 'lock file is already held by another process'
+
+/** Options of {@link withLock}: the lock's own, plus how long to wait for it. */
+export interface WithLockOptions extends PidLockOptions, AcquireOptions {}
+
+/** Options of {@link withLockSync}: the lock's own, plus how long to wait (blocking). */
+export interface WithLockSyncOptions extends PidLockOptions, AcquireSyncOptions {}
+
+/**
+ * Acquires the lock at `path` (waiting up to `options.timeout`, abortable with
+ * `options.signal`), runs `fn` with it, releases it in `finally` and resolves with what `fn`
+ * returned. Rejects with `ELOCKHELD` when a live process holds it - `fn` never runs without
+ * the lock. When `fn` throws, that error is the one rejected, even if the release fails too.
+ */
+export declare function withLock<T>(path: string | URL, fn: (lock: PidLock) => T | PromiseLike<T>, options?: WithLockOptions): Promise<Awaited<T>>
+
+/** {@link withLock} on the calling thread, for synchronous `fn`. */
+export declare function withLockSync<T>(path: string | URL, fn: (lock: PidLock) => T, options?: WithLockSyncOptions): T

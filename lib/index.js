@@ -5,7 +5,7 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { NativeLock, CancelToken, constants } = require('../index.js')
+const { NativeLock, CancelToken, constants } = require('./native.js').binding
 const { formatRows, holderLines } = require('./holder.js')
 const store = require('./store.js')
 
@@ -655,4 +655,4 @@ if (typeof Symbol.dispose === 'symbol') {
   })
 }
 
-module.exports = { PidLock, DEFAULTS, HELD_TEXT }
+module.exports = { PidLock, DEFAULTS, HELD_TEXT, ...require('./with-lock.js').makeWithLock(PidLock) }

@@ -1,5 +1,5 @@
 // ESM entry: the same objects as the CommonJS entry.
 import cjs from './index.js'
 
-export const { PidLock, DEFAULTS, HELD_TEXT } = cjs
+export const { PidLock, DEFAULTS, HELD_TEXT, withLock, withLockSync } = cjs
 export default cjs

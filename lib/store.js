@@ -4,7 +4,7 @@
 // same outcomes, records and notices), so `PidLock` keeps one code path. Every store call is a
 // promise settled from the native runtime; nothing here blocks the JS thread on the network.
 
-const { NativeStoreLock, StoreCancelToken } = require('../index.js')
+const { NativeStoreLock, StoreCancelToken } = require('./native.js').binding
 
 const SCHEMES = ['redis:', 'rediss:', 'valkey:', 'valkeys:', 'unix:', 'redis+unix:', 'valkey+unix:']
 const KEY_LIMIT = 512

@@ -1,4 +1,6 @@
-import type { Plugin, PreviewServer, ViteDevServer } from 'vite'
+// Vite's types are ECMAScript modules; this file is the CommonJS entry's, so the import says
+// how to resolve them (TS1541 under node16/nodenext otherwise).
+import type { Plugin, PreviewServer, ViteDevServer } from 'vite' with { 'resolution-mode': 'import' }
 import type { LeaseLostInfo, LockHeldError, PidLockOptions } from './index.js'
 
 /**
@@ -6,8 +8,11 @@ import type { LeaseLostInfo, LockHeldError, PidLockOptions } from './index.js'
  * `plugins: [singleInstance()]`.
  *
  * The lock is taken before the server binds its port (in `configureServer`), at
- * `<cacheDir>/leaselock/dev-server.lock` by default, and its metadata gets the server's URLs,
- * port, root and command line once it listens. A second server in the same project is refused
+ * `<cacheDir>/leaselock/dev-server.lock` by default - keyed like Vite 8.4's own command lock
+ * (command, root, config file, mode): another mode or config file gets
+ * `dev-server-<mode>-<hash>.lock`, so what Vite runs side by side, the plugin allows. Its
+ * metadata gets the server's URLs, port, root, mode and command line once it listens.
+ * On Vite >= 8.4, `vite --bypass-lock` counts as `allowMultiple`. A second server in the same project is refused
  * with {@link singleInstance.SingleInstanceError}: the Vite CLI prints its message and exits
  * with code 1; `createServer()` rejects with it (after closing what it had opened). The lock is
  * released when the server closes; a server killed without closing (SIGKILL, Ctrl+C) leaves a
@@ -36,8 +41,21 @@ declare namespace singleInstance {
      * `yes` or `on`, else `false`. An explicit `false` ignores the variable.
      */
     allowMultiple?: boolean
-    /** Milliseconds to wait for the running instance to end before refusing. Default 0. */
+    /**
+     * Milliseconds to wait for the running instance to end before refusing. Default 0. While it
+     * waits, the plugin says who it waits for (pid, URL, age) on stderr.
+     */
     wait?: number
+    /**
+     * When another instance holds the lock: `'refuse'` (default) fails the start;
+     * `'replace'` asks the running one to exit (SIGTERM, only when it is proven to hold the
+     * lock file: Linux), waits up to 10 s for it to let go, then takes its place; `'reuse'`
+     * prints the running one's URL and exits with code 0 without starting (from `createServer()`
+     * it rejects with the {@link SingleInstanceError}, whose `url` is set).
+     */
+    onConflict?: 'refuse' | 'replace' | 'reuse'
+    /** No waiting messages. Default `false`. */
+    quiet?: boolean
     /**
      * When the lease is lost while the server runs (its file removed, taken over after the
      * process was frozen past the stale threshold...):
@@ -62,6 +80,8 @@ declare namespace singleInstance {
   export interface SingleInstanceError extends LockHeldError {
     /** The lock's own `ELOCKHELD` error. */
     cause: Error
+    /** With `onConflict: 'reuse'`: the running server's URL. */
+    url?: string
   }
 
   /** The metadata the plugin stores in the lease (read it with `PidLock.inspect`). */
@@ -69,6 +89,9 @@ declare namespace singleInstance {
     tool: 'vite'
     command: 'dev' | 'preview' | 'build-watch'
     root: string
+    /** Vite's mode and config file: with the command and root, the key of the lock. */
+    mode: string
+    configFile: string | null
     cwd: string
     commandLine: string
     /** Once the server listens. */

@@ -13,49 +13,15 @@
 // code 1; `createServer()` rejects with it.
 
 const nodePath = require('node:path')
-const {
-  ALLOW_ENV,
-  Hold,
-  allowMultiple,
-  commandLine,
-  isHeld,
-  leaseLostMessage,
-  refusalError,
-} = require('./guard.js')
+const { ALLOW_ENV, applyLostPolicy, checkOptions, refusalError, reuseMessage, takeLock } = require('./guard.js')
+const { Hold } = require('./hold.js')
+const { commandLine } = require('./command-line.js')
+const { shown } = require('./holder.js')
+const coexist = require('./vite-coexist.js')
 
 const PLUGIN_NAME = 'leaselock:single-instance'
 const WHAT = { dev: 'Vite dev server', preview: 'Vite preview server', 'build-watch': 'vite build --watch' }
-
-function optionError(name, expected, value) {
-  const e = new TypeError(`singleInstance(): "${name}" must be ${expected}, got ${value === null ? 'null' : typeof value}`)
-  e.code = 'ERR_INVALID_ARG_TYPE'
-  return e
-}
-
-function checkOptions(options) {
-  if (options === undefined) return {}
-  if (options === null || typeof options !== 'object') throw optionError('options', 'an object', options)
-  for (const key of ['dev', 'preview', 'buildWatch', 'allowMultiple']) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw optionError(key, 'a boolean', options[key])
-  }
-  if (options.lockfile !== undefined && (typeof options.lockfile !== 'string' || !options.lockfile)) {
-    throw optionError('lockfile', 'a non-empty string', options.lockfile)
-  }
-  const lost = options.onLeaseLost
-  if (lost !== undefined && typeof lost !== 'function' && !['warn', 'close', 'exit'].includes(lost)) {
-    throw optionError('onLeaseLost', "'warn', 'close', 'exit' or a function", lost)
-  }
-  if (options.wait !== undefined && (typeof options.wait !== 'number' || !(options.wait >= 0))) {
-    throw optionError('wait', 'a number >= 0 (milliseconds)', options.wait)
-  }
-  if (options.lockOptions !== undefined && (options.lockOptions === null || typeof options.lockOptions !== 'object')) {
-    throw optionError('lockOptions', 'an object', options.lockOptions)
-  }
-  if (options.metadata !== undefined && (options.metadata === null || typeof options.metadata !== 'object')) {
-    throw optionError('metadata', 'an object', options.metadata)
-  }
-  return options
-}
+const OPTIONS = { owner: 'singleInstance()', booleans: ['dev', 'preview', 'buildWatch'], policies: ['warn', 'close', 'exit'] }
 
 /** URLs of a listening Vite server: local ones first, as Vite prints them. */
 function serverUrls(server, https) {
@@ -72,173 +38,201 @@ function serverUrls(server, https) {
   return { url: urls[0] || null, urls: urls.slice(0, 8), port }
 }
 
+/** Records the server's URL in the lease as soon as it listens. */
+function publishWhenListening(server, hold, https, logger) {
+  const http = server.httpServer
+  if (!http) return
+  // Synchronously, in the 'listening' event: the URL is in the lease before `listen()`
+  // resolves. Vite's own listener (prepended) has filled `resolvedUrls` by then.
+  const publish = () => {
+    if (!hold.held) return
+    const { url, urls, port } = serverUrls(server, https)
+    try {
+      hold.updateSync({ url, urls, port, listeningAt: new Date().toISOString() })
+    } catch (err) {
+      logger.warn(`leaselock: could not record the server URL in the lock: ${err.message}`)
+    }
+  }
+  http.on('listening', publish)
+  http.once('close', () => http.off('listening', publish))
+}
+
+/** Closes what a refused server has opened so far, then rethrows the refusal. */
+async function closeAndThrow(server, err) {
+  await Promise.resolve(server.close()).catch(() => {})
+  throw err
+}
+
+/** How to start a second server on purpose, naming the switch that works with this Vite. */
+function overrideText(viteLocks) {
+  const own = `set ${ALLOW_ENV}=1, or pass singleInstance({ allowMultiple: true })`
+  return viteLocks ? `pass --bypass-lock (Vite's own switch; leaselock honours it too), ${own}` : own
+}
+
 /**
  * A Vite plugin that allows one dev server per project (see `lib/vite.d.ts`).
  */
 function singleInstance(options) {
-  const opts = checkOptions(options)
-  const guards = {
-    dev: opts.dev !== false,
-    preview: opts.preview === true,
-    'build-watch': opts.buildWatch === true,
-  }
+  const opts = checkOptions(options, OPTIONS)
+  const guards = { dev: opts.dev !== false, preview: opts.preview === true, 'build-watch': opts.buildWatch === true }
   let config = null
-  /** The hold of the server this plugin instance belongs to. */
+  /** The hold of the server this plugin instance belongs to, and what was decided with it. */
   let hold = null
+  let decision = null
+  /** `'--bypass-lock'` when Vite's own switch was given; whether Vite's own lock runs here. */
+  let bypass = null
+  let viteLocks = false
+
+  const log = (level, text) => config.logger[level](text, { timestamp: true })
 
   function lockPath(kind) {
     if (opts.lockfile) return nodePath.resolve(config.root, opts.lockfile)
-    return nodePath.join(config.cacheDir, 'leaselock', `${kind === 'dev' ? 'dev-server' : kind}.lock`)
+    return nodePath.join(config.cacheDir, 'leaselock', coexist.lockName(kind, config))
   }
 
-  function onLost(kind, info, server) {
-    const message = leaseLostMessage(WHAT[kind], info)
-    const policy = opts.onLeaseLost ?? 'warn'
-    if (typeof policy === 'function') {
-      try {
-        policy(info, { server: server || null, message })
-      } catch (err) {
-        config.logger.error(`leaselock: onLeaseLost threw: ${err && err.stack ? err.stack : err}`)
-      }
-      return
-    }
-    if (policy === 'warn') {
-      config.logger.warn(message, { timestamp: true })
-      return
-    }
-    config.logger.error(`${message}\nleaselock: stopping the server (onLeaseLost: '${policy}').`, { timestamp: true })
-    const close = server && typeof server.close === 'function' ? server.close() : Promise.resolve()
-    Promise.resolve(close)
-      .catch((err) => config.logger.error(`leaselock: closing the server failed: ${err && err.message}`))
-      .then(() => {
-        if (policy === 'exit') process.exit(1)
-      })
+  function onLost(kind, info, server, h) {
+    applyLostPolicy(opts.onLeaseLost, {
+      what: WHAT[kind],
+      info,
+      context: { server: server || null },
+      log,
+      stopping: 'the server',
+      retake: () => h.retake(),
+      stop(policy) {
+        const close = server && typeof server.close === 'function' ? server.close() : Promise.resolve()
+        Promise.resolve(close)
+          .catch((err) => log('error', `leaselock: closing the server failed: ${err && err.message}`))
+          .then(() => {
+            if (policy === 'exit') process.exit(1)
+          })
+      },
+    })
   }
 
   /**
-   * Takes the lock for `kind`. Returns the hold, or null when a second instance is allowed
-   * to run without it. Throws the refusal error.
+   * Takes the lock for `kind`: `{ hold, reclaimed }`, `{ hold: null }` when a second instance
+   * may run without it, `{ reuse }` when the running one is to be used. Throws the refusal.
    */
   async function take(kind, server) {
-    const path = lockPath(kind)
-    const h = new Hold(path, {
+    const h = new Hold(lockPath(kind), {
+      tool: 'vite',
       lockOptions: opts.lockOptions,
       metadata: {
         ...(opts.metadata || {}),
         tool: 'vite',
         command: kind,
         root: config.root,
+        mode: config.mode,
+        configFile: config.configFile || null,
         cwd: process.cwd(),
         commandLine: commandLine(),
       },
-      onLost: (info) => onLost(kind, info, server),
+      onLost: (info) => onLost(kind, info, server, h),
     })
+    return takeLock(h, {
+      what: WHAT[kind],
+      projectDir: config.root,
+      allow: opts.allowMultiple,
+      bypass,
+      onConflict: opts.onConflict,
+      wait: opts.wait,
+      quiet: opts.quiet,
+      override: overrideText(viteLocks),
+      log,
+    })
+  }
+
+  /** A reused server: say where the running one is, and end this one without starting it. */
+  async function reuse(kind, server, got) {
+    log('info', reuseMessage(WHAT[kind], got.holder, got.reuse))
+    if (coexist.runByViteCli()) {
+      process.stdout.write(`${shown(got.reuse)}\n`)
+      if (server) await Promise.resolve(server.close()).catch(() => {})
+      process.exit(0)
+    }
+    const err = refusalError({ holder: got.holder, path: lockPath(kind) }, { what: WHAT[kind], projectDir: config.root })
+    err.url = got.reuse
+    throw err
+  }
+
+  /** Whether Vite's own check is to be skipped for this server (see vite-coexist.js). */
+  function skipViteCheck(got) {
+    if (!viteLocks) return false
+    if (!got.hold) {
+      if (!bypass) log('info', "leaselock: Vite's own lock is bypassed for this server too.")
+      return true
+    }
+    const r = got.reclaimed
+    if (r && r.valid && r.alive !== false) {
+      log('info', `leaselock: took over the lock of pid ${shown(r.pid)}, whose lease had gone stale (frozen or suspended); Vite's own lock still lists that process, so its check is skipped for this server.`)
+      return true
+    }
+    return false
+  }
+
+  /** Guards a dev or preview server: refused ones are closed before the error is thrown. */
+  async function guardServer(kind, server, https) {
+    let got
     try {
-      await h.acquire(opts.wait ?? 0)
-      return h
+      got = await take(kind, server)
+      if (got.reuse) await reuse(kind, server, got)
     } catch (err) {
-      if (!isHeld(err)) throw err
-      if (allowMultiple(opts.allowMultiple)) {
-        const who = err.holder ? `pid ${err.holder.pid}` : 'another process'
-        config.logger.warn(
-          `leaselock: ${who} already runs a ${WHAT[kind]} for this project; starting another one anyway (${opts.allowMultiple === true ? 'allowMultiple: true' : `${ALLOW_ENV} is set`}).`,
-          { timestamp: true },
-        )
-        return null
+      return closeAndThrow(server, err)
+    }
+    const d = coexist.decide(server, { skipVite: skipViteCheck(got), held: Boolean(got.hold), log })
+    if (!got.hold) return null
+    hold = got.hold
+    decision = d
+    publishWhenListening(server, hold, https, config.logger)
+    // Older Vite versions have no closeServer hook; the HTTP server's close covers them.
+    const h = hold
+    if (server.httpServer) server.httpServer.once('close', () => (d.keep ? undefined : h.release().catch(() => {})))
+    return h
+  }
+
+  async function configResolved(resolved) {
+    config = resolved
+    const version = this && this.meta ? this.meta.viteVersion : undefined
+    bypass = coexist.bypassSwitch(version, resolved)
+    viteLocks = coexist.hasCommandLock(version) && coexist.runByViteCli() && !bypass
+    if (viteLocks && resolved.command === 'serve') coexist.wrapViteLock(resolved)
+    if (!guards['build-watch'] || resolved.isWorker) return
+    if (resolved.command !== 'build' || !resolved.build || !resolved.build.watch) return
+    if (hold) return
+    const got = await take('build-watch', null)
+    if (got.reuse) await reuse('build-watch', null, got)
+    hold = got.hold
+  }
+
+  async function configureServer(server) {
+    // Vitest runs its tests in a Vite server of its own: that is not a second dev server.
+    if (!guards.dev || process.env.VITEST) return
+    const h = await guardServer('dev', server, Boolean(config.server && config.server.https))
+    if (!h) return
+    // A restart creates the new server while this one still runs: let it join our lock.
+    const restart = server.restart
+    if (typeof restart === 'function') {
+      const path = h.path
+      server.restart = function leaselockRestart(...args) {
+        return Hold.restarting(path, () => restart.apply(this, args))
       }
-      throw refusalError(err, {
-        what: WHAT[kind],
-        projectDir: config.root,
-        override: `set ${ALLOW_ENV}=1, or pass singleInstance({ allowMultiple: true })`,
-      })
     }
   }
 
-  function publishWhenListening(server, h, https) {
-    const http = server.httpServer
-    if (!http) return
-    // Synchronously, in the 'listening' event: the URL is in the lease before `listen()`
-    // resolves. Vite's own listener (prepended) has filled `resolvedUrls` by then.
-    const publish = () => {
-      if (!h.held) return
-      const { url, urls, port } = serverUrls(server, https)
-      try {
-        h.updateSync({ url, urls, port, listeningAt: new Date().toISOString() })
-      } catch (err) {
-        config.logger.warn(`leaselock: could not record the server URL in the lock: ${err.message}`)
-      }
-    }
-    http.on('listening', publish)
-    http.once('close', () => http.off('listening', publish))
+  async function configurePreviewServer(server) {
+    await guardServer('preview', server, Boolean(config.preview && config.preview.https))
   }
 
-  const plugin = {
-    name: PLUGIN_NAME,
-    enforce: 'pre',
-
-    async configResolved(resolved) {
-      config = resolved
-      if (!guards['build-watch'] || resolved.isWorker) return
-      if (resolved.command !== 'build' || !resolved.build || !resolved.build.watch) return
-      if (hold) return
-      hold = await take('build-watch', null)
-    },
-
-    async configureServer(server) {
-      // Vitest runs its tests in a Vite server of its own: that is not a second dev server.
-      if (!guards.dev || process.env.VITEST) return
-      const path = lockPath('dev')
-      let h
-      try {
-        h = await take('dev', server)
-      } catch (err) {
-        // Refused before anything listens: close what Vite has opened so far (file watcher,
-        // WebSocket server), so a caller of createServer() is not left with live handles.
-        await Promise.resolve(server.close()).catch(() => {})
-        throw err
-      }
-      if (!h) return
-      hold = h
-      // A restart creates the new server while this one still runs: let it join our lock.
-      const restart = server.restart
-      if (typeof restart === 'function') {
-        server.restart = function leaselockRestart(...args) {
-          return Hold.restarting(path, () => restart.apply(this, args))
-        }
-      }
-      publishWhenListening(server, h, Boolean(config.server && config.server.https))
-      // Older Vite versions have no closeServer hook; the HTTP server's close covers them.
-      if (server.httpServer) server.httpServer.once('close', () => h.release().catch(() => {}))
-    },
-
-    async closeServer() {
-      if (hold) await hold.release().catch(() => {})
-    },
-
-    async closeWatcher() {
-      if (hold) await hold.release().catch(() => {})
-    },
+  /** Lets go of the lock - unless Vite's own check refused after ours: then it is kept. */
+  async function release() {
+    if (hold && !(decision && decision.keep)) await hold.release().catch(() => {})
   }
 
+  const plugin = { name: PLUGIN_NAME, enforce: 'pre', configResolved, configureServer, closeServer: release, closeWatcher: release }
   if (guards.preview) {
-    plugin.configurePreviewServer = async function (server) {
-      let h
-      try {
-        h = await take('preview', server)
-      } catch (err) {
-        await Promise.resolve(server.close()).catch(() => {})
-        throw err
-      }
-      if (!h) return
-      hold = h
-      publishWhenListening(server, h, Boolean(config.preview && config.preview.https))
-      if (server.httpServer) server.httpServer.once('close', () => h.release().catch(() => {}))
-    }
-    plugin.closePreviewServer = async function () {
-      if (hold) await hold.release().catch(() => {})
-    }
+    plugin.configurePreviewServer = configurePreviewServer
+    plugin.closePreviewServer = release
   }
-
   return plugin
 }
 

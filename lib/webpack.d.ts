@@ -33,8 +33,20 @@ declare namespace SingleInstancePlugin {
      * `yes` or `on`, else `false`. An explicit `false` ignores the variable.
      */
     allowMultiple?: boolean
-    /** Milliseconds to wait for the running instance to end before refusing. Default 0. */
+    /**
+     * Milliseconds to wait for the running instance to end before refusing. Default 0. The
+     * plugin says who it waits for; `webpack serve` waits blocking, before anything starts.
+     */
     wait?: number
+    /**
+     * When another instance holds the lock: `'refuse'` (default); `'replace'` asks the running
+     * one to exit (SIGTERM, only when it is proven to hold the lock file: Linux), waits up to
+     * 10 s for it to let go, then takes its place; `'reuse'` prints the running one's URL and
+     * exits with code 0 (the webpack CLI) or throws the {@link SingleInstanceError} with `url` set.
+     */
+    onConflict?: 'refuse' | 'replace' | 'reuse'
+    /** No waiting messages. Default `false`. */
+    quiet?: boolean
     /**
      * When the lease is lost while running: `'warn'` (default) logs a warning through webpack's
      * infrastructure logger; `'exit'` closes the compiler and exits with code 1; a function is
@@ -57,6 +69,8 @@ declare namespace SingleInstancePlugin {
   export interface SingleInstanceError extends LockHeldError {
     /** The lock's own `ELOCKHELD` error. */
     cause: Error
+    /** With `onConflict: 'reuse'`: the running server's URL. */
+    url?: string
   }
 
   /** The metadata the plugin stores in the lease (read it with `PidLock.inspect`). */

@@ -18,50 +18,14 @@
 
 const nodePath = require('node:path')
 const fs = require('node:fs')
-const {
-  ALLOW_ENV,
-  Hold,
-  allowMultiple,
-  commandLine,
-  isHeld,
-  leaseLostMessage,
-  packageRoot,
-  refusalError,
-} = require('./guard.js')
+const { ALLOW_ENV, applyLostPolicy, checkOptions, packageRoot, refusalError, reuseMessage, takeLock, takeLockSync } = require('./guard.js')
+const { shown } = require('./holder.js')
+const { Hold } = require('./hold.js')
+const { commandLine } = require('./command-line.js')
 
 const PLUGIN_NAME = 'LeaselockSingleInstancePlugin'
 const WHAT = { 'dev-server': 'webpack dev server', watch: 'webpack --watch' }
-
-function optionError(name, expected, value) {
-  const e = new TypeError(`SingleInstancePlugin: "${name}" must be ${expected}, got ${value === null ? 'null' : typeof value}`)
-  e.code = 'ERR_INVALID_ARG_TYPE'
-  return e
-}
-
-function checkOptions(options) {
-  if (options === undefined) return {}
-  if (options === null || typeof options !== 'object') throw optionError('options', 'an object', options)
-  for (const key of ['serve', 'watch', 'allowMultiple']) {
-    if (options[key] !== undefined && typeof options[key] !== 'boolean') throw optionError(key, 'a boolean', options[key])
-  }
-  if (options.lockfile !== undefined && (typeof options.lockfile !== 'string' || !options.lockfile)) {
-    throw optionError('lockfile', 'a non-empty string', options.lockfile)
-  }
-  const lost = options.onLeaseLost
-  if (lost !== undefined && typeof lost !== 'function' && !['warn', 'exit'].includes(lost)) {
-    throw optionError('onLeaseLost', "'warn', 'exit' or a function", lost)
-  }
-  if (options.wait !== undefined && (typeof options.wait !== 'number' || !(options.wait >= 0))) {
-    throw optionError('wait', 'a number >= 0 (milliseconds)', options.wait)
-  }
-  if (options.lockOptions !== undefined && (options.lockOptions === null || typeof options.lockOptions !== 'object')) {
-    throw optionError('lockOptions', 'an object', options.lockOptions)
-  }
-  if (options.metadata !== undefined && (options.metadata === null || typeof options.metadata !== 'object')) {
-    throw optionError('metadata', 'an object', options.metadata)
-  }
-  return options
-}
+const OPTIONS = { owner: 'SingleInstancePlugin', booleans: ['serve', 'watch'], policies: ['warn', 'exit'] }
 
 /** Whether this process is the webpack command line (not a program using the webpack API). */
 function runByWebpackCli() {
@@ -96,11 +60,48 @@ const URL_RE = /\bhttps?:\/\/[^\s,"']+/g
 // eslint-disable-next-line no-control-regex
 const ANSI_RE = /\u001b\[[0-9;]*m/g
 
+/** The dev server's URL, from the "Loopback:" / "On Your Network" lines it logs. */
+function urlsFromLog(compiler, publish) {
+  let urls = null
+  compiler.hooks.infrastructureLog.tap(PLUGIN_NAME, (origin, type, args) => {
+    if (origin !== 'webpack-dev-server' || !args || typeof args[0] !== 'string') return undefined
+    const text = args[0].replace(ANSI_RE, '')
+    if (!/^(Project is running at|Loopback|On Your Network)/.test(text)) return undefined
+    const found = text.match(URL_RE) || []
+    if (urls === null) {
+      urls = []
+      // The status lines are logged one after another; record them together.
+      setImmediate(() => {
+        const list = urls
+        urls = null
+        const port = list.length ? Number(new URL(list[0]).port) || null : null
+        publish({ url: list[0] || null, urls: list.slice(0, 8), port })
+      })
+    }
+    urls.push(...found)
+    return undefined
+  })
+}
+
+/** Records where the dev server listens: through `devServer.onListening`, else from its log. */
+function publishWhenListening(compiler, publish) {
+  const devServer = compiler.options.devServer
+  if (devServer && typeof devServer === 'object') {
+    const user = devServer.onListening
+    devServer.onListening = function leaselockOnListening(server) {
+      publish(devServerInfo(server))
+      if (typeof user === 'function') return user.call(this, server)
+    }
+    return
+  }
+  urlsFromLog(compiler, publish)
+}
+
 class SingleInstancePlugin {
   #opts
 
   constructor(options) {
-    this.#opts = checkOptions(options)
+    this.#opts = checkOptions(options, OPTIONS)
   }
 
   apply(compiler) {
@@ -108,6 +109,9 @@ class SingleInstancePlugin {
     const serving = opts.serve !== false && Boolean(process.env.WEBPACK_SERVE)
     const watching = opts.watch !== false && compiler.options.watch === true
     const projectDir = packageRoot(compiler.context || process.cwd())
+    const logger = () => compiler.getInfrastructureLogger('leaselock')
+    // webpack's logger names itself "[leaselock]": the shared texts' own prefix is dropped.
+    const log = (level, text) => logger()[level](text.replace(/^leaselock: /, ''))
     let hold = null
     let settled = false
     let kindTaken = null
@@ -118,93 +122,77 @@ class SingleInstancePlugin {
       return nodePath.join(projectDir, 'node_modules', '.cache', 'leaselock', `webpack-${kind}${name}.lock`)
     }
 
-    const onLost = (kind, info) => {
-      const message = leaseLostMessage(WHAT[kind], info)
-      const policy = opts.onLeaseLost ?? 'warn'
-      const logger = compiler.getInfrastructureLogger('leaselock')
-      if (typeof policy === 'function') {
-        try {
-          policy(info, { compiler, message })
-        } catch (err) {
-          logger.error(`onLeaseLost threw: ${err && err.stack ? err.stack : err}`)
-        }
-        return
-      }
-      if (policy === 'warn') {
-        logger.warn(message)
-        return
-      }
-      logger.error(`${message}\nleaselock: stopping (onLeaseLost: 'exit').`)
-      compiler.close(() => process.exit(1))
-    }
-
-    const newHold = (kind) =>
-      new Hold(lockPath(kind), {
-        lockOptions: opts.lockOptions,
-        metadata: {
-          ...(opts.metadata || {}),
-          tool: 'webpack',
-          command: kind,
-          root: projectDir,
-          cwd: process.cwd(),
-          commandLine: commandLine(),
-        },
-        onLost: (info) => onLost(kind, info),
-      })
-
-    /** Turns ELOCKHELD into the refusal, or into a warning with the override; null = go on. */
-    const refused = (kind, err) => {
-      if (!isHeld(err)) return err
-      if (allowMultiple(opts.allowMultiple)) {
-        const who = err.holder ? `pid ${err.holder.pid}` : 'another process'
-        compiler
-          .getInfrastructureLogger('leaselock')
-          .warn(`${who} already runs a ${WHAT[kind]} for this project; starting another one anyway (${opts.allowMultiple === true ? 'allowMultiple: true' : `${ALLOW_ENV} is set`}).`)
-        return null
-      }
-      return refusalError(err, {
+    const onLost = (kind, info, h) =>
+      applyLostPolicy(opts.onLeaseLost, {
         what: WHAT[kind],
-        projectDir,
-        override: `set ${ALLOW_ENV}=1, or pass new SingleInstancePlugin({ allowMultiple: true })`,
+        info,
+        context: { compiler },
+        log,
+        retake: () => h.retake(),
+        stop: () => compiler.close(() => process.exit(1)),
       })
+
+    const newHold = (kind) => {
+      const h = new Hold(lockPath(kind), {
+        tool: 'webpack',
+        lockOptions: opts.lockOptions,
+        metadata: { ...(opts.metadata || {}), tool: 'webpack', command: kind, root: projectDir, cwd: process.cwd(), commandLine: commandLine() },
+        onLost: (info) => onLost(kind, info, h),
+      })
+      return h
     }
 
-    if (serving || watching) {
-      const kind = serving ? 'dev-server' : 'watch'
+    const conflict = (kind) => ({
+      what: WHAT[kind],
+      projectDir,
+      allow: opts.allowMultiple,
+      onConflict: opts.onConflict,
+      wait: opts.wait,
+      quiet: opts.quiet,
+      override: `set ${ALLOW_ENV}=1, or pass new SingleInstancePlugin({ allowMultiple: true })`,
+      log,
+    })
+
+    /** `onConflict: 'reuse'`: the webpack CLI prints the URL and exits 0; a program gets ELOCKHELD. */
+    const reuse = (kind, got) => {
+      log('info', reuseMessage(WHAT[kind], got.holder, got.reuse))
+      if (runByWebpackCli()) {
+        process.stdout.write(`${shown(got.reuse)}\n`)
+        process.exit(0)
+      }
+      const err = refusalError({ holder: got.holder, path: lockPath(kind) }, { what: WHAT[kind], projectDir })
+      err.url = got.reuse
+      throw err
+    }
+
+    const took = (kind, got) => {
+      if (got.reuse) reuse(kind, got)
+      hold = got.hold
+      kindTaken = got.hold ? kind : null
+    }
+
+    /** `webpack serve` / `--watch`: synchronously, before the dev server exists. */
+    const takeAtOnce = (kind) => {
       settled = true
-      const h = newHold(kind)
       try {
-        h.acquireSync(opts.wait ?? 0)
-        hold = h
-        kindTaken = kind
+        took(kind, takeLockSync(newHold(kind), conflict(kind)))
       } catch (err) {
-        const out = refused(kind, err)
-        if (out) {
-          if (out.code === 'ELOCKHELD' && runByWebpackCli()) {
-            // The webpack CLI would print this with "[webpack-cli]" and exit with 2, the code
-            // of a broken configuration; a refusal is not that.
-            process.stderr.write(`${out.message}\n`)
-            process.exit(1)
-          }
-          throw out
+        if (['ELOCKHELD', 'ELOCKUNPROVEN', 'ELOCKSTOPTIMEOUT'].includes(err.code) && runByWebpackCli()) {
+          // The webpack CLI would print this with "[webpack-cli]" and exit with 2, the code
+          // of a broken configuration; a refusal is not that.
+          process.stderr.write(`${err.message}\n`)
+          process.exit(1)
         }
+        throw err
       }
     }
 
-    // A program that calls compiler.watch() itself: take the lock before the first compilation.
-    compiler.hooks.watchRun.tapPromise(PLUGIN_NAME, async () => {
+    /** A program that calls compiler.watch() itself: before the first compilation. */
+    const takeBeforeFirstWatchRun = async () => {
       if (settled || opts.watch === false) return
       settled = true
-      const h = newHold('watch')
-      try {
-        await h.acquire(opts.wait ?? 0)
-        hold = h
-        kindTaken = 'watch'
-      } catch (err) {
-        const out = refused('watch', err)
-        if (out) throw out
-      }
-    })
+      took('watch', await takeLock(newHold('watch'), conflict('watch')))
+    }
 
     const release = () => {
       const h = hold
@@ -212,46 +200,19 @@ class SingleInstancePlugin {
       settled = false
       if (h) h.releaseSync()
     }
-    compiler.hooks.watchClose.tap(PLUGIN_NAME, release)
-    compiler.hooks.shutdown.tap(PLUGIN_NAME, release)
 
-    if (!serving) return
-
-    // Record where the dev server listens.
     const publish = (info) => {
       if (!hold || kindTaken !== 'dev-server' || !info.url) return
       hold.update({ ...info, listeningAt: new Date().toISOString() }).catch((err) => {
-        compiler.getInfrastructureLogger('leaselock').warn(`could not record the server URL in the lock: ${err.message}`)
+        logger().warn(`could not record the server URL in the lock: ${err.message}`)
       })
     }
-    const devServer = compiler.options.devServer
-    if (devServer && typeof devServer === 'object') {
-      const user = devServer.onListening
-      devServer.onListening = function leaselockOnListening(server) {
-        publish(devServerInfo(server))
-        if (typeof user === 'function') return user.call(this, server)
-      }
-      return
-    }
-    let urls = null
-    compiler.hooks.infrastructureLog.tap(PLUGIN_NAME, (origin, type, args) => {
-      if (origin !== 'webpack-dev-server' || !args || typeof args[0] !== 'string') return undefined
-      const text = args[0].replace(ANSI_RE, '')
-      if (!/^(Project is running at|Loopback|On Your Network)/.test(text)) return undefined
-      const found = text.match(URL_RE) || []
-      if (urls === null) {
-        urls = []
-        // The status lines are logged one after another; record them together.
-        setImmediate(() => {
-          const list = urls
-          urls = null
-          const port = list.length ? Number(new URL(list[0]).port) || null : null
-          publish({ url: list[0] || null, urls: list.slice(0, 8), port })
-        })
-      }
-      urls.push(...found)
-      return undefined
-    })
+
+    if (serving || watching) takeAtOnce(serving ? 'dev-server' : 'watch')
+    compiler.hooks.watchRun.tapPromise(PLUGIN_NAME, takeBeforeFirstWatchRun)
+    compiler.hooks.watchClose.tap(PLUGIN_NAME, release)
+    compiler.hooks.shutdown.tap(PLUGIN_NAME, release)
+    if (serving) publishWhenListening(compiler, publish)
   }
 }
 

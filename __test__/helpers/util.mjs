@@ -51,9 +51,22 @@ export function windowsOnly(reason) {
   return isWindows ? {} : { skip: `Windows only: ${reason}` }
 }
 
-/** The command the ELOCKHELD text offers to stop the holder `pid` on this platform. */
+/**
+ * The command the ELOCKHELD text offers to stop the holder `pid`: offered only for a holder
+ * proven to hold the lock file (lib/proof.js), which needs Linux's /proc; elsewhere none (null).
+ */
 export function stopCommand(pid) {
-  return isWindows ? `taskkill /PID ${pid} /F` : `kill ${pid}`
+  return process.platform === 'linux' ? `kill ${pid}` : null
+}
+
+/** Asserts that `message` offers `stopCommand(pid)`, or no stop hint where none is offered. */
+export function assertStopHint(message, pid) {
+  const hint = stopCommand(pid)
+  if (hint === null) {
+    if (/stop it:/.test(message)) throw new Error(`a stop hint for an unproven holder:\n${message}`)
+  } else if (!message.includes(`stop it: ${hint}`)) {
+    throw new Error(`no "stop it: ${hint}" in:\n${message}`)
+  }
 }
 
 /**

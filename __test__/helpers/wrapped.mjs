@@ -111,14 +111,17 @@ export function wrappedScript(t, wrapper, code, { uid = null, args = [] } = {}) 
   }
 }
 
-/** The first process named node at or below `pid` (host pid numbers). */
+const NODE_EXE = fs.realpathSync(process.execPath)
+
+/** The first process running this Node binary at or below `pid` (host pid numbers). */
 function descendantNode(pid) {
   const queue = [pid]
   while (queue.length) {
     const p = queue.shift()
     try {
-      const comm = fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim()
-      if (comm === 'node' || comm.startsWith('node')) return p
+      // By executable, not by name: Node 24 names its main thread (and so the process's comm)
+      // "MainThread".
+      if (fs.readlinkSync(`/proc/${p}/exe`) === NODE_EXE) return p
       for (const task of fs.readdirSync(`/proc/${p}/task`)) {
         const kids = fs.readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim()
         if (kids) queue.push(...kids.split(' ').map(Number))

@@ -26,8 +26,20 @@ export const bin = {
   leaselock: path.join(repoRoot, 'bin', 'leaselock.js'),
 }
 
-/** A temp project with `files` ({ relative path: content }); removed after the test. */
-export function tempProject(t, tool, files) {
+/**
+ * The Vite majors tested side by side: each is installed under its own name (npm aliases in
+ * devDependencies), and a throwaway project sees it as `vite`.
+ */
+export const VITES = [
+  { name: 'vite', bin: path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js') },
+  { name: 'vite7', bin: path.join(repoRoot, 'node_modules', 'vite7', 'bin', 'vite.js') },
+].map((v) => ({ ...v, version: JSON.parse(fs.readFileSync(path.join(repoRoot, 'node_modules', v.name, 'package.json'), 'utf8')).version }))
+
+/**
+ * A temp project with `files` ({ relative path: content }); removed after the test.
+ * `packages` maps a name in the project's node_modules to one installed here (`{ vite: 'vite7' }`).
+ */
+export function tempProject(t, tool, files, packages = {}) {
   const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `leaselock-${tool}-`)))
   // The processes the test started go first: a dev server still writing its cache would make
   // the removal fail, and a failed hook would leave them running and the test file hanging.
@@ -40,7 +52,7 @@ export function tempProject(t, tool, files) {
   const link = process.platform === 'win32' ? 'junction' : 'dir'
   fs.symlinkSync(repoRoot, path.join(dir, 'node_modules', 'leaselock'), link)
   for (const name of TOOLS[tool] ?? []) {
-    fs.symlinkSync(path.join(repoRoot, 'node_modules', name), path.join(dir, 'node_modules', name), link)
+    fs.symlinkSync(path.join(repoRoot, 'node_modules', packages[name] ?? name), path.join(dir, 'node_modules', name), link)
   }
   for (const [rel, content] of Object.entries({ 'package.json': '{"name":"throwaway","private":true}\n', ...files })) {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true })
@@ -112,6 +124,8 @@ export class Proc {
       })
     })
     this.status = null
+    /** Resolves once its output pipes are closed too: 'exit' can come before the last output. */
+    this.closed = new Promise((resolve) => this.child.once('close', resolve))
     // Every process a test starts dies with the test, whatever happened.
     if (!running.has(t)) running.set(t, new Set())
     running.get(t).add(this)

@@ -3,6 +3,7 @@
 //! ([`records::NativeFailure`]: code, message and details); `lib/index.js` turns them into
 //! Node-style `Error`s, because that is where JavaScript error objects are natural to build.
 
+mod process;
 mod records;
 mod store;
 

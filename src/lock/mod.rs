@@ -5,13 +5,17 @@
 //! race-free), [`renew`] (heartbeat and metadata update), [`release`] (and why it cannot delete
 //! a new owner's lock), [`filesystem`] (which filesystem, and so which thread does the I/O),
 //! [`identity`] (recognising files by inode or by content), [`exit`] (release at the end of
-//! the process or a worker, bounded), [`options`] and [`error`]. The heartbeat threads are
-//! [`crate::heartbeat`]; a lock is one of the things they beat.
+//! the process or a worker, bounded), [`dir`] (the lock's directory, held open), [`inspect`]
+//! (reading without taking), [`options`] and [`error`]. The heartbeat threads are
+//! [`crate::heartbeat`]; a lock is one of the things they beat ([`beat`]).
 
+mod beat;
+mod dir;
 mod error;
 mod exit;
 mod filesystem;
 mod identity;
+mod inspect;
 mod judge;
 mod options;
 mod release;
@@ -26,6 +30,7 @@ pub use error::{glimpse, io_code, Blocked, LeaseLost, LockError, LossReason, HEL
 pub use exit::{release_held_for_exit, EXIT_RELEASE_BOUND};
 pub use filesystem::Filesystem;
 pub use identity::Recognise;
+pub use inspect::{inspect, Inspected};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::LossHandler;
@@ -34,15 +39,15 @@ pub use wait::{Cancel, Wait, SAFETY_POLL};
 use crate::heartbeat::{self, Heartbeats};
 use crate::lease::Lease;
 use crate::owner;
-use crate::sys::{self, LockDir, PathError, ResolveError, Snapshot};
+use crate::sys::{self, LockDir};
 use filesystem::Place;
-use renew::{Holding, Outcome, DISPLACED_GRACE};
-use std::ffi::OsStr;
+use inspect::{look, not_a_lease};
+use renew::{Holding, DISPLACED_GRACE};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use wait::{Pause, Recheck, Sleeper};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
@@ -579,63 +584,6 @@ impl Inner {
         }
     }
 
-    fn name(&self) -> &OsStr {
-        self.path.file_name().unwrap_or_default()
-    }
-
-    /// The lock's directory: the one held open, unless it was removed; else resolved (and
-    /// created) now, with the checks of [`sys::open_lock_dir`].
-    fn dir(&self, create: bool) -> Result<Arc<LockDir>, LockError> {
-        let mut cached = lock(&self.dir);
-        if let Some(d) = cached.as_ref().filter(|d| !d.is_removed()) {
-            return Ok(d.clone());
-        }
-        let create = create.then_some(self.opts.dir_mode);
-        let d = Arc::new(open_dir(
-            &self.path,
-            create,
-            self.opts.allow_untrusted_parents,
-        )?);
-        *cached = Some(d.clone());
-        Ok(d)
-    }
-
-    /// Closes the lock's directory; only while not held (the caller holds the state lock or
-    /// knows).
-    fn let_go_of_dir(&self) {
-        *lock(&self.dir) = None;
-    }
-
-    /// Where the lock file is named while held: through the directory held open.
-    fn at(&self) -> PathBuf {
-        match lock(&self.dir).as_ref() {
-            Some(d) => d.join(self.name()),
-            None => self.path.clone(),
-        }
-    }
-
-    /// `e` with the path the user gave in place of the held directory's prefix.
-    fn shown(&self, e: LockError) -> LockError {
-        let guard = lock(&self.dir);
-        let Some(d) = guard.as_ref() else {
-            return e;
-        };
-        let user_dir = sys::parent_dir(&self.path);
-        let fix = |p: PathBuf| d.relative(&p).map_or(p.clone(), |r| user_dir.join(r));
-        match e {
-            LockError::Io { op, path, source } => LockError::Io {
-                op,
-                path: fix(path),
-                source,
-            },
-            LockError::NotMovable(mut b) => {
-                b.path = fix(b.path);
-                LockError::NotMovable(b)
-            }
-            other => other,
-        }
-    }
-
     fn confirm(&self) {
         self.confirmed_at
             .store(owner::clock_nanos(), Ordering::Release);
@@ -643,143 +591,5 @@ impl Inner {
 
     fn is_held(&self) -> bool {
         self.held.load(Ordering::Acquire)
-    }
-}
-
-impl heartbeat::Beat for Inner {
-    /// One heartbeat; a loss is reported here, once, after the state lock is let go.
-    fn beat(&self) -> Option<Instant> {
-        // Released locks are skipped without touching the mutex a caller may be using.
-        if !self.is_held() {
-            return None;
-        }
-        if waits::group_ended(self.group) {
-            // Acquired as its environment ended: nothing is renewed for an environment that
-            // is gone.
-            self.release_for_exit();
-            return None;
-        }
-        let mut st = lock(&self.state);
-        let at = self.at();
-        let outcome = st.as_mut()?.heartbeat(&at, &self.opts);
-        if !self.is_held() {
-            // Reported lost while this beat was stuck: it stays lost, whatever the beat found.
-            // The holding stays, so that `release()` still removes our file if it is ours.
-            return None;
-        }
-        let lost = match outcome {
-            Outcome::Renewed { next } => {
-                self.confirm();
-                return Some(next);
-            }
-            Outcome::Retry { next } => return Some(next),
-            Outcome::Lost(lost) => lost,
-        };
-        *st = None;
-        self.let_go_of_dir();
-        drop(st);
-        self.lose(*lost);
-        None
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.is_held()
-            .then(|| Instant::now() + self.opts.heartbeat_interval)
-    }
-
-    /// Until `held` turns false without a confirming heartbeat (see `Lock::held`).
-    fn give_up_in(&self) -> Option<Duration> {
-        if !self.is_held() {
-            return None;
-        }
-        let confirmed = self.confirmed_at.load(Ordering::Acquire);
-        let trust = self
-            .opts
-            .stale_threshold
-            .saturating_sub(self.opts.heartbeat_interval);
-        let at = confirmed.saturating_add(trust.as_nanos() as u64);
-        Some(Duration::from_nanos(
-            at.saturating_sub(owner::clock_nanos()),
-        ))
-    }
-
-    fn stalled(&self) {
-        self.lose(LeaseLost {
-            reason: LossReason::HeartbeatStalled,
-            new_owner: None,
-            error_code: None,
-            at: SystemTime::now(),
-        });
-    }
-}
-
-/// Reads what is at `path` without following or opening anything but a regular file: `None`
-/// when nothing is there.
-fn look(path: &Path) -> Result<Option<Snapshot>, LockError> {
-    match sys::snapshot(path) {
-        Ok(found) => Ok(found),
-        Err(PathError::NotRegular(kind)) => Err(LockError::NotAFile { kind }),
-        Err(PathError::Io(e)) => Err(LockError::io("read", path, e)),
-    }
-}
-
-/// Opens the directory of the lock at `path` (see [`sys::open_lock_dir`]).
-fn open_dir(path: &Path, create: Option<u32>, trust: bool) -> Result<LockDir, LockError> {
-    sys::open_lock_dir(sys::parent_dir(path), create, trust).map_err(|e| match e {
-        ResolveError::Untrusted(u) => LockError::Untrusted(u),
-        ResolveError::Io(e, p) => {
-            LockError::io(if create.is_some() { "mkdir" } else { "open" }, &p, e)
-        }
-    })
-}
-
-/// What `inspect` found: the judgement, and what would stop this process taking it over.
-pub struct Inspected {
-    pub found: Assessment,
-    pub blocked: Option<Blocked>,
-}
-
-/// Reads the lock at `path` without taking it: `None` when free. `trust`: the caller's
-/// `allow_untrusted_parents`.
-pub fn inspect(
-    path: &Path,
-    limits: Thresholds,
-    trust: bool,
-) -> Result<Option<Inspected>, LockError> {
-    let dir = match open_dir(path, None, trust) {
-        Ok(d) => d,
-        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
-    };
-    let name = path.file_name().unwrap_or_default();
-    let at = dir.join(name);
-    let found = match look(&at) {
-        Ok(found) => found,
-        Err(LockError::Io { op, source, .. }) => return Err(LockError::io(op, path, source)),
-        Err(e) => return Err(e),
-    };
-    let Some(snap) = found else {
-        return Ok(None);
-    };
-    let found = judge::assess(&snap, limits, None);
-    if let Assessment::NotALease { size, head } = found {
-        return Err(not_a_lease(path, size, head));
-    }
-    Ok(Some(Inspected {
-        found,
-        blocked: takeover::blocked(&dir, name).map(|mut b| {
-            b.path = sys::parent_dir(path).join(b.path.file_name().unwrap_or_default());
-            b
-        }),
-    }))
-}
-
-fn not_a_lease(path: &Path, size: u64, head: Vec<u8>) -> LockError {
-    LockError::NotALease {
-        path: path.to_path_buf(),
-        size,
-        head,
     }
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::lease;
 use crate::owner::Liveness;
 use std::sync::mpsc;
+use std::time::Instant;
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(

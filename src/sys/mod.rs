@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 pub mod fskind;
+pub mod pidfd;
 
 #[cfg(unix)]
 mod unix;

@@ -22,9 +22,11 @@
 //! `LEASELOCK_WATCH=off`, a filesystem whose notifications are not trusted - the waiter polls
 //! as often as it did before notifications existed.
 //!
-//! Platforms: Linux uses inotify for directories and pidfd for processes (`linux.rs`). Other
-//! platforms have no backend yet (`none.rs`): every subscription answers
-//! [`Unwatched::Unsupported`] and waiters poll.
+//! Platforms: Linux uses inotify for directories and pidfd for processes (`linux.rs`);
+//! Windows `ReadDirectoryChangesW` and process handles (`windows.rs`); macOS kqueue
+//! (`kqueue.rs`: `EVFILT_VNODE` on the directory, `EVFILT_PROC` on the holder; type-checked
+//! only, never run by this project's CI). Other platforms have no backend (`none.rs`): every
+//! subscription answers [`Unwatched::Unsupported`] and waiters poll.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -38,9 +40,21 @@ use linux as backend;
 #[cfg(all(test, target_os = "linux"))]
 mod linux_tests;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+mod windows_read;
+#[cfg(windows)]
+use windows as backend;
+
+#[cfg(target_os = "macos")]
+mod kqueue;
+#[cfg(target_os = "macos")]
+use kqueue as backend;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod none;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 use none as backend;
 
 /// What one waiter sleeps on. Anyone may ring it: a directory change, a holder's exit, a
@@ -143,9 +157,14 @@ fn dir_id(dir: &Path) -> std::io::Result<DirId> {
     })
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn dir_id(dir: &Path) -> std::io::Result<DirId> {
-    // Only used with a backend, and every backend is Unix so far.
+    windows::dir_id(dir)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn dir_id(dir: &Path) -> std::io::Result<DirId> {
+    // No backend here: nothing is ever watched.
     std::fs::metadata(dir).map(|_| DirId { dev: 0, ino: 0 })
 }
 
