@@ -30,8 +30,11 @@ export interface LeaseHolder {
   alive: boolean | 'unknown'
   /** Whether the lease has gone without a heartbeat for `leaseStaleThreshold` or longer. */
   stale: boolean
-  /** A lease on a store: its fencing token (`null` if the store has none for it). Absent for a lock file. */
-  token?: bigint | null
+  /**
+   * The lease's fencing token (see {@link AcquireResult.token}); `null` where its backend keeps
+   * none: a lock file, for now, or a store lease written without one.
+   */
+  token: bigint | null
   /**
    * Present when the metadata was dropped on reading because it nested deeper than 32 levels
    * (then `metadata` is `null`): says so, for a person.
@@ -77,8 +80,8 @@ export interface InvalidLockContent {
   size: number
   /** `null` for a value on a store. */
   modifiedAt: Date | null
-  /** Present for a value on a store (another program's key): always `null`. */
-  token?: bigint | null
+  /** Content that is not a lease carries no token: always `null`. */
+  token: null
   /** From `inspect` only: see {@link TakeoverCheck}. */
   canTakeOver?: boolean
   blockedBy?: TakeoverBlocker | null
@@ -211,10 +214,11 @@ export interface AcquireResult {
   /** What this acquisition took over: `null` when the lock was free or already held by this instance. */
   reclaimed: LockHolder | null
   /**
-   * A lock on a store: the fencing token of this acquisition, strictly greater than every token
-   * given out before for the same key on the same server (see README, "Fencing tokens").
+   * The fencing token of this acquisition: on a store, strictly greater than every token given
+   * out before for the same key on the same server (see docs/design.md, "Fencing tokens").
+   * `null` where the backend gives none: a lock file, for now.
    */
-  token?: bigint
+  token: bigint | null
 }
 
 export interface InspectOptions {
@@ -306,7 +310,7 @@ export declare class PidLock {
   constructor(path: string | URL, options?: PidLockOptions)
   /** The absolute path, resolved at construction; the key, for a lock on a store. */
   get path(): string
-  /** A lock on a store: the fencing token of the current acquisition while held; otherwise `null`. */
+  /** The fencing token of the current acquisition while held (see {@link AcquireResult.token}); otherwise `null`. */
   get token(): bigint | null
   /**
    * Whether this instance holds the lock with a lease it can vouch for. No I/O. False once a

@@ -160,11 +160,18 @@ function date(ms) {
   return ms === undefined || ms === null ? null : new Date(ms)
 }
 
+/**
+ * The fencing token a backend reports (a record's, or an acquisition's outcome), as a bigint;
+ * `null` where the backend keeps none. The one place tokens enter the JS surface.
+ */
+function tokenOf(value) {
+  return value === undefined || value === null ? null : BigInt(value)
+}
+
 function holderFromRecord(r) {
   if (!r) return null
   const holder = fileHolder(r)
-  // A lease on a store carries its fencing token.
-  if (r.token !== undefined) holder.token = r.token === null ? null : BigInt(r.token)
+  holder.token = tokenOf(r.token)
   return holder
 }
 
@@ -317,6 +324,8 @@ class PidLock {
   #pending = 0
   /** Whether the lock lives on a store (Redis) rather than in a file. */
   #onStore = false
+  /** The fencing token of the current acquisition, as its backend reported it (or `null`). */
+  #token = null
 
   constructor(path, options) {
     options = objectArg(options, 'options')
@@ -368,9 +377,15 @@ class PidLock {
     return this.#path
   }
 
-  /** The fencing token of the current acquisition (a lock on a store), else `null`. */
+  /** The fencing token of the current acquisition while held; `null` when not held or none was given. */
   get token() {
-    return this.#onStore && this.#native.held ? this.#native.token : null
+    return this.#native.held ? this.#token : null
+  }
+
+  /** The result of an acquisition that succeeded: what it took over, and its token. */
+  #acquired(out) {
+    this.#token = tokenOf(out.token)
+    return { reclaimed: holderFromRecord(out.reclaimed), token: this.#token }
   }
 
   #enqueue(run) {
@@ -443,7 +458,7 @@ class PidLock {
   }
 
   /**
-   * Acquires the lock. Resolves with `{ reclaimed }` once held; rejects with `ELOCKHELD` when a
+   * Acquires the lock. Resolves with `{ reclaimed, token }` once held; rejects with `ELOCKHELD` when a
    * live process holds it (after waiting up to `timeout` ms).
    */
   acquire(options) {
@@ -483,12 +498,8 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        // A lock on a store also resolves with its fencing token.
-        if (out === ALREADY_HELD && this.#onStore) return { reclaimed: null, token: this.token }
-        if (!out.failure) {
-          const reclaimed = holderFromRecord(out.reclaimed)
-          return this.#onStore ? { reclaimed, token: BigInt(out.token) } : { reclaimed }
-        }
+        if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
+        if (!out.failure) return this.#acquired(out)
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -508,7 +519,7 @@ class PidLock {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
     this.#checkIdle('acquireSync')
-    if (this.#native.held) return { reclaimed: null }
+    if (this.#native.held) return { reclaimed: null, token: this.token }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
@@ -520,7 +531,7 @@ class PidLock {
       this.#pending--
     }
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-    return { reclaimed: holderFromRecord(out.reclaimed) }
+    return this.#acquired(out)
   }
 
   /**

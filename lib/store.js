@@ -76,11 +76,6 @@ class StoreBackend {
     return this.#native.held
   }
 
-  get token() {
-    const t = this.#native.token
-    return t === null || t === undefined ? null : BigInt(t)
-  }
-
   newCancelToken() {
     return new StoreCancelToken()
   }
@@ -91,7 +86,7 @@ class StoreBackend {
       : null
     return this.#native
       .acquire(timeout, metadata, cancel, lost)
-      .then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token ?? null, failure: failure(out) }))
+      .then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
   }
 
   release() {

@@ -4,7 +4,7 @@ import { PidLock, type AcquireResult, type LockErrorCode } from 'leaselock'
 async function onStore(): Promise<void> {
   const lock = new PidLock('nightly-migration', { store: 'redis://127.0.0.1:6379/0', leaseStaleThreshold: 10_000 })
   const got: AcquireResult = await lock.acquire({ timeout: 30_000 })
-  const token: bigint | undefined = got.token
+  const token: bigint | null = got.token
   const current: bigint | null = lock.token
   const holder = await PidLock.inspect('nightly-migration', { store: 'unix:///run/redis.sock' })
   const theirs: bigint | null | undefined = holder?.token
