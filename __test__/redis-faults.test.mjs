@@ -93,6 +93,29 @@ test('SIGSTOP of a holder past its TTL: another takes over; the frozen one is to
   assert.equal((await b.line('HELD')).held, true)
 })
 
+test('SIGSTOP of a holder while a renewal awaits its reply: on waking it is told owner-changed, not store-unreachable', opts, async (t) => {
+  const srv = await startRedis(t)
+  const a = holder(t, { url: srv.url, key: 'k', options: { leaseStaleThreshold: 1000, leaseHeartbeatInterval: 100 } })
+  const first = await a.line('ACQUIRED')
+  const b = holder(t, { url: srv.url, key: 'k', acquireOptions: { timeout: 20_000 } })
+  await b.line('READY')
+  // The server frozen for longer than a renewal interval: a renewal is sent and waits. The
+  // holder is frozen with it; the server then answers into the frozen holder's socket. On
+  // waking, the renewal's timer (long due) is seen before that reply.
+  srv.pause()
+  t.after(() => srv.resume())
+  await sleep(300)
+  a.signal('SIGSTOP')
+  srv.resume()
+  const second = await b.line('ACQUIRED')
+  a.signal('SIGCONT')
+  const lost = await a.line('LOST')
+  assert.equal(lost.reason, 'owner-changed', `told ${lost.reason}: ${lost.error}`)
+  assert.equal(lost.heldAtCallback, false)
+  assert.equal(lost.newOwner.token, second.token)
+  assert.ok(BigInt(second.token) > BigInt(first.token))
+})
+
 test('SIGSTOP of the server: the holder is told before its lease could expire', opts, async (t) => {
   const srv = await startRedis(t)
   const ttl = 3000

@@ -133,28 +133,44 @@ pub fn lose<S>(
 }
 
 /// The renewal loop of one acquisition; aborted by release, ends by itself on a loss.
+///
+/// A silence is the store's only while this process runs on time. Woken past the deadline
+/// (frozen by SIGSTOP, suspended, starved), the notice can no longer come before the lease may
+/// have expired, and a timer or an error seen first on waking says nothing about the store:
+/// the reply may be waiting in the socket. Then the renewal in flight, or one more, gets
+/// `LATE_ANSWER` to say whether the lease was taken, removed or is still ours; `held` is
+/// false all along, as the deadline has passed.
 async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
     let (ttl, every) = (inner.opts.ttl, inner.opts.renew_every);
     let mut next = Instant::now() + every;
     let mut last_error: Option<String> = None;
+    // Whether the one late question since the last confirmed renewal has been asked.
+    let mut asked_late = false;
     loop {
         tokio::time::sleep_until(next.into()).await;
         let left = inner.deadline.left(ttl);
-        if left.is_zero() && last_error.is_some() {
+        let late = left.is_zero();
+        if late && last_error.is_some() && (asked_late || inner.deadline.ahead()) {
             let reason = LossReason::StoreUnreachable;
             return lose(&inner, &owner_id, reason, None, last_error);
         }
-        // Woken past the deadline after a healthy renewal: this process was frozen or
-        // starved. Ask once more; the answer says whether the lease is still ours.
-        let bound = if left.is_zero() { LATE_ANSWER } else { left };
+        asked_late |= late;
+        let bound = if late { LATE_ANSWER } else { left };
         let sent = owner::clock_nanos();
         let started = Instant::now();
-        let answer =
-            tokio::time::timeout(bound, inner.store.renew(&inner.key, &owner_id, ttl, None));
-        match answer.await {
+        let request = inner.store.renew(&inner.key, &owner_id, ttl, None);
+        tokio::pin!(request);
+        let mut answer = tokio::time::timeout(bound, &mut request).await;
+        if answer.is_err() && !asked_late && !inner.deadline.ahead() {
+            // The timer fired after the deadline: this process was not running on time.
+            asked_late = true;
+            answer = tokio::time::timeout(LATE_ANSWER, &mut request).await;
+        }
+        match answer {
             Ok(Ok(Renewal::Renewed)) => {
                 inner.deadline.confirm(sent, ttl);
                 last_error = None;
+                asked_late = false;
                 next = started + every;
             }
             Ok(Ok(Renewal::Removed)) => {

@@ -22,6 +22,19 @@ struct MemoryStore {
     released: broadcast::Sender<String>,
     failing: AtomicBool,
     hanging: AtomicBool,
+    /// The next renewal freezes the whole runtime thread (as SIGSTOP freezes the process)
+    /// after it was sent; meanwhile an intruder takes the key. Then its reply comes as set.
+    freeze: Mutex<Option<(Duration, FrozenReply)>>,
+}
+
+/// How the reply to a renewal sent just before a freeze reaches the woken holder.
+#[derive(Clone, Copy, Debug)]
+enum FrozenReply {
+    /// Through another task a moment after waking (a connection's reader), so the timer of
+    /// the renewal, long due, is seen first.
+    Late,
+    /// Not at all: the connection reports an error first (its own reply timeout).
+    Error,
 }
 
 impl MemoryStore {
@@ -31,6 +44,7 @@ impl MemoryStore {
             released: broadcast::channel(16).0,
             failing: AtomicBool::new(false),
             hanging: AtomicBool::new(false),
+            freeze: Mutex::new(None),
         })
     }
 
@@ -136,6 +150,24 @@ impl LeaseStore for MemoryStore {
         _: Option<&str>,
     ) -> Result<Renewal, StoreError> {
         self.fault().await?;
+        let frozen = self.freeze.lock().unwrap().take();
+        if let Some((how_long, reply)) = frozen {
+            std::thread::sleep(how_long);
+            self.set(key, "intruder");
+            match reply {
+                FrozenReply::Error => {
+                    return Err(StoreError::Unreachable("reply timed out".into()))
+                }
+                FrozenReply::Late => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = tx.send(());
+                    });
+                    let _ = rx.await;
+                }
+            }
+        }
         let mut g = self.leases.lock().unwrap();
         Ok(match Self::live(&mut g.0, key) {
             None => Renewal::Removed,
@@ -318,4 +350,30 @@ fn a_holder_that_releases_is_never_told_of_a_loss() {
         tokio::time::sleep(TTL * 2).await;
         assert!(lost.try_recv().is_err());
     });
+}
+
+#[test]
+fn a_holder_frozen_mid_renewal_is_told_the_lease_was_taken_not_that_the_store_was_silent() {
+    for reply in [FrozenReply::Late, FrozenReply::Error] {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = MemoryStore::new();
+            let (handler, mut lost) = on_lost();
+            let a = StoreLock::new(store.clone(), "k".into(), opts());
+            a.acquire(Deadline::Once, None, None, Some(handler))
+                .await
+                .unwrap();
+            *store.freeze.lock().unwrap() = Some((TTL * 3 / 2, reply));
+            let (notice, _) = lost.recv().await.unwrap();
+            assert_eq!(notice.reason, LossReason::OwnerChanged, "{reply:?}");
+            assert_eq!(
+                notice.new_owner.map(|h| h.owner_id),
+                Some("intruder".to_string())
+            );
+            assert!(!a.held());
+        });
+    }
 }
