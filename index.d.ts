@@ -55,21 +55,24 @@ export declare class NativeLock {
 
 /** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
 export declare class NativeStoreLock {
-  /** Checks the URL (no connection is made until the first operation). */
-  constructor(url: string, key: string, options: NativeStoreOptions)
+  /**
+   * Checks the URL (no connection is made until the first operation). The outcome of every
+   * call goes to `done`, with the call's `id`.
+   */
+  constructor(url: string, key: string, options: NativeStoreOptions, done: (outcome: StoreOutcome) => void)
   get held(): boolean
   /** The fencing token of the current acquisition, as decimal text. */
   get token(): string | null
-  /** `timeout`: `null` tries once; `Infinity` waits without end. */
-  acquire(timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null): Promise<StoreOutcome>
-  release(): Promise<StoreOutcome>
+  /** `timeout`: `null` tries once; `Infinity` waits without end. The outcome comes with `id`. */
+  acquire(id: number, timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null): void
+  release(id: number): void
   /** Stops holding now; the lease is deleted in the background (or expires). */
   abandon(): void
-  update(metadata?: string | undefined | null): Promise<StoreOutcome>
+  update(id: number, metadata?: string | undefined | null): void
   /** The record this instance stored, while it holds the lock. */
   lease(): StoreHolder | null
-  /** Who holds `key` on the store at `url`, without taking it. */
-  static inspect(url: string, key: string): Promise<StoreOutcome>
+  /** Who holds `key` on the store at `url`, without taking it; the outcome goes to `done`. */
+  static inspect(id: number, url: string, key: string, done: (outcome: StoreOutcome) => void): void
 }
 
 /**
@@ -240,6 +243,8 @@ export interface StoreLostInfo {
 }
 
 export interface StoreOutcome {
+  /** The id of the call this is the outcome of. */
+  id: number
   ok: boolean
   /** acquire: the new fencing token. */
   token?: string

@@ -49,6 +49,42 @@ function openError(err) {
   return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.store' is invalid: ${err.message}`)
 }
 
+// Each native store call starts its work on the store thread and returns at once; its outcome
+// comes back through `settle` with the call's id. While calls are in flight a timer that never
+// fires keeps Node alive, as the pending promise of any I/O would; none is left when idle.
+const inFlight = new Map()
+let lastId = 0
+let keepAlive = null
+
+function settle(outcome) {
+  const resolve = inFlight.get(outcome.id)
+  if (resolve === undefined) return
+  inFlight.delete(outcome.id)
+  if (inFlight.size === 0) {
+    clearInterval(keepAlive)
+    keepAlive = null
+  }
+  resolve(outcome)
+}
+
+/** A promise of the outcome of `start(id)`, a native store call. */
+function call(start) {
+  return new Promise((resolve, reject) => {
+    lastId = lastId >= 0x7fffffff ? 1 : lastId + 1
+    const id = lastId
+    try {
+      start(id)
+    } catch (err) {
+      reject(err)
+      return
+    }
+    inFlight.set(id, resolve)
+    if (keepAlive === null) keepAlive = setInterval(noop, 0x7fffffff)
+  })
+}
+
+function noop() {}
+
 /** A stored holder as the record `holderFromRecord` reads, with the token added. */
 function record(h) {
   if (!h) return null
@@ -66,7 +102,7 @@ class StoreBackend {
 
   constructor(url, key, heartbeatInterval, staleThreshold) {
     try {
-      this.#native = new NativeStoreLock(url, key, { heartbeatInterval, staleThreshold })
+      this.#native = new NativeStoreLock(url, key, { heartbeatInterval, staleThreshold }, settle)
     } catch (err) {
       throw openError(err)
     }
@@ -84,13 +120,11 @@ class StoreBackend {
     const lost = onLost
       ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
       : null
-    return this.#native
-      .acquire(timeout, metadata, cancel, lost)
-      .then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
+    return call((id) => this.#native.acquire(id, timeout, metadata, cancel, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
   }
 
   release() {
-    return this.#native.release().then((out) => ({ removed: out.removed, failure: failure(out) }))
+    return call((id) => this.#native.release(id)).then((out) => ({ removed: out.removed, failure: failure(out) }))
   }
 
   /** Stops holding now; the lease is deleted in the background (or expires by its TTL). */
@@ -99,18 +133,18 @@ class StoreBackend {
   }
 
   update(metadata) {
-    return this.#native.update(metadata).then(failure)
+    return call((id) => this.#native.update(id, metadata)).then(failure)
   }
 }
 
 function inspectStore(url, key) {
-  let promise
-  try {
-    promise = NativeStoreLock.inspect(url, key)
-  } catch (err) {
-    return Promise.reject(openError(err))
-  }
-  return promise.then((out) => ({ holder: out.failure ? null : record(out.holder), failure: failure(out) }))
+  return call((id) => {
+    try {
+      NativeStoreLock.inspect(id, url, key, settle)
+    } catch (err) {
+      throw openError(err)
+    }
+  }).then((out) => ({ holder: out.failure ? null : record(out.holder), failure: failure(out) }))
 }
 
 module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }

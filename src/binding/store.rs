@@ -1,9 +1,11 @@
 //! The N-API side of store locks (`new PidLock(key, { store: 'redis://...' })`): every store
-//! operation is a promise settled from napi's tokio runtime, so the JS thread never waits on
-//! the network. Errors cross as plain data, as for file locks.
+//! operation starts on the store thread and returns at once; its outcome comes back later with
+//! the call's id ([`super::store_thread`]), so the JS thread never waits on the network. Errors
+//! cross as plain data, as for file locks.
 
 use super::env_group;
 use super::records::{epoch_ms, lease_record, ms, LeaseRecord, NativeFailure};
+use super::store_thread::Outcomes;
 use crate::owner;
 use crate::store::redis::RedisStore;
 use crate::store::session::{
@@ -38,6 +40,8 @@ pub struct StoreHolder {
 
 #[napi(object)]
 pub struct StoreOutcome {
+    /// The id of the call this is the outcome of.
+    pub id: u32,
     pub ok: bool,
     /// acquire: the new fencing token.
     pub token: Option<String>,
@@ -92,6 +96,7 @@ fn store_holder(s: &Stored) -> StoreHolder {
 
 fn outcome() -> StoreOutcome {
     StoreOutcome {
+        id: 0,
         ok: true,
         token: None,
         holder: None,
@@ -139,6 +144,14 @@ fn failed(e: StoreLockError) -> StoreOutcome {
         failure: Some(failure),
         ..outcome()
     }
+}
+
+/// The outcome of an operation that panicked (a bug): a failure rather than a promise that
+/// never settles.
+pub(super) fn internal_failure() -> StoreOutcome {
+    failed(StoreLockError::Store(crate::store::StoreError::Server(
+        "internal error in the store thread".into(),
+    )))
 }
 
 fn lost_info(l: Lost) -> StoreLostInfo {
@@ -233,13 +246,24 @@ impl StoreCancelToken {
 pub struct NativeStoreLock {
     lock: StoreLock<RedisStore>,
     group: u64,
+    outcomes: Outcomes,
 }
 
 #[napi]
 impl NativeStoreLock {
-    /// Checks the URL (no connection is made until the first operation).
-    #[napi(constructor)]
-    pub fn new(env: Env, url: String, key: String, options: NativeStoreOptions) -> Result<Self> {
+    /// Checks the URL (no connection is made until the first operation). The outcome of every
+    /// call goes to `done`, with the call's `id`.
+    #[napi(
+        constructor,
+        ts_args_type = "url: string, key: string, options: NativeStoreOptions, done: (outcome: StoreOutcome) => void"
+    )]
+    pub fn new(
+        env: Env,
+        url: String,
+        key: String,
+        options: NativeStoreOptions,
+        done: Function<StoreOutcome, ()>,
+    ) -> Result<Self> {
         let store = RedisStore::shared(&url).map_err(|m| Error::new(Status::InvalidArg, m))?;
         let opts = StoreOptions {
             ttl: ms(options.stale_threshold),
@@ -248,6 +272,7 @@ impl NativeStoreLock {
         Ok(NativeStoreLock {
             lock: StoreLock::new(store, key, opts),
             group: watch_environment(&env),
+            outcomes: Outcomes::to(done)?,
         })
     }
 
@@ -262,18 +287,18 @@ impl NativeStoreLock {
         self.lock.token().map(|t| t.to_string())
     }
 
-    /// `timeout`: `null` tries once; `Infinity` waits without end.
+    /// `timeout`: `null` tries once; `Infinity` waits without end. The outcome comes with `id`.
     #[napi(
-        ts_args_type = "timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null"
+        ts_args_type = "id: number, timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null"
     )]
-    pub fn acquire<'env>(
+    pub fn acquire(
         &self,
-        env: &'env Env,
+        id: u32,
         timeout: Option<f64>,
         metadata: Option<String>,
         cancel: Option<&StoreCancelToken>,
         on_lost: Option<Function<StoreLostInfo, ()>>,
-    ) -> Result<PromiseRaw<'env, StoreOutcome>> {
+    ) -> Result<()> {
         let on_lost = match on_lost {
             Some(f) => Some(loss_handler(
                 f.build_threadsafe_function().weak::<true>().build()?,
@@ -289,36 +314,37 @@ impl NativeStoreLock {
         };
         let cancel = cancel.map(|c| c.inner.clone());
         let (lock, group) = (self.lock.clone(), self.group);
-        env.spawn_future(async move {
-            Ok(
-                match lock.acquire(deadline, cancel, metadata, on_lost).await {
-                    Ok(a) => {
-                        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-                        held.retain(|(_, w)| w.upgrade().is_some());
+        self.outcomes.start(id, async move {
+            match lock.acquire(deadline, cancel, metadata, on_lost).await {
+                Ok(a) => {
+                    // One entry per lock however often it is acquired; dropped locks leave.
+                    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+                    held.retain(|(_, w)| w.alive());
+                    if !held.iter().any(|(_, w)| w.is(&lock)) {
                         held.push((group, lock.downgrade()));
-                        StoreOutcome {
-                            token: Some(a.token.to_string()),
-                            holder: a.reclaimed.as_deref().map(store_holder),
-                            ..outcome()
-                        }
                     }
-                    Err(e) => failed(e),
-                },
-            )
+                    StoreOutcome {
+                        token: Some(a.token.to_string()),
+                        holder: a.reclaimed.as_deref().map(store_holder),
+                        ..outcome()
+                    }
+                }
+                Err(e) => failed(e),
+            }
         })
     }
 
     #[napi]
-    pub fn release<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, StoreOutcome>> {
+    pub fn release(&self, id: u32) -> Result<()> {
         let lock = self.lock.clone();
-        env.spawn_future(async move {
-            Ok(match lock.release().await {
+        self.outcomes.start(id, async move {
+            match lock.release().await {
                 Ok(removed) => StoreOutcome {
                     removed,
                     ..outcome()
                 },
                 Err(e) => failed(e),
-            })
+            }
         })
     }
 
@@ -329,17 +355,13 @@ impl NativeStoreLock {
     }
 
     #[napi]
-    pub fn update<'env>(
-        &self,
-        env: &'env Env,
-        metadata: Option<String>,
-    ) -> Result<PromiseRaw<'env, StoreOutcome>> {
+    pub fn update(&self, id: u32, metadata: Option<String>) -> Result<()> {
         let lock = self.lock.clone();
-        env.spawn_future(async move {
-            Ok(match lock.update(metadata).await {
+        self.outcomes.start(id, async move {
+            match lock.update(metadata).await {
                 Ok(()) => outcome(),
                 Err(e) => failed(e),
-            })
+            }
         })
     }
 
@@ -353,22 +375,25 @@ impl NativeStoreLock {
         })
     }
 
-    /// Who holds `key` on the store at `url`, without taking it.
-    #[napi]
-    pub fn inspect<'env>(
-        env: &'env Env,
+    /// Who holds `key` on the store at `url`, without taking it; the outcome goes to `done`.
+    #[napi(
+        ts_args_type = "id: number, url: string, key: string, done: (outcome: StoreOutcome) => void"
+    )]
+    pub fn inspect(
+        id: u32,
         url: String,
         key: String,
-    ) -> Result<PromiseRaw<'env, StoreOutcome>> {
+        done: Function<StoreOutcome, ()>,
+    ) -> Result<()> {
         let store = RedisStore::shared(&url).map_err(|m| Error::new(Status::InvalidArg, m))?;
-        env.spawn_future(async move {
-            Ok(match session::inspect(&*store, &key).await {
+        Outcomes::to(done)?.start(id, async move {
+            match session::inspect(&*store, &key).await {
                 Ok(found) => StoreOutcome {
                     holder: found.as_ref().map(store_holder),
                     ..outcome()
                 },
                 Err(e) => failed(StoreLockError::Store(e)),
-            })
+            }
         })
     }
 }

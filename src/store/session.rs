@@ -137,6 +137,16 @@ impl<S> WeakStoreLock<S> {
     pub fn upgrade(&self) -> Option<StoreLock<S>> {
         self.0.upgrade().map(|inner| StoreLock { inner })
     }
+
+    /// Whether this refers to `lock`.
+    pub fn is(&self, lock: &StoreLock<S>) -> bool {
+        std::ptr::eq(self.0.as_ptr(), Arc::as_ptr(&lock.inner))
+    }
+
+    /// Whether the lock it refers to still exists.
+    pub fn alive(&self) -> bool {
+        self.0.strong_count() > 0
+    }
 }
 
 fn compact_metadata(m: Option<String>) -> Result<Option<String>, StoreLockError> {
