@@ -86,7 +86,7 @@ for (let c = 1; ; c++) {
     continue
   }
   const t = now()
-  const tok = result.token === undefined ? null : String(result.token)
+  const tok = result.token === undefined || result.token === null ? null : String(result.token)
   rec({ ev: 'enter', w, pid, c, t, a, oid, rk: reclaimedKind(result.reclaimed), tok })
   const until = t + rnd(Number(holdMax))
   while (lock.held) {
