@@ -150,7 +150,7 @@ assert.strictEqual(typeof leaselock.PidLock, 'function')
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-smoke-'))
 ;(async () => {
   const lock = new leaselock.PidLock(path.join(dir, 'cjs.lock'))
-  assert.deepStrictEqual(await lock.acquire(), { reclaimed: null })
+  assert.deepStrictEqual(await lock.acquire(), { reclaimed: null, token: null })
   assert.strictEqual(lock.held, true)
   const holder = await leaselock.PidLock.inspect(lock.path)
   assert.strictEqual(holder.pid, process.pid)

@@ -74,6 +74,17 @@ impl Deadline {
         owner::clock_nanos() < self.0.load(Ordering::SeqCst)
     }
 
+    /// Whether the lease may have expired on the store already, even by the store's clock
+    /// running at our rate: the margin is past too. A holder that finds this on waking was not
+    /// running on time (frozen, suspended, starved).
+    fn overslept(&self, ttl: Duration) -> bool {
+        let expiry = self
+            .0
+            .load(Ordering::SeqCst)
+            .saturating_add(margin(ttl).as_nanos() as u64);
+        owner::clock_nanos() >= expiry
+    }
+
     /// Time left until the holder gives up on a store that does not answer: the deadline less
     /// one more margin.
     fn left(&self, ttl: Duration) -> Duration {
@@ -134,12 +145,13 @@ pub fn lose<S>(
 
 /// The renewal loop of one acquisition; aborted by release, ends by itself on a loss.
 ///
-/// A silence is the store's only while this process runs on time. Woken past the deadline
-/// (frozen by SIGSTOP, suspended, starved), the notice can no longer come before the lease may
-/// have expired, and a timer or an error seen first on waking says nothing about the store:
-/// the reply may be waiting in the socket. Then the renewal in flight, or one more, gets
-/// `LATE_ANSWER` to say whether the lease was taken, removed or is still ours; `held` is
-/// false all along, as the deadline has passed.
+/// A silence is the store's only while this process runs on time. Woken after the lease may
+/// already have expired on the store (frozen by SIGSTOP, suspended, starved), the notice can no
+/// longer come before that, and a timer or an error seen first on waking says nothing about the
+/// store: the reply may be waiting in the socket. Then the renewal in flight, or one more, gets
+/// `LATE_ANSWER` to say whether the lease was taken, removed or is still ours; `held` is false
+/// all along, as the deadline has passed. Woken late by less than that, the notice still comes
+/// in time, and is given at once.
 async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
     let (ttl, every) = (inner.opts.ttl, inner.opts.renew_every);
     let mut next = Instant::now() + every;
@@ -150,7 +162,7 @@ async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
         tokio::time::sleep_until(next.into()).await;
         let left = inner.deadline.left(ttl);
         let late = left.is_zero();
-        if late && last_error.is_some() && (asked_late || inner.deadline.ahead()) {
+        if late && last_error.is_some() && (asked_late || !inner.deadline.overslept(ttl)) {
             let reason = LossReason::StoreUnreachable;
             return lose(&inner, &owner_id, reason, None, last_error);
         }
@@ -161,8 +173,8 @@ async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
         let request = inner.store.renew(&inner.key, &owner_id, ttl, None);
         tokio::pin!(request);
         let mut answer = tokio::time::timeout(bound, &mut request).await;
-        if answer.is_err() && !asked_late && !inner.deadline.ahead() {
-            // The timer fired after the deadline: this process was not running on time.
+        if answer.is_err() && !asked_late && inner.deadline.overslept(ttl) {
+            // The timer fired after the lease may have expired: this process was not running.
             asked_late = true;
             answer = tokio::time::timeout(LATE_ANSWER, &mut request).await;
         }
