@@ -53,6 +53,28 @@ export declare class NativeLock {
   static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): InspectOutcome
 }
 
+/** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
+export declare class NativeStoreLock {
+  /**
+   * Checks the URL (no connection is made until the first operation). The outcome of every
+   * call goes to `done`, with the call's `id`.
+   */
+  constructor(url: string, key: string, options: NativeStoreOptions, done: (outcome: StoreOutcome) => void)
+  get held(): boolean
+  /** The fencing token of the current acquisition, as decimal text. */
+  get token(): string | null
+  /** `timeout`: `null` tries once; `Infinity` waits without end. The outcome comes with `id`. */
+  acquire(id: number, timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null): void
+  release(id: number): void
+  /** Stops holding now; the lease is deleted in the background (or expires). */
+  abandon(): void
+  update(id: number, metadata?: string | undefined | null): void
+  /** The record this instance stored, while it holds the lock. */
+  lease(): StoreHolder | null
+  /** Who holds `key` on the store at `url`, without taking it; the outcome goes to `done`. */
+  static inspect(id: number, url: string, key: string, done: (outcome: StoreOutcome) => void): void
+}
+
 /**
  * A handle on one process. `signal()` returns false once that process has ended - also when
  * its pid has been reused meanwhile: the handle never reaches the newcomer (on macOS, see
@@ -80,6 +102,12 @@ export declare class ProcessHandle {
   requestExit(): string
   /** Closes the handle now rather than when it is collected. */
   close(): void
+}
+
+/** Cancels one waiting store `acquire`. */
+export declare class StoreCancelToken {
+  constructor()
+  cancel(): void
 }
 
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
@@ -217,6 +245,11 @@ export interface NativeOptions {
   allowUntrustedParents?: boolean
 }
 
+export interface NativeStoreOptions {
+  heartbeatInterval: number
+  staleThreshold: number
+}
+
 /**
  * Opens a handle on `pid`: a pidfd on Linux (`null` on a kernel before 5.3), a process handle
  * on Windows, the pid and its start time on macOS; `null` elsewhere, so the caller decides what
@@ -234,6 +267,38 @@ export declare function proveHolderFile(path: string, pid: number, allowOtherOwn
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {
+  removed: boolean
+  failure?: NativeFailure
+}
+
+/** A stored lease: the record (as for a lock file) and what the store adds. */
+export interface StoreHolder {
+  record: LeaseRecord
+  /** The fencing token, as decimal text. */
+  token?: string
+  /** Milliseconds of TTL left on the store; `null` for a value that never expires. */
+  ttlLeft?: number
+}
+
+export interface StoreLostInfo {
+  reason: string
+  newOwner?: StoreHolder
+  error?: string
+  at: number
+}
+
+export interface StoreOutcome {
+  /** The id of the call this is the outcome of. */
+  id: number
+  ok: boolean
+  /** acquire: the new fencing token. */
+  token?: string
+  /**
+   * acquire: the holder proven dead and removed; inspect: who holds it; a held failure:
+   * the holder.
+   */
+  holder?: StoreHolder
+  /** release: whether our lease was deleted. */
   removed: boolean
   failure?: NativeFailure
 }

@@ -60,6 +60,7 @@ export const EXPECTED_FILES = [
   'lib/sanitize.js',
   'lib/spawn.js',
   'lib/stop-requests.js',
+  'lib/store.js',
   'lib/vite-coexist.js',
   'lib/vite.d.mts',
   'lib/vite.d.ts',
@@ -150,7 +151,7 @@ assert.strictEqual(typeof leaselock.PidLock, 'function')
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'leaselock-smoke-'))
 ;(async () => {
   const lock = new leaselock.PidLock(path.join(dir, 'cjs.lock'))
-  assert.deepStrictEqual(await lock.acquire(), { reclaimed: null })
+  assert.deepStrictEqual(await lock.acquire(), { reclaimed: null, token: null })
   assert.strictEqual(lock.held, true)
   const holder = await leaselock.PidLock.inspect(lock.path)
   assert.strictEqual(holder.pid, process.pid)

@@ -5,6 +5,8 @@
 
 mod process;
 mod records;
+mod store;
+mod store_thread;
 
 use crate::lock::{
     self, Assessment, Cancel, LeaseLost, Lock, LockError, Options, Pending, Thresholds, Wait,
