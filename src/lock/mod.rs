@@ -6,7 +6,8 @@
 //! a new owner's lock), [`filesystem`] (which filesystem, and so which thread does the I/O),
 //! [`identity`] (recognising files by inode or by content), [`exit`] (release at the end of
 //! the process or a worker, bounded), [`dir`] (the lock's directory, held open), [`inspect`]
-//! (reading without taking), [`options`] and [`error`]. The heartbeat threads are
+//! (reading without taking), [`token`] (fencing tokens, and why they follow the order of
+//! holders), [`options`] and [`error`]. The heartbeat threads are
 //! [`crate::heartbeat`]; a lock is one of the things they beat ([`beat`]).
 
 mod beat;
@@ -23,6 +24,7 @@ mod renew;
 mod takeover;
 #[cfg(test)]
 mod tests;
+mod token;
 mod wait;
 mod waits;
 
@@ -87,6 +89,8 @@ struct Inner {
     /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
     /// held, and only when the directory was removed.
     dir: Mutex<Option<Arc<LockDir>>>,
+    /// The lock's fencing-token counter, open for appending; kept and let go with `dir`.
+    counter: Mutex<Option<token::Counter>>,
     /// Who to tell of a loss of the current holding; taken by whoever reports it (once), and
     /// kept apart from `state` so that a loss is told while a renewal is stuck holding that.
     notice: Mutex<Option<LossHandler>>,
@@ -163,6 +167,7 @@ impl Lock {
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
                 dir: Mutex::new(None),
+                counter: Mutex::new(None),
                 notice: Mutex::new(None),
                 place: Place::default(),
                 open_fd: AtomicI64::new(-1),
@@ -369,6 +374,11 @@ impl Lock {
     pub fn current_lease(&self) -> Option<Lease> {
         lock(&self.inner.state).as_ref().map(|h| h.lease.clone())
     }
+
+    /// The fencing token of the current acquisition, while this instance holds the lock.
+    pub fn token(&self) -> Option<u64> {
+        lock(&self.inner.state).as_ref().and_then(|h| h.lease.token)
+    }
 }
 
 /// The counts an acquisition keeps across its tries.
@@ -479,11 +489,21 @@ impl Inner {
         let dir = self.dir(true)?;
         let path = &dir.join(self.name());
         let opts = &self.opts;
-        let lease = owner::new_lease(metadata);
+        let mut counter = lock(&self.counter);
+        let counter = match &mut *counter {
+            Some(c) => c,
+            empty => empty.insert(token::Counter::open(path, opts.file_mode)?),
+        };
+        let mut lease = owner::new_lease(metadata);
+        lease.token = Some(counter.advance()?);
         let bytes = lease.encode();
         crate::faults::point("acquire.before-publish");
         match sys::publish_creating_parents(path, &bytes, opts.file_mode, opts.dir_mode) {
-            Ok(file) => return Ok(Attempt::Acquired(Holding::new(file, lease, bytes), None)),
+            Ok(file) => {
+                let how = self.place.recognise(&self.path);
+                let holding = Holding::new(file, lease, bytes);
+                return self.confirm_token(path, counter, holding, None, how);
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
             Err(e) => return Err(LockError::io("create", path, e)),
@@ -523,10 +543,31 @@ impl Inner {
             // A Go contender compares bytes and then unlinks by path: it can remove the file we
             // just put there. Success only while the path still names our file.
             Some(file) if identity::names_record(path, &file, &bytes, how) => {
-                Attempt::Acquired(Holding::new(file, lease, bytes), Some(Box::new(found)))
+                let holding = Holding::new(file, lease, bytes);
+                return self.confirm_token(path, counter, holding, Some(Box::new(found)), how);
             }
             _ => Attempt::Contended { pause: true },
         })
+    }
+
+    /// Our lease is at the path: make sure its token follows every earlier holder's (see
+    /// [`token`]), or give the lease up again - it is never kept with a token out of order.
+    fn confirm_token(
+        &self,
+        path: &std::path::Path,
+        counter: &mut token::Counter,
+        mut holding: Box<Holding>,
+        reclaimed: Option<Box<Assessment>>,
+        how: Recognise,
+    ) -> Result<Attempt, LockError> {
+        let mode = self.opts.file_mode;
+        let confirmed = token::confirm(counter, path, &mut holding, how, mode);
+        if let Ok(true) = confirmed {
+            return Ok(Attempt::Acquired(holding, reclaimed));
+        }
+        holding.how = how;
+        let _ = release::release(path, holding, &self.opts);
+        confirmed.map(|_| Attempt::Contended { pause: true })
     }
 
     /// Records a new holding; the caller starts its heartbeat once the state lock is let go.

@@ -1,0 +1,310 @@
+//! Fencing tokens for lock files: a number per acquisition, larger than every token given out
+//! before for the same lock on the same filesystem.
+//!
+//! # The counter
+//! Beside the lock lives its counter, `.<name>.token`: a fixed header, then one byte per token
+//! given out. It is created complete (published like a lease, so nobody ever sees a part of
+//! it) with the header `leaselock-fence 1 <base>\n`, where `<base>` is the wall clock in
+//! microseconds at creation, 20 digits. A token is `base + (offset after our byte - header)`.
+//! An acquisition appends one byte (`O_APPEND`; on Windows under an exclusive range lock) and
+//! takes the offset its own write ended at - never a later length, which could already count
+//! somebody else's byte. Release never removes the counter.
+//!
+//! # Why tokens follow the order in which leases held the path
+//! Each acquisition appends (its byte is `a`), writes its token into its lease and publishes
+//! it (or takes a stale lease over with it). Then - its lease now at the path - it looks at the
+//! counter (`c`): if it grew past our byte, or was unlinked, it appends again, rewrites its
+//! lease with the new token through its own file and checks that the path still names that
+//! file, and looks again. It answers success only after a look that found nothing appended
+//! after its last byte, so for every holder: (1) no byte was appended between its `a` and its
+//! `c`; (2) its lease was at the path at some moment before `c` and after `a`.
+//!
+//! Let X's lease leave the path before Y's lease first reaches it (at `p_Y`). X's final token
+//! was written, and the path seen naming X's file, after `a_X`; so `a_X < p_Y`. If Y appended
+//! its final byte after `p_Y`, `a_X < p_Y < a_Y`. Otherwise `a_Y < p_Y < c_Y`, and by (1) for Y
+//! no byte was appended in `(a_Y, c_Y)` - which contains `a_X` unless `a_X < a_Y`. Appends to
+//! one file are totally ordered, so `a_X < a_Y` and X's token is the smaller. Failed tries
+//! leave bytes no lease carries: gaps, harmless.
+//!
+//! # A counter that is deleted or replaced
+//! A new counter starts at the clock, above every token handed out before - as long as the
+//! clock did not go back and a counter never handed out more than one token per microsecond
+//! since its creation (an append plus a publish take several). A holder that finds its counter
+//! unlinked (link count zero) opens the new one and appends there, so a contender holding the
+//! old file open cannot confirm a token from it after it was replaced. The window that remains:
+//! the counter removed while the wall clock was set back, or a filesystem whose appends are not
+//! atomic across machines (NFS) - documented in the README.
+//!
+//! # A file at the counter's name that is not ours
+//! Something other than a regular file, a file without our header, or a file that others may
+//! write when the lock's own mode does not let them is refused with `ELOCKNOTLEASE`, and
+//! nothing is written to it.
+
+use super::error::LockError;
+use super::identity::{self, Recognise};
+use super::renew::Holding;
+use crate::sys::{self, FileKind, OwnedFile, PathError};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The counter's name beside the lock: `.<name>.<tag>`.
+const TAG: &str = "token";
+/// What every counter starts with; the base follows.
+const MAGIC: &[u8] = b"leaselock-fence 1 ";
+/// Digits of the base (zero-padded), so the header has one length.
+const BASE_DIGITS: usize = 20;
+const HEADER_LEN: u64 = (MAGIC.len() + BASE_DIGITS + 1) as u64;
+/// How many times an acquisition appends again because others appended meanwhile, before it
+/// gives its lease up and tries again. Each round is a few system calls; others append only
+/// while they try, so a round or two is usual under contention.
+const CONFIRM_ROUNDS: u32 = 64;
+
+/// The counter of one lock, open for appending.
+pub(super) struct Counter {
+    file: OwnedFile,
+    path: PathBuf,
+    base: u64,
+}
+
+/// Why the file at the counter's name is refused.
+fn not_ours(path: &Path, why: String) -> LockError {
+    LockError::NotACounter {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+fn io(op: &'static str, path: &Path, e: std::io::Error) -> LockError {
+    LockError::io(op, path, e)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn header(base: u64) -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(format!("{base:0BASE_DIGITS$}\n").as_bytes());
+    h
+}
+
+impl Counter {
+    /// Opens the counter of the lock at `lock_path` (named through the lock's directory),
+    /// creating it complete where there is none. `file_mode`: the lock's mode; a counter that
+    /// others may write when the lock does not let them is refused.
+    pub fn open(lock_path: &Path, file_mode: u32) -> Result<Counter, LockError> {
+        let path = sys::sibling(lock_path, TAG);
+        for _ in 0..4 {
+            match sys::open_appendable(&path) {
+                Ok(Some((file, len, mode))) => {
+                    return Counter::check(file, path, len, mode, file_mode)
+                }
+                Ok(None) => {}
+                Err(PathError::NotRegular(kind)) => return Err(not_ours(&path, kind_text(kind))),
+                Err(PathError::Io(e)) => return Err(io("open", &path, e)),
+            }
+            let created = sys::publish(&path, &header(now_micros()), file_mode);
+            match created {
+                Ok(file) => {
+                    // A lock several users share (fileMode with group or other write bits) needs
+                    // a counter they can all append to, whatever this process's umask.
+                    if file_mode & 0o022 != 0 {
+                        sys::set_mode(&file.file, file_mode & 0o666)
+                            .map_err(|e| io("chmod", &path, e))?;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io("create", &path, e)),
+            }
+            // Opened again for appending (the published handle is not), and checked.
+        }
+        Err(io(
+            "open",
+            &path,
+            std::io::Error::other("the token counter kept vanishing"),
+        ))
+    }
+
+    /// Accepts an opened file as our counter only if it proves to be one.
+    fn check(
+        file: OwnedFile,
+        path: PathBuf,
+        len: u64,
+        mode: u32,
+        file_mode: u32,
+    ) -> Result<Counter, LockError> {
+        let extra = mode & 0o022 & !file_mode;
+        if extra != 0 {
+            return Err(not_ours(
+                &path,
+                format!(
+                    "its mode {:o} lets others write it, and the lock's mode {:o} does not",
+                    mode & 0o7777,
+                    file_mode & 0o7777
+                ),
+            ));
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        let n = sys::read_at(&file.file, &mut head, 0).map_err(|e| io("read", &path, e))?;
+        let digits = &head[MAGIC.len()..MAGIC.len() + BASE_DIGITS];
+        let base = std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u64>().ok());
+        match base {
+            Some(base)
+                if n == head.len() && head.starts_with(MAGIC) && head[head.len() - 1] == b'\n' =>
+            {
+                Ok(Counter { file, path, base })
+            }
+            _ => Err(not_ours(
+                &path,
+                format!(
+                    "its {len} bytes start with \"{}\", not a counter's header",
+                    super::glimpse(&head[..n.min(24)])
+                ),
+            )),
+        }
+    }
+
+    /// Appends one byte: the token it stands for.
+    pub fn advance(&self) -> Result<u64, LockError> {
+        let end = sys::append_one(&self.file).map_err(|e| io("write", &self.path, e))?;
+        Ok(self.token_at(end))
+    }
+
+    fn token_at(&self, end: u64) -> u64 {
+        self.base.saturating_add(end.saturating_sub(HEADER_LEN))
+    }
+
+    /// The largest token given out so far; `None` when this counter was unlinked (replaced or
+    /// removed): tokens now come from another file.
+    fn latest(&self) -> Result<Option<u64>, LockError> {
+        let (len, links) = self.file.stat().map_err(|e| io("stat", &self.path, e))?;
+        Ok((links > 0).then(|| self.token_at(len)))
+    }
+}
+
+fn kind_text(kind: FileKind) -> String {
+    format!("it is {kind}")
+}
+
+/// Makes the token in `h`'s lease (just made to hold the path `path`) one that follows the
+/// order of holders - see the module documentation. `Ok(false)`: the lease is no longer at the
+/// path (taken over meanwhile) or others kept appending; the caller gives it up.
+pub(super) fn confirm(
+    counter: &mut Counter,
+    lock_path: &Path,
+    h: &mut Holding,
+    how: Recognise,
+    file_mode: u32,
+) -> Result<bool, LockError> {
+    for _ in 0..CONFIRM_ROUNDS {
+        let mine = h.lease.token.unwrap_or(0);
+        match counter.latest()? {
+            Some(latest) if latest == mine => return Ok(true),
+            Some(_) => {}
+            None => *counter = Counter::open(lock_path, file_mode)?,
+        }
+        crate::faults::point("token.before-retoken");
+        let next = counter.advance()?;
+        if !retoken(h, lock_path, next, how, file_mode)? {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
+/// Rewrites our lease with token `t` through our own file, then checks that the path still
+/// names that file. `Ok(false)`: it does not (taken over while we were away).
+fn retoken(
+    h: &mut Holding,
+    path: &Path,
+    t: u64,
+    how: Recognise,
+    file_mode: u32,
+) -> Result<bool, LockError> {
+    let mut next = h.lease.clone();
+    next.token = Some(t);
+    h.how = how;
+    match h.replace(path, next, file_mode) {
+        Ok(()) => {}
+        Err(LockError::NotHeld) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    identity::names_ours(path, &h.file, &h.lease.owner_id, how).map_err(|e| io("stat", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "leaselock-token-{}-{}",
+            std::process::id(),
+            now_micros()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn tokens_grow_from_the_clock_and_survive_reopening() {
+        let d = dir();
+        let lock = d.join("x.lock");
+        let before = now_micros();
+        let c = Counter::open(&lock, 0o644).unwrap();
+        let a = c.advance().unwrap();
+        let b = c.advance().unwrap();
+        assert!(a > before && b == a + 1);
+        drop(c);
+        let c = Counter::open(&lock, 0o644).unwrap();
+        assert_eq!(c.advance().unwrap(), b + 1);
+        // Removed: the next counter starts at the clock, above every token so far.
+        std::fs::remove_file(sys::sibling(&lock, TAG)).unwrap();
+        assert_eq!(c.latest().unwrap(), None);
+        let c = Counter::open(&lock, 0o644).unwrap();
+        assert!(c.advance().unwrap() > b + 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused_untouched() {
+        let d = dir();
+        let lock = d.join("y.lock");
+        let at = sys::sibling(&lock, TAG);
+        std::fs::write(&at, b"precious data\n").unwrap();
+        let e = Counter::open(&lock, 0o644).err().unwrap();
+        assert!(matches!(e, LockError::NotACounter { .. }), "{e}");
+        assert!(e.to_string().contains("precious data"), "{e}");
+        assert_eq!(std::fs::read(&at).unwrap(), b"precious data\n");
+        std::fs::remove_file(&at).unwrap();
+        std::fs::create_dir(&at).unwrap();
+        let e = Counter::open(&lock, 0o644).err().unwrap();
+        assert!(e.to_string().contains("directory"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_counter_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir();
+        let lock = d.join("z.lock");
+        let c = Counter::open(&lock, 0o644).unwrap();
+        let at = sys::sibling(&lock, TAG);
+        let before = std::fs::read(&at).unwrap();
+        std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o666)).unwrap();
+        drop(c);
+        let e = Counter::open(&lock, 0o644).err().unwrap();
+        assert!(e.to_string().contains("lets others write"), "{e}");
+        assert_eq!(std::fs::read(&at).unwrap(), before);
+        // A lock that others may write anyway accepts it.
+        assert!(Counter::open(&lock, 0o666).is_ok());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
