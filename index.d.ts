@@ -58,6 +58,25 @@ export declare class NativeLock {
   static inspectSync(path: string, staleThreshold: number, invalidStale: number, reclaimInvalid: boolean, trust: boolean): InspectOutcome
 }
 
+/** The native half of a `PidLock` on a store; use `PidLock` from the package instead. */
+export declare class NativeStoreLock {
+  /** Checks the URL (no connection is made until the first operation). */
+  constructor(url: string, key: string, options: NativeStoreOptions)
+  get held(): boolean
+  /** The fencing token of the current acquisition, as decimal text. */
+  get token(): string | null
+  /** `timeout`: `null` tries once; `Infinity` waits without end. */
+  acquire(timeout: number | null, metadata: string | null, cancel: StoreCancelToken | null, onLost: ((info: StoreLostInfo) => void) | null): Promise<StoreOutcome>
+  release(): Promise<StoreOutcome>
+  /** Stops holding now; the lease is deleted in the background (or expires). */
+  abandon(): void
+  update(metadata?: string | undefined | null): Promise<StoreOutcome>
+  /** The record this instance stored, while it holds the lock. */
+  lease(): StoreHolder | null
+  /** Who holds `key` on the store at `url`, without taking it. */
+  static inspect(url: string, key: string): Promise<StoreOutcome>
+}
+
 /**
  * A handle on one process. `signal()` returns false once that process has ended - also when
  * its pid has been reused meanwhile: the handle never reaches the newcomer.
@@ -67,6 +86,12 @@ export declare class ProcessHandle {
   signal(signal: number): boolean
   /** Closes the handle now rather than when it is collected. */
   close(): void
+}
+
+/** Cancels one waiting store `acquire`. */
+export declare class StoreCancelToken {
+  constructor()
+  cancel(): void
 }
 
 /** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
@@ -189,6 +214,11 @@ export interface NativeOptions {
   allowUntrustedParents?: boolean
 }
 
+export interface NativeStoreOptions {
+  heartbeatInterval: number
+  staleThreshold: number
+}
+
 /**
  * Opens a handle on `pid`: `null` where there are no pidfds (not Linux, or a kernel before
  * 5.3), so the caller decides what to do without one. A process that has already ended gives
@@ -198,6 +228,36 @@ export declare function openProcessHandle(pid: number): ProcessHandle | null
 
 /** What `release` ended with: `failure`, or whether our lock file was removed. */
 export interface ReleaseOutcome {
+  removed: boolean
+  failure?: NativeFailure
+}
+
+/** A stored lease: the record (as for a lock file) and what the store adds. */
+export interface StoreHolder {
+  record: LeaseRecord
+  /** The fencing token, as decimal text. */
+  token?: string
+  /** Milliseconds of TTL left on the store; `null` for a value that never expires. */
+  ttlLeft?: number
+}
+
+export interface StoreLostInfo {
+  reason: string
+  newOwner?: StoreHolder
+  error?: string
+  at: number
+}
+
+export interface StoreOutcome {
+  ok: boolean
+  /** acquire: the new fencing token. */
+  token?: string
+  /**
+   * acquire: the holder proven dead and removed; inspect: who holds it; a held failure:
+   * the holder.
+   */
+  holder?: StoreHolder
+  /** release: whether our lease was deleted. */
   removed: boolean
   failure?: NativeFailure
 }

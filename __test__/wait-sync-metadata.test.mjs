@@ -160,7 +160,7 @@ test('after a timeout or an abort nothing keeps the process alive (the child exi
 test('acquireSync / releaseSync', (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const lock = new PidLock(p)
-  assert.deepEqual(lock.acquireSync(), { reclaimed: null })
+  assert.deepEqual(lock.acquireSync(), { reclaimed: null, token: null })
   assert.equal(lock.held, true)
   assert.equal(readLease(p).pid, process.pid)
   const other = new PidLock(p)
@@ -211,7 +211,7 @@ test("sync twins work inside process.on('exit')", async (t) => {
   `, { args: [p, proof] })
   assert.deepEqual(await c.exited, { code: 0, signal: null })
   const got = JSON.parse(fs.readFileSync(proof, 'utf8'))
-  assert.deepEqual(got, { out: { reclaimed: null }, pid: c.pid, heldThen: true, heldAfter: false, gone: true })
+  assert.deepEqual(got, { out: { reclaimed: null, token: null }, pid: c.pid, heldThen: true, heldAfter: false, gone: true })
   assert.equal(exists(p + '.2'), false, 'a lock taken in an exit listener is still released at exit')
 })
 
@@ -400,8 +400,8 @@ test('inspect reports a dead holder as alive: false', async (t) => {
 test('{ reclaimed }: null when free, the holder for stale/dead, { valid: false } for invalid content', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const lock = new PidLock(p)
-  assert.deepEqual(await lock.acquire(), { reclaimed: null })
-  assert.deepEqual(await lock.acquire(), { reclaimed: null }, 'already held')
+  assert.deepEqual(await lock.acquire(), { reclaimed: null, token: null })
+  assert.deepEqual(await lock.acquire(), { reclaimed: null, token: null }, 'already held')
   await lock.release()
 
   fs.writeFileSync(p, goLease({ ownerID: 'stale-one', pid: 4242, hb: Date.now() - 10_000 }))

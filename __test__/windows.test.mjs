@@ -77,7 +77,7 @@ test('an open handle on the lock file (a reader, a scanner) neither blocks relea
   assert.equal(await lock.release(), true)
   assert.equal(exists(p), false, 'the name is free although a handle is still open')
   const next = new PidLock(p)
-  assert.deepEqual(await next.acquire({ timeout: 0 }), { reclaimed: null })
+  assert.deepEqual(await next.acquire({ timeout: 0 }), { reclaimed: null, token: null })
   assert.equal(await next.release(), true)
 })
 

@@ -15,6 +15,7 @@ import readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { summary, mean, stddev, formatValue, formatRange, formatMs, markdownTable } from './stats.mjs'
 import { safePairs, renewalFloor } from './floors.mjs'
+import { benchRedis } from './redis.mjs'
 
 const require = createRequire(import.meta.url)
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -663,6 +664,9 @@ const ALL = [
   [5, benchIdle],
   [6, benchThroughput],
   [7, benchLoad],
+  [8, function benchRedisStore() {
+    return benchRedis({ quick: QUICK })
+  }],
 ]
 
 async function main() {

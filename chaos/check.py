@@ -7,9 +7,10 @@ Journal lines (one JSON object each; times are CLOCK_MONOTONIC milliseconds):
   exit    {pid, code, signal}                             a worker process ended
   crash   {pid, code, signal}                             ... without having been killed
   end     {t}                                             the run is over
-  enter   {w, pid, c, t, a, oid, rk}                      a worker entered its critical section
+  enter   {w, pid, c, t, a, oid, rk, [tok]}               a worker entered its critical section
                                                           (a: when it began to acquire; rk: what
-                                                          its acquire took over: dead/stale/...)
+                                                          its acquire took over: dead/stale/...;
+                                                          tok: its fencing token, on a store)
   leave   {w, pid, c, t, held}                            ... and left it
   lost    {w, pid, c, t, reason, by}                      onLeaseLost for cycle c of that process
   skip    {w, pid, c, t}                                  acquired, but lost before entering
@@ -25,6 +26,11 @@ library told it: through onLeaseLost, or through `held` turning false (the worke
 before every step and leaves at once when it is false; the library turns it false on waking
 when the last confirmed heartbeat is too old, before its heartbeat thread has even run). Every
 other overlap is a violation.
+
+Fencing tokens (a run on a store): critical sections entered later must carry greater tokens.
+A section that entered after another yet carries a smaller token acquired first and was
+overtaken; that is allowed only when it was frozen past its lease (as above). Every other such
+inversion, and any token given out twice, is a violation.
 
 A holder frozen past its lease that wakes and leaves while `held` still said true, without
 onLeaseLost, was never told: such overlaps are counted apart as `frozen_never_told`, and are
@@ -84,6 +90,7 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
             sections[key] = {
                 'w': r['w'], 'pid': r['pid'], 'c': r['c'], 'enter': r['t'],
                 'a': r.get('a', r['t']), 'leave': None, 'oid': r.get('oid'), 'rk': r.get('rk'),
+                'tok': int(r['tok']) if r.get('tok') is not None else None,
             }
             oid = r.get('oid')
             if oid is not None:
@@ -191,6 +198,24 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
                     'a_frozen': long_freeze(x) is not None, 'b_frozen': long_freeze(y) is not None,
                 })
 
+    # Fencing tokens must rise in the order the sections were entered.
+    token_inversions, tokens_seen, duplicate_tokens, overtaken = [], set(), [], 0
+    highest = None
+    for s in ordered:
+        if s['tok'] is None:
+            continue
+        if s['tok'] in tokens_seen:
+            duplicate_tokens.append(s['tok'])
+        tokens_seen.add(s['tok'])
+        if highest is not None and s['tok'] < highest['tok']:
+            if long_freeze(s):
+                overtaken += 1
+            else:
+                token_inversions.append({'late': {k: s[k] for k in ('pid', 'c', 'enter', 'tok')},
+                                         'earlier': {k: highest[k] for k in ('pid', 'c', 'enter', 'tok')}})
+        if highest is None or s['tok'] > highest['tok']:
+            highest = s
+
     # One allowed overlap per frozen critical section, however many others came and went
     # while it was frozen: from the first other holder's enter to the frozen one being told.
     allowed = []
@@ -250,11 +275,14 @@ def judge(records, bad_lines, leftovers=0, allow_untold=False):
         'violations': len(violations),
         'violation_details': violations[:20],
         'duplicate_owner_ids': duplicate_owner_ids[:20],
+        'tokens': {'checked': len(tokens_seen), 'overtaken_while_frozen': overtaken,
+                   'inversions': token_inversions[:20], 'duplicates': duplicate_tokens[:20]},
         'crashes': [{k: c.get(k) for k in ('w', 'pid', 'code', 'signal')} for c in crashes],
         'unreadable_lines': bad_lines,
         'leftover_files': leftovers,
     }
-    ok = not violations and not crashes and not bad_lines and not duplicate_owner_ids
+    ok = (not violations and not crashes and not bad_lines and not duplicate_owner_ids
+          and not token_inversions and not duplicate_tokens)
     report['ok'] = ok
     return report
 
@@ -295,6 +323,13 @@ def main(argv):
             + f"; release() then said so for {report['untold_but_release_said_lost']}",
             f"violations: {report['violations']}",
         ]
+        tk = report['tokens']
+        if tk['checked']:
+            lines.append(f"fencing tokens: {tk['checked']} checked, {len(tk['inversions'])} out of order"
+                         f" ({tk['overtaken_while_frozen']} more overtaken while frozen past the lease),"
+                         f" {len(tk['duplicates'])} given twice")
+            for inv in tk['inversions']:
+                lines.append('TOKEN INVERSION ' + json.dumps(inv))
         if report['crashes']:
             lines.append(f"crashes: {json.dumps(report['crashes'])}")
         if report['duplicate_owner_ids']:

@@ -8,6 +8,8 @@
 //   node chaos/run.mjs [--duration 60 | --cycles N] [--workers 8] [--heartbeat 50] [--stale 400]
 //                      [--hold-max 120] [--gap-max 20] [--seed N] [--dir D] [--keep] [--json]
 //                      [--allow-untold]   (see chaos/check.py: frozen holders never told)
+//                      [--redis]          (the lock on a private redis-server instead of a file;
+//                                          the checker then also checks the fencing tokens)
 //
 // Exit status: the checker's (non-zero on any violation or crash). `--json` prints the
 // checker's report as one JSON object on the last line of stdout.
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     keep: false,
     json: false,
     allowUntold: false,
+    redis: false,
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -54,6 +57,7 @@ function parseArgs(argv) {
       case '--keep': o.keep = true; break
       case '--json': o.json = true; break
       case '--allow-untold': o.allowUntold = true; break
+      case '--redis': o.redis = true; break
       default: throw new Error(`unknown argument ${a}`)
     }
   }
@@ -91,6 +95,27 @@ const jfd = fs.openSync(journal, 'a')
 const errFd = fs.openSync(stderrPath, 'a')
 const rec = (o) => fs.writeSync(jfd, JSON.stringify(o) + '\n')
 
+// --redis: a private server on 127.0.0.1 (no persistence), and who holds the lock read from it.
+let redis = null
+let storeHolderPid = null
+if (opts.redis) {
+  const { RedisServer, redisMissing } = await import('../__test__/helpers/redis-server.mjs')
+  const why = redisMissing()
+  if (why) throw new Error(why)
+  redis = await new RedisServer(null, {}).start()
+  const { PidLock } = await import('leaselock')
+  const poll = async () => {
+    while (redis) {
+      try {
+        const h = await PidLock.inspect('chaos', { store: redis.url })
+        storeHolderPid = h && h.valid ? h.pid : null
+      } catch {}
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+  poll()
+}
+
 rec({
   ev: 'config',
   t: now(),
@@ -100,7 +125,7 @@ rec({
   holdMax: opts.holdMax,
   seed: opts.seed,
 })
-log(`chaos: ${opts.workers} workers, heartbeat ${opts.heartbeat} ms, stale ${opts.stale} ms, ` +
+log(`chaos: ${opts.workers} workers${opts.redis ? ' on a Redis store' : ''}, heartbeat ${opts.heartbeat} ms, stale ${opts.stale} ms, ` +
   (opts.cycles > 0 ? `${opts.cycles} cycles` : `${opts.duration} s`) + `, seed ${opts.seed}`)
 log(`chaos: journal ${journal}`)
 
@@ -119,7 +144,7 @@ function startWorker(w) {
     String(opts.stale),
     String(opts.holdMax),
     String(opts.gapMax),
-  ], { stdio: ['ignore', 'ignore', errFd] })
+  ], { stdio: ['ignore', 'ignore', errFd], env: redis ? { ...process.env, CHAOS_STORE: redis.url } : process.env })
   const entry = { child, pid: child.pid, stopped: false, killed: false }
   workers.set(w, entry)
   child.on('exit', (code, signal) => {
@@ -146,6 +171,7 @@ function signal(entry, sig, extra = {}) {
 }
 
 function holderPid() {
+  if (redis) return storeHolderPid
   try {
     const text = fs.readFileSync(lockPath, 'utf8')
     const pid = JSON.parse(text).pid
@@ -232,6 +258,11 @@ for (const entry of workers.values()) {
 }
 await Promise.all(exits)
 rec({ ev: 'end', t: now(), driver: stats })
+if (redis) {
+  const server = redis
+  redis = null
+  await server.stop()
+}
 fs.closeSync(jfd)
 fs.closeSync(errFd)
 

@@ -15,6 +15,10 @@ const heartbeat = Number(hb)
 const staleMs = Number(stale)
 const pid = process.pid
 const sabotage = Number(process.env.CHAOS_SABOTAGE || 0)
+// CHAOS_STORE=<redis URL>: the lock lives on that server under the key `chaos` instead.
+const store = process.env.CHAOS_STORE || null
+const name = store ? 'chaos' : lockPath
+const where = store ? { store } : {}
 
 const fd = fs.openSync(journal, 'a')
 // One write(2) per line on an O_APPEND descriptor: lines from different processes never mix.
@@ -34,7 +38,8 @@ function reclaimedKind(r) {
 rec({ ev: 'start', w, pid, t: now() })
 
 for (let c = 1; ; c++) {
-  const lock = new PidLock(lockPath, {
+  const lock = new PidLock(name, {
+    ...where,
     leaseHeartbeatInterval: heartbeat,
     leaseStaleThreshold: staleMs,
     acquireRetryLimit: 1000,
@@ -71,7 +76,7 @@ for (let c = 1; ; c++) {
   }
   let oid = null
   try {
-    const h = PidLock.inspectSync(lockPath, { leaseStaleThreshold: staleMs })
+    const h = store ? await PidLock.inspect(name, where) : PidLock.inspectSync(lockPath, { leaseStaleThreshold: staleMs })
     if (h && h.valid && h.pid === pid) oid = h.ownerId
   } catch {}
   // A careful holder checks `held` before each step of its critical work.
@@ -81,7 +86,8 @@ for (let c = 1; ; c++) {
     continue
   }
   const t = now()
-  rec({ ev: 'enter', w, pid, c, t, a, oid, rk: reclaimedKind(result.reclaimed) })
+  const tok = result.token === undefined ? null : String(result.token)
+  rec({ ev: 'enter', w, pid, c, t, a, oid, rk: reclaimedKind(result.reclaimed), tok })
   const until = t + rnd(Number(holdMax))
   while (lock.held) {
     const left = until - now()

@@ -2,6 +2,7 @@
 // What every `leaselock` subcommand shares: exit codes, usage errors, durations, and the split
 // of a command line into leaselock's own options and the command it runs.
 
+const nodePath = require('node:path')
 const { parseArgs } = require('node:util')
 const { safeText } = require('./sanitize.js')
 
@@ -12,6 +13,7 @@ const EXIT = Object.freeze({
   INVALID: 2,
   USAGE: 64, // EX_USAGE
   SOFTWARE: 70, // EX_SOFTWARE: an unexpected error
+  UNAVAILABLE: 69, // EX_UNAVAILABLE: the lock's store cannot be reached
   CANTCREAT: 73, // EX_CANTCREAT: the lock file cannot be created or read
   REFUSED: 75, // EX_TEMPFAIL: another process holds the lock; try again later
   NOPERM: 77, // EX_NOPERM: the holder is not proven, so it is not signalled
@@ -73,12 +75,21 @@ function parse(args, options, { command = false } = {}) {
   return { values: parsed.values, positionals: parsed.positionals, command: rest }
 }
 
+const STORE_PROBLEMS = ['ELOCKSTOREUNREACHABLE', 'ELOCKSTOREAUTH', 'ELOCKSTORE']
+
+/** `--store <url>` names a lock server: the positional is a key there, not a lock file path. */
+function lockTarget(values, name) {
+  if (values.store === undefined) return { path: nodePath.resolve(name), storeOptions: {} }
+  return { path: name, storeOptions: { store: values.store } }
+}
+
 function errorExit(err, stderr) {
   const code = err && err.code
   const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
   // Error messages may quote a lock file's content (ELOCKNOTLEASE): printed through the sanitiser.
   stderr.write(`leaselock: ${safeText(err && err.message ? err.message : String(err), 4096)}\n`)
+  if (STORE_PROBLEMS.includes(code)) return EXIT.UNAVAILABLE
   return fileProblem ? EXIT.CANTCREAT : EXIT.SOFTWARE
 }
 
-module.exports = { EXIT, UsageError, parse, parseDuration, errorExit }
+module.exports = { EXIT, UsageError, parse, parseDuration, errorExit, lockTarget }

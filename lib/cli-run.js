@@ -4,7 +4,6 @@
 
 const { spawn } = require('node:child_process')
 const os = require('node:os')
-const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
 const { formatRows, holderLines, holderUrl, shown } = require('./holder.js')
 const { leaseLostMessage } = require('./guard.js')
@@ -14,7 +13,7 @@ const { acquireVisibly } = require('./waiting.js')
 const { stopHolder } = require('./replace.js')
 const { spawnArgs } = require('./spawn.js')
 const { STOP_OPTIONS, stopOptions, stopFailed } = require('./cli-status.js')
-const { EXIT, UsageError, parse, parseDuration, errorExit } = require('./cli-args.js')
+const { EXIT, UsageError, parse, parseDuration, errorExit, lockTarget } = require('./cli-args.js')
 
 const RUN_OPTIONS = {
   wait: { type: 'string' },
@@ -23,6 +22,7 @@ const RUN_OPTIONS = {
   replace: { type: 'boolean' },
   reuse: { type: 'boolean' },
   'record-command': { type: 'boolean' },
+  store: { type: 'string' },
   ...STOP_OPTIONS,
 }
 
@@ -46,8 +46,12 @@ function runOptions(args) {
   const onLost = values['on-lost'] ?? 'warn'
   if (onLost !== 'warn' && onLost !== 'term') throw new UsageError(`--on-lost must be "warn" or "term", got ${JSON.stringify(onLost)}`)
   if (values.replace && values.reuse) throw new UsageError('--replace and --reuse exclude each other')
+  // Stopping a holder needs its process on this machine (/proc); a store's holder may be anywhere.
+  if (values.replace && values.store !== undefined) throw new UsageError('--replace cannot be used with --store')
+  const { path, storeOptions } = lockTarget(values, positionals[0])
   return {
-    path: nodePath.resolve(positionals[0]),
+    path,
+    storeOptions,
     command,
     wait: values.wait === undefined ? 0 : parseDuration(values.wait, '--wait', { infinity: true }),
     metadata: values.metadata === undefined ? {} : parseMetadata(values.metadata),
@@ -88,7 +92,13 @@ async function take(lock, o, line, io) {
     }
   }
   try {
-    await acquireVisibly((timeout) => lock.acquire({ timeout }), { path: o.path, timeout: o.wait, stream: io.stderr, quiet: o.quiet })
+    await acquireVisibly((timeout) => lock.acquire({ timeout }), {
+      path: o.path,
+      inspect: () => PidLock.inspect(o.path, o.storeOptions),
+      timeout: o.wait,
+      stream: io.stderr,
+      quiet: o.quiet,
+    })
     return null
   } catch (err) {
     if (err.code !== 'ELOCKHELD') return errorExit(err, io.stderr)
@@ -97,12 +107,14 @@ async function take(lock, o, line, io) {
 }
 
 /** Spawns the command and resolves with the exit code leaselock passes on. */
-function supervise(o, io, state) {
+function supervise(o, io, state, token) {
   const interactive = Boolean(process.stdin.isTTY)
   return new Promise((resolve) => {
     const { file, args, options } = spawnArgs(o.command)
     try {
-      state.child = spawn(file, args, { stdio: 'inherit', env: { ...process.env, LEASELOCK_LOCKFILE: o.path }, ...options })
+      // A store lock's command also gets the fencing token, to pass on to what it writes.
+      const env = { ...process.env, LEASELOCK_LOCKFILE: o.path, ...(token === null ? {} : { LEASELOCK_TOKEN: String(token) }) }
+      state.child = spawn(file, args, { stdio: 'inherit', env, ...options })
     } catch (err) {
       io.stderr.write(`leaselock: cannot run ${quoteArg(o.command[0])}: ${err.message}\n`)
       resolve(EXIT.SOFTWARE)
@@ -150,6 +162,7 @@ async function run(args, io) {
     const recorded = o.recordCommand ? { commandLine: line } : {}
     const metadata = fitMetadata({ ...o.metadata, tool: 'leaselock run', ...recorded, cwd: process.cwd() }, ['cwd'])
     lock = new PidLock(o.path, {
+      ...o.storeOptions,
       metadata,
       onLeaseLost: (info) => {
         io.stderr.write(`${leaseLostMessage(`command (${line})`, info)}\n`)
@@ -165,12 +178,14 @@ async function run(args, io) {
   if (early !== null) return early
 
   // From here on the lock is held: every way out goes through release().
-  register(o.path, 'leaselock run')
+  // The registry `list` reads points at lock files on this machine; a store key is not one.
+  const local = o.storeOptions.store === undefined
+  if (local) register(o.path, 'leaselock run')
   try {
-    return await supervise(o, io, state)
+    return await supervise(o, io, state, lock.token)
   } finally {
     for (const [signal, handler] of state.handlers) process.off(signal, handler)
-    unregister(o.path)
+    if (local) unregister(o.path)
     try {
       await lock.release()
     } catch (err) {

@@ -8,12 +8,15 @@ const { ago, formatRows, holderLines, mdString, shown } = require('./holder.js')
 const { safeJson, safeUrl } = require('./sanitize.js')
 const { liveEntries } = require('./registry.js')
 const { stopHolder, STOP_TIMEOUT } = require('./replace.js')
-const { EXIT, UsageError, parse, parseDuration, errorExit } = require('./cli-args.js')
+const { EXIT, UsageError, parse, parseDuration, errorExit, lockTarget } = require('./cli-args.js')
 
 function holderJson(holder) {
   if (!holder) return null
   const out = {}
-  for (const [k, v] of Object.entries(holder)) out[k] = v instanceof Date ? v.toISOString() : v
+  for (const [k, v] of Object.entries(holder)) {
+    // A fencing token is a bigint: JSON has no such type, so it is printed as a string.
+    out[k] = v instanceof Date ? v.toISOString() : typeof v === 'bigint' ? String(v) : v
+  }
   return out
 }
 
@@ -49,11 +52,12 @@ const STATUS_TEXT = {
 }
 
 async function status(args, io) {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } })
-  const path = oneLock(positionals, 'status')
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, store: { type: 'string' } })
+  oneLock(positionals, 'status')
+  const { path, storeOptions } = lockTarget(values, positionals[0])
   let holder
   try {
-    holder = await PidLock.inspect(path)
+    holder = await PidLock.inspect(path, storeOptions)
   } catch (err) {
     return errorExit(err, io.stderr)
   }

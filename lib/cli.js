@@ -36,26 +36,31 @@ Options:
   --on-lost <policy>   when the lock is lost while the command runs: "warn" (default) or
                        "term" (send SIGTERM to the command)
   -q, --quiet          no waiting or replacing messages
+  --store <url>        keep the lock on a Redis/Valkey server (redis://[:password@]host:port/db,
+                       rediss://, unix:///path.sock): <lockfile> is then a key there; the
+                       command also gets LEASELOCK_TOKEN=<fencing token>; not with --replace
 
 Exit codes: the command's exit code, or 128 + the signal number when a signal ended it;
 75 the lock is held by another process (refused); 77 --replace: the holder is not proven, so
 it was not signalled; 64 bad usage; 73 the lock file cannot be created, or <lockfile> is not a
 lock (another file is there; it is left untouched); 126/127 the command cannot be run / is not
-found; 70 another error.
+found; 69 the store (--store) cannot be reached or refused the credentials; 70 another error.
 ${DURATION}
 
 Example (package.json):
   "dev": "leaselock run .cache/dev.lock -- node server.js"
 `,
-  status: `Usage: leaselock status [--json] <lockfile>
+  status: `Usage: leaselock status [--json] [--store <url>] <lockfile>
 
 Tells who holds <lockfile>, or that it is free.
-  --json    print {"state", "path", "holder"}; state is free, held, dead, stale or invalid
+  --json          print {"state", "path", "holder"}; state is free, held, dead, stale or invalid
+  --store <url>   inspect the key <lockfile> on a Redis/Valkey server instead of a lock file
 
 Exit codes: 0 free (no lock, or one left by a dead or stale holder: the next run takes it
 over); 1 held by a live process, or free by the rules but blocked for this user (a file in the
 way that it may not move); 2 the file is not a lease (counts as held for now);
-64 bad usage; 73 the lock file cannot be read or is not a lock; 70 another error.
+64 bad usage; 73 the lock file cannot be read or is not a lock; 69 the store (--store) cannot
+be reached or refused the credentials; 70 another error.
 `,
   list: `Usage: leaselock list [--json]
 

@@ -31,6 +31,11 @@ export interface LeaseHolder {
   /** Whether the lease has gone without a heartbeat for `leaseStaleThreshold` or longer. */
   stale: boolean
   /**
+   * The lease's fencing token (see {@link AcquireResult.token}); `null` where its backend keeps
+   * none: a lock file, for now, or a store lease written without one.
+   */
+  token: bigint | null
+  /**
    * Present when the metadata was dropped on reading because it nested deeper than 32 levels
    * (then `metadata` is `null`): says so, for a person.
    */
@@ -71,9 +76,12 @@ export interface InvalidLockContent {
   alive: 'unknown'
   /** Whether it is older than `invalidPidLockStaleThreshold` (by mtime), so reclaimable. */
   stale: boolean
-  /** Bytes of content read (0 for a file over 16 KiB, which is never read). */
+  /** Bytes of content read (0 for a file over 16 KiB, which is never read; 0 on a store). */
   size: number
-  modifiedAt: Date
+  /** `null` for a value on a store. */
+  modifiedAt: Date | null
+  /** Content that is not a lease carries no token: always `null`. */
+  token: null
   /** From `inspect` only: see {@link TakeoverCheck}. */
   canTakeOver?: boolean
   blockedBy?: TakeoverBlocker | null
@@ -82,7 +90,7 @@ export interface InvalidLockContent {
 export type LockHolder = LeaseHolder | InvalidLockContent
 
 export interface PidLockOptions {
-  /** Message (or Error, kept as `cause`) used for `ELOCKHELD` rejections. Default: `"lock file is already held by another process"`. */
+  /** Message (or Error, kept as `cause`) used for `ELOCKHELD` rejections. Default: `"lock file is already held by another process"` (on a store: `"lock is already held by another process"`). */
   heldError?: string | Error
   /** Attempts in total when a stale lock keeps changing under us. Integer >= 1. Default 12. */
   acquireRetryLimit?: number
@@ -137,6 +145,16 @@ export interface PidLockOptions {
   onLeaseLost?: (info: LeaseLostInfo) => void
   /** Stored in the lease for others to read (`PidLock.inspect`, `err.holder.metadata`). */
   metadata?: LockMetadata | null
+  /**
+   * Keep the lock on a Redis or Valkey server instead of in a file: `redis://[user:pass@]host[:port][/db]`,
+   * `rediss://` (TLS; the certificate is checked against the system's roots, or `SSL_CERT_FILE`), `unix:///path/to/socket[?db=N&pass=...]`
+   * (also `valkey://`, `valkeys://`, `redis+unix://`, `valkey+unix://`). The first constructor
+   * argument is then the lock's key (1 to 512 bytes, no `{`, `}` or null byte). The lease lives
+   * `leaseStaleThreshold` ms on the server unless renewed every `leaseHeartbeatInterval` ms.
+   * The sync methods throw `ERR_LOCK_STORE_SYNC`; `processAppearsAlive`, the file modes and the
+   * retry options do not apply.
+   */
+  store?: string
 }
 
 export interface LeaseLostInfo {
@@ -146,12 +164,16 @@ export interface LeaseLostInfo {
    * `'heartbeat-failed'`: heartbeats kept failing (see `error`) until the lease was about to expire;
    * `'heartbeat-stalled'`: a renewal did not complete by then - its filesystem is stuck (a hung
    * network or FUSE mount). Told while the call is still stuck; its late completion changes nothing.
+   * `'store-unreachable'` (a lock on a store): no renewal was confirmed before the lease could
+   * expire (connection lost, server stopped or too slow; see `error`). A store lock's
+   * `'removed'` also covers a lease that expired or a server that lost its data.
    */
-  reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled'
+  reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' | 'store-unreachable'
+  /** The lock file's path; the key, for a lock on a store. */
   path: string
   /** The lease now at the path, when there is one. */
   newOwner: LockHolder | null
-  /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`. */
+  /** The last OS error code (`'EIO'`, `'EMFILE'`...) for `'heartbeat-failed'`; the store's message for `'store-unreachable'`. */
   error: string | null
   at: Date
 }
@@ -191,9 +213,17 @@ export interface AcquireSyncOptions {
 export interface AcquireResult {
   /** What this acquisition took over: `null` when the lock was free or already held by this instance. */
   reclaimed: LockHolder | null
+  /**
+   * The fencing token of this acquisition: on a store, strictly greater than every token given
+   * out before for the same key on the same server (see docs/design.md, "Fencing tokens").
+   * `null` where the backend gives none: a lock file, for now.
+   */
+  token: bigint | null
 }
 
 export interface InspectOptions {
+  /** Inspect a lock on this store (see {@link PidLockOptions.store}); the first argument is the key. */
+  store?: string
   /** Default 3000. */
   leaseStaleThreshold?: number
   /** Default 1200. */
@@ -217,7 +247,7 @@ export interface LockNotLeaseError extends Error {
   size: number
 }
 
-/** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet). */
+/** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet, or another program's value is under a store key). */
 export interface LockHeldError extends Error {
   code: 'ELOCKHELD'
   path: string
@@ -234,6 +264,10 @@ export interface LockHeldError extends Error {
  * - `ELOCKNOTLEASE`: see {@link LockNotLeaseError}.
  * - `ELOCKNOTHELD`: `update()` on a lock this instance does not hold.
  * - `ELOCKBUSY`: a sync call while an async call runs on the same instance.
+ * - `ELOCKSTOREUNREACHABLE`: a lock on a store: no connection (refused, reset, timed out).
+ * - `ELOCKSTOREAUTH`: the store refused the credentials (wrong or missing password).
+ * - `ELOCKSTORE`: the store answered with an error.
+ * - `ERR_LOCK_STORE_SYNC`: a sync method on a lock on a store.
  * - `ELOCKNOTMOVABLE`: the lock may be taken over, but not by this user: a file in the way (the
  *   stale lock of another user in a sticky directory, or something at the takeover-claim name
  *   `.<name>.takeover`) may not be moved by it. Reported at once, also when waiting; `path` is
@@ -250,6 +284,10 @@ export type LockErrorCode =
   | 'ELOCKNOTLEASE'
   | 'ELOCKNOTHELD'
   | 'ELOCKBUSY'
+  | 'ELOCKSTOREUNREACHABLE'
+  | 'ELOCKSTOREAUTH'
+  | 'ELOCKSTORE'
+  | 'ERR_LOCK_STORE_SYNC'
   | 'ELOCKNOTMOVABLE'
   | 'ELOCKUNSAFEPATH'
 
@@ -270,8 +308,10 @@ export interface LockPathError extends Error {
 export declare class PidLock {
   /** Throws `TypeError`/`RangeError` (with `code`) for bad arguments. */
   constructor(path: string | URL, options?: PidLockOptions)
-  /** The absolute path, resolved at construction. */
+  /** The absolute path, resolved at construction; the key, for a lock on a store. */
   get path(): string
+  /** The fencing token of the current acquisition while held (see {@link AcquireResult.token}); otherwise `null`. */
+  get token(): bigint | null
   /**
    * Whether this instance holds the lock with a lease it can vouch for. No I/O. False once a
    * loss is known; also false while the last confirmed heartbeat is older than
@@ -309,7 +349,10 @@ export declare class PidLock {
   static inspectSync(path: string | URL, options?: InspectOptions): LockHolder | null
   /** Same as `release()` (its result dropped), for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
-  /** Same as `releaseSync()`, for `using`. */
+  /**
+   * Same as `releaseSync()`, for `using`. A lock on a store stops holding at once (no more
+   * renewals, `held` false) and its lease is deleted in the background, or expires.
+   */
   [Symbol.dispose](): void
 }
 

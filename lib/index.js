@@ -7,6 +7,7 @@ const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
 const { NativeLock, CancelToken, constants } = require('./native.js').binding
 const { formatRows, holderLines } = require('./holder.js')
+const store = require('./store.js')
 
 // Defaults, limits and the held-lock text are the engine's own (stated once, in Rust).
 const native = constants()
@@ -18,6 +19,7 @@ const INVALID_CONTENT = ['refuse', 'reclaim']
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
 const ALREADY_HELD = Object.freeze({ reclaimed: null })
+const kDispose = Symbol('dispose')
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -158,8 +160,22 @@ function date(ms) {
   return ms === undefined || ms === null ? null : new Date(ms)
 }
 
+/**
+ * The fencing token a backend reports (a record's, or an acquisition's outcome), as a bigint;
+ * `null` where the backend keeps none. The one place tokens enter the JS surface.
+ */
+function tokenOf(value) {
+  return value === undefined || value === null ? null : BigInt(value)
+}
+
 function holderFromRecord(r) {
   if (!r) return null
+  const holder = fileHolder(r)
+  holder.token = tokenOf(r.token)
+  return holder
+}
+
+function fileHolder(r) {
   if (!r.valid) {
     return withTakeover({
       valid: false,
@@ -306,10 +322,17 @@ class PidLock {
   /** Async calls on one instance run one after another, in call order. */
   #tail = Promise.resolve()
   #pending = 0
+  /** Whether the lock lives on a store (Redis) rather than in a file. */
+  #onStore = false
+  /** The fencing token of the current acquisition, as its backend reported it (or `null`). */
+  #token = null
 
   constructor(path, options) {
-    const resolved = lockPath(path)
     options = objectArg(options, 'options')
+    const url = options.store === undefined ? null : store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const resolved = url === null ? lockPath(path) : store.storeKey(path)
+    if (resolved instanceof Error) throw resolved
     const heartbeat = integerOption(options, 'leaseHeartbeatInterval', 1)
     const stale = integerOption(options, 'leaseStaleThreshold', 1)
     if (stale <= heartbeat) {
@@ -341,13 +364,28 @@ class PidLock {
     this.#alive = functionOption(options, 'processAppearsAlive')
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
     this.#path = resolved
-    this.#heldError = held
-    this.#native = new NativeLock(resolved, native)
+    // A lock on a store is not a file: its default refusal says so.
+    this.#heldError = held ?? (url === null ? undefined : store.HELD_TEXT)
+    this.#onStore = url !== null
+    this.#native = this.#onStore
+      ? new store.StoreBackend(url, resolved, heartbeat, stale)
+      : new NativeLock(resolved, native)
   }
 
-  /** The absolute path of the lock file. */
+  /** The absolute path of the lock file; for a lock on a store, its key. */
   get path() {
     return this.#path
+  }
+
+  /** The fencing token of the current acquisition while held; `null` when not held or none was given. */
+  get token() {
+    return this.#native.held ? this.#token : null
+  }
+
+  /** The result of an acquisition that succeeded: what it took over, and its token. */
+  #acquired(out) {
+    this.#token = tokenOf(out.token)
+    return { reclaimed: holderFromRecord(out.reclaimed), token: this.#token }
   }
 
   #enqueue(run) {
@@ -360,7 +398,8 @@ class PidLock {
   }
 
   /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
-  #checkIdle() {
+  #checkIdle(method) {
+    if (this.#onStore) throw store.syncError(method)
     if (this.#pending > 0) {
       const e = new Error('another acquire, release or update is still running on this instance')
       e.code = 'ELOCKBUSY'
@@ -419,7 +458,7 @@ class PidLock {
   }
 
   /**
-   * Acquires the lock. Resolves with `{ reclaimed }` once held; rejects with `ELOCKHELD` when a
+   * Acquires the lock. Resolves with `{ reclaimed, token }` once held; rejects with `ELOCKHELD` when a
    * live process holds it (after waiting up to `timeout` ms).
    */
   acquire(options) {
@@ -437,7 +476,7 @@ class PidLock {
     }
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
     // Cancelled by the signal, or by release() on this instance.
-    const token = new CancelToken()
+    const token = this.#onStore ? this.#native.newCancelToken() : new CancelToken()
     const waitState = { token, byRelease: false }
     this.#waits.add(waitState)
     const onAbort = () => token.cancel()
@@ -459,7 +498,8 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
+        if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
+        if (!out.failure) return this.#acquired(out)
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -478,8 +518,8 @@ class PidLock {
     if (options.signal !== undefined) {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
-    this.#checkIdle()
-    if (this.#native.held) return { reclaimed: null }
+    this.#checkIdle('acquireSync')
+    if (this.#native.held) return { reclaimed: null, token: this.token }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
@@ -491,7 +531,7 @@ class PidLock {
       this.#pending--
     }
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-    return { reclaimed: holderFromRecord(out.reclaimed) }
+    return this.#acquired(out)
   }
 
   /**
@@ -509,6 +549,7 @@ class PidLock {
   }
 
   releaseSync() {
+    if (this.#onStore) throw store.syncError('releaseSync')
     // Waiting acquires are cancelled; any other call still queued makes this ELOCKBUSY.
     if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
@@ -516,6 +557,20 @@ class PidLock {
     const out = this.#native.releaseSync()
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return out.removed
+  }
+
+  /**
+   * `using`: a file lock is released now; a lock on a store stops renewing now and its lease
+   * is deleted in the background (a sync call cannot wait for the network).
+   */
+  [kDispose]() {
+    if (!this.#onStore) {
+      this.releaseSync()
+      return
+    }
+    this.#generation++
+    this.#cancelWaits()
+    this.#native.abandon()
   }
 
   /** Cancels every acquire of this instance that has not finished yet. */
@@ -542,7 +597,7 @@ class PidLock {
 
   updateSync(metadata) {
     const json = metadataJson(metadata, 'metadata')
-    this.#checkIdle()
+    this.#checkIdle('updateSync')
     const failure = this.#native.updateSync(json)
     if (failure) throw nativeError(failure, this.#path, this.#heldError)
     this.#metadata = json
@@ -556,25 +611,35 @@ class PidLock {
     } catch (err) {
       return Promise.reject(err)
     }
+    if (args.url !== null) return store.inspectStore(args.url, args.key).then((out) => inspected(out, args.key))
     return NativeLock.inspect(...args).then((out) => inspected(out, args[0]))
   }
 
   static inspectSync(path, options) {
     const args = inspectArgs(path, options)
+    if (args.url !== null) throw store.syncError('inspectSync')
     return inspected(NativeLock.inspectSync(...args), args[0])
   }
 }
 
 function inspectArgs(path, options) {
-  const resolved = lockPath(path)
   options = objectArg(options, 'options')
-  return [
-    resolved,
+  if (options.store !== undefined) {
+    const url = store.storeUrl(options.store)
+    if (url instanceof Error) throw url
+    const key = store.storeKey(path)
+    if (key instanceof Error) throw key
+    return Object.assign([], { url, key })
+  }
+  const args = [
+    lockPath(path),
     integerOption(options, 'leaseStaleThreshold', 1),
     integerOption(options, 'invalidPidLockStaleThreshold', 1),
     invalidContentOption(options) === 'reclaim',
     booleanOption(options, 'allowUntrustedParents'),
   ]
+  args.url = null
+  return args
 }
 
 function inspected(out, path) {
@@ -594,7 +659,7 @@ if (typeof Symbol.asyncDispose === 'symbol') {
 if (typeof Symbol.dispose === 'symbol') {
   Object.defineProperty(PidLock.prototype, Symbol.dispose, {
     value: function dispose() {
-      this.releaseSync()
+      this[kDispose]()
     },
     writable: true,
     configurable: true,

@@ -21,10 +21,10 @@ const identity = (h) => (h ? `${h.ownerId}|${mdString(h.metadata, 'url')}` : 'no
 
 /**
  * Runs `acquire(timeoutMs)` (a promise) for up to `timeout` ms, first without waiting; while it
- * waits, reports the holder of `path` through `stream` (a writable; `stream.isTTY` picks the live
+ * waits, reports the holder of `path` (read by `inspect`, by default the lock file's) through `stream` (a writable; `stream.isTTY` picks the live
  * line). `quiet` reports nothing. Resolves or rejects as `acquire` does.
  */
-async function acquireVisibly(acquire, { path, timeout, stream, quiet = false, prefix = 'leaselock: ' }) {
+async function acquireVisibly(acquire, { path, inspect = () => PidLock.inspect(path), timeout, stream, quiet = false, prefix = 'leaselock: ' }) {
   if (!timeout) return acquire(0)
   try {
     return await acquire(0)
@@ -42,7 +42,7 @@ async function acquireVisibly(acquire, { path, timeout, stream, quiet = false, p
     stream.write(`\r\x1b[2K${prefix}${text} - ${secs}s`)
   }
   const poll = async () => {
-    const holder = await PidLock.inspect(path).catch(() => null)
+    const holder = await inspect().catch(() => null)
     if (done || identity(holder) === seen) return
     seen = identity(holder)
     text = describe(holder, path)

@@ -59,6 +59,7 @@ export const EXPECTED_FILES = [
   'lib/replace.js',
   'lib/sanitize.js',
   'lib/spawn.js',
+  'lib/store.js',
   'lib/vite-coexist.js',
   'lib/vite.d.mts',
   'lib/vite.d.ts',

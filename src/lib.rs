@@ -8,6 +8,7 @@ pub mod heartbeat;
 pub mod lease;
 pub mod lock;
 pub mod owner;
+pub mod store;
 pub mod sys;
 pub mod watch;
 

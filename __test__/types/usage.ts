@@ -39,7 +39,7 @@ async function everything(): Promise<void> {
     leaseHeartbeatInterval: 250,
     leaseStaleThreshold: 3000,
     onLeaseLost: (info: LeaseLostInfo) => {
-      const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' = info.reason
+      const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' | 'store-unreachable' = info.reason
       const path: string = info.path
       const owner: LockHolder | null = info.newOwner
       const error: string | null = info.error
@@ -87,7 +87,7 @@ async function everything(): Promise<void> {
     } else {
       const bad: InvalidLockContent = reclaimed
       const size: number = bad.size
-      const modified: Date = bad.modifiedAt
+      const modified: Date | null = bad.modifiedAt
       const pid: null = bad.pid
       void [size, modified, pid]
     }

@@ -5,6 +5,7 @@
 
 mod process;
 mod records;
+mod store;
 
 use crate::lock::{
     self, Assessment, Cancel, LeaseLost, Lock, LockError, Options, Pending, Thresholds, Wait,

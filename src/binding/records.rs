@@ -74,7 +74,7 @@ pub fn ms(d: f64) -> Duration {
     Duration::try_from_secs_f64((d / 1000.0).max(0.0)).unwrap_or(Duration::MAX)
 }
 
-fn epoch_ms(t: SystemTime) -> f64 {
+pub fn epoch_ms(t: SystemTime) -> f64 {
     owner::unix_nanos(t) as f64 / 1e6
 }
 
@@ -82,7 +82,7 @@ fn holder_record(h: &Holder) -> LeaseRecord {
     lease_record(&h.lease, h.alive, h.stale)
 }
 
-fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
+pub fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
     let limit = crate::lease::METADATA_DEPTH_LIMIT;
     let too_deep = |m: &&String| crate::lease::nests_deeper_than(m, limit);
     let dropped = l.metadata_json.as_ref().filter(too_deep).map(|_| {

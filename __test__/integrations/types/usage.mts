@@ -13,7 +13,7 @@ export default defineConfig({ plugins: [p, q, singleInstance({ allowMultiple: tr
 
 const opts: SingleInstanceOptions = {
   onLeaseLost: (info, { server, message }) => {
-    const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' = info.reason
+    const reason: 'owner-changed' | 'removed' | 'heartbeat-failed' | 'heartbeat-stalled' | 'store-unreachable' = info.reason
     void reason
     void server?.httpServer
     void message.length

@@ -1,0 +1,116 @@
+'use strict'
+// Locks on a lease store (Redis/Valkey) instead of a lock file: `new PidLock(key, { store })`.
+// This file adapts the native store lock to the shape `PidLock` drives for file locks (the
+// same outcomes, records and notices), so `PidLock` keeps one code path. Every store call is a
+// promise settled from the native runtime; nothing here blocks the JS thread on the network.
+
+const { NativeStoreLock, StoreCancelToken } = require('./native.js').binding
+
+const SCHEMES = ['redis:', 'rediss:', 'valkey:', 'valkeys:', 'unix:', 'redis+unix:', 'valkey+unix:']
+const KEY_LIMIT = 512
+/** The default `ELOCKHELD` text of a lock on a store (a file lock's is the Go text). */
+const HELD_TEXT = 'lock is already held by another process'
+
+function argError(Ctor, code, message) {
+  const e = new Ctor(message)
+  e.code = code
+  return e
+}
+
+/** Checks `options.store`; returns the URL. */
+function storeUrl(value) {
+  if (typeof value !== 'string') {
+    return argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.store" property must be of type string (a redis:// URL). Received ${value === null ? 'null' : typeof value}`)
+  }
+  const scheme = value.slice(0, value.indexOf(':') + 1).toLowerCase()
+  if (!SCHEMES.includes(scheme)) {
+    return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.store' must be a URL with one of the schemes ${SCHEMES.join(' ')}. Received a string starting with ${JSON.stringify(value.slice(0, 12))}`)
+  }
+  return value
+}
+
+/** Checks a store lock's key (the `path` argument of a file lock). */
+function storeKey(key) {
+  if (typeof key !== 'string') {
+    return argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "key" argument must be of type string for a lock on a store. Received ${key === null ? 'null' : typeof key}`)
+  }
+  if (key.length === 0 || Buffer.byteLength(key) > KEY_LIMIT || /[{}\0]/.test(key)) {
+    return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'key' must be 1 to ${KEY_LIMIT} bytes without '{', '}' or null bytes (the braces mark the Redis Cluster hash tag). Received ${JSON.stringify(key.slice(0, 28))}`)
+  }
+  return key
+}
+
+function syncError(method) {
+  return argError(Error, 'ERR_LOCK_STORE_SYNC', `${method}() cannot be used with a lock on a store: it would block the thread on the network. Use the promise method instead.`)
+}
+
+/** A native URL refusal (bad URL, TLS not built in) as a Node-style argument error. */
+function openError(err) {
+  return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.store' is invalid: ${err.message}`)
+}
+
+/** A stored holder as the record `holderFromRecord` reads, with the token added. */
+function record(h) {
+  if (!h) return null
+  return { ...h.record, token: h.token ?? null, ttlLeft: h.ttlLeft ?? null }
+}
+
+/** A store failure in the shape of a file lock failure (the holder, with its token, inside). */
+function failure(out) {
+  return out.failure ? { ...out.failure, holder: record(out.holder) } : null
+}
+
+/** The native store lock, driven by `PidLock` exactly like the native file lock. */
+class StoreBackend {
+  #native
+
+  constructor(url, key, heartbeatInterval, staleThreshold) {
+    try {
+      this.#native = new NativeStoreLock(url, key, { heartbeatInterval, staleThreshold })
+    } catch (err) {
+      throw openError(err)
+    }
+  }
+
+  get held() {
+    return this.#native.held
+  }
+
+  newCancelToken() {
+    return new StoreCancelToken()
+  }
+
+  acquire(timeout, metadata, cancel, onLost) {
+    const lost = onLost
+      ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
+      : null
+    return this.#native
+      .acquire(timeout, metadata, cancel, lost)
+      .then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
+  }
+
+  release() {
+    return this.#native.release().then((out) => ({ removed: out.removed, failure: failure(out) }))
+  }
+
+  /** Stops holding now; the lease is deleted in the background (or expires by its TTL). */
+  abandon() {
+    this.#native.abandon()
+  }
+
+  update(metadata) {
+    return this.#native.update(metadata).then(failure)
+  }
+}
+
+function inspectStore(url, key) {
+  let promise
+  try {
+    promise = NativeStoreLock.inspect(url, key)
+  } catch (err) {
+    return Promise.reject(openError(err))
+  }
+  return promise.then((out) => ({ holder: out.failure ? null : record(out.holder), failure: failure(out) }))
+}
+
+module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }

@@ -1,0 +1,388 @@
+//! A lock over any [`LeaseStore`]: acquiring (with waiting, and with takeover of a holder
+//! proven dead), holding (see [`super::keep`]), updating and releasing. Written once for every
+//! store.
+
+use super::keep::{self, Deadline as LeaseDeadline};
+use super::{Claim, LeaseStore, Renewal, StoreError, Stored, Token, Watch};
+use crate::lease::Lease;
+use crate::lock::METADATA_LIMIT;
+use crate::owner::{self, Liveness};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+pub use keep::{margin, LossHandler, LossReason, Lost};
+
+/// How long an acquisition may wait for a held lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Try once and report a held lock at once.
+    Once,
+    /// Keep trying until then.
+    At(std::time::Instant),
+    /// Keep trying without end (until cancelled).
+    Never,
+}
+
+/// The slowest a waiter polls, for leases that end by expiry (which publishes nothing).
+pub const POLL_MAX: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How long a lease lives without renewal (the lock's `leaseStaleThreshold`).
+    pub ttl: Duration,
+    /// How often the holder renews it (the lock's `leaseHeartbeatInterval`).
+    pub renew_every: Duration,
+}
+
+#[derive(Debug)]
+pub enum StoreLockError {
+    /// Somebody holds the lock (and the wait, if any, ran out).
+    Held {
+        holder: Box<Stored>,
+    },
+    Cancelled,
+    /// `update` on a lock this instance does not hold.
+    NotHeld,
+    MetadataInvalid(String),
+    MetadataTooLarge {
+        size: usize,
+        limit: usize,
+    },
+    Store(StoreError),
+}
+
+impl From<StoreError> for StoreLockError {
+    fn from(e: StoreError) -> Self {
+        StoreLockError::Store(e)
+    }
+}
+
+pub struct Acquired {
+    pub token: Token,
+    /// The lease of a holder proven dead that this acquisition removed.
+    pub reclaimed: Option<Box<Stored>>,
+}
+
+/// Cancels a waiting acquisition from any thread.
+#[derive(Default)]
+pub struct Cancel {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    async fn cancelled(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.is_cancelled() {
+            notified.await;
+        }
+    }
+}
+
+/// What a holder keeps while it holds.
+pub(super) struct Holding {
+    pub lease: Lease,
+    pub token: Token,
+    pub on_lost: Option<LossHandler>,
+    pub renewer: Option<tokio::task::AbortHandle>,
+    /// The runtime the lock was acquired on, for a release started outside of it.
+    pub runtime: tokio::runtime::Handle,
+}
+
+pub(super) struct Inner<S> {
+    pub store: Arc<S>,
+    pub key: String,
+    pub opts: StoreOptions,
+    pub state: Mutex<Option<Holding>>,
+    pub deadline: LeaseDeadline,
+}
+
+impl<S> Inner<S> {
+    /// A poisoned mutex only means another thread panicked while holding it; every update of
+    /// the state is one assignment, so it is still consistent.
+    pub fn state(&self) -> MutexGuard<'_, Option<Holding>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One lock key on one store, as seen by one `PidLock` instance.
+pub struct StoreLock<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for StoreLock<S> {
+    fn clone(&self) -> Self {
+        StoreLock {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub struct WeakStoreLock<S>(Weak<Inner<S>>);
+
+impl<S> WeakStoreLock<S> {
+    pub fn upgrade(&self) -> Option<StoreLock<S>> {
+        self.0.upgrade().map(|inner| StoreLock { inner })
+    }
+}
+
+fn compact_metadata(m: Option<String>) -> Result<Option<String>, StoreLockError> {
+    let Some(m) = m else { return Ok(None) };
+    let value: serde_json::Value =
+        serde_json::from_str(&m).map_err(|e| StoreLockError::MetadataInvalid(e.to_string()))?;
+    let compact = value.to_string();
+    if compact.len() > METADATA_LIMIT {
+        return Err(StoreLockError::MetadataTooLarge {
+            size: compact.len(),
+            limit: METADATA_LIMIT,
+        });
+    }
+    Ok(Some(compact))
+}
+
+fn record_text(lease: &Lease) -> String {
+    String::from_utf8_lossy(&lease.encode()).into_owned()
+}
+
+/// Whether the holder of `stored` is provably dead: its record is its own (same owner id) and
+/// names a process of this host, boot and PID namespace that is gone (the file store's rules).
+fn proven_dead(stored: &Stored) -> bool {
+    match &stored.record {
+        Some(l) if l.owner_id == stored.owner_id => owner::liveness(l) == Liveness::Dead,
+        _ => false,
+    }
+}
+
+async fn until(deadline: Deadline) {
+    match deadline {
+        Deadline::At(t) => tokio::time::sleep_until(t.into()).await,
+        Deadline::Once | Deadline::Never => std::future::pending().await,
+    }
+}
+
+fn past(deadline: Deadline) -> bool {
+    match deadline {
+        Deadline::Once => true,
+        Deadline::Never => false,
+        Deadline::At(t) => std::time::Instant::now() >= t,
+    }
+}
+
+impl<S: LeaseStore> StoreLock<S> {
+    pub fn new(store: Arc<S>, key: String, opts: StoreOptions) -> Self {
+        StoreLock {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                opts,
+                state: Mutex::new(None),
+                deadline: LeaseDeadline::default(),
+            }),
+        }
+    }
+
+    pub fn downgrade(&self) -> WeakStoreLock<S> {
+        WeakStoreLock(Arc::downgrade(&self.inner))
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.inner.store
+    }
+
+    /// Whether this instance holds the lock and its lease cannot have expired yet. No I/O.
+    pub fn held(&self) -> bool {
+        self.inner.state().is_some() && self.inner.deadline.ahead()
+    }
+
+    /// The fencing token of the current acquisition.
+    pub fn token(&self) -> Option<Token> {
+        self.inner.state().as_ref().map(|h| h.token)
+    }
+
+    /// The record this instance stored, while it holds the lock.
+    pub fn current(&self) -> Option<(Lease, Token)> {
+        self.inner
+            .state()
+            .as_ref()
+            .map(|h| (h.lease.clone(), h.token))
+    }
+
+    /// Acquires: claims the key, or waits (woken by a release, or by a poll at the holder's
+    /// expiry) until `deadline`. A holder proven dead is removed at once.
+    pub async fn acquire(
+        &self,
+        deadline: Deadline,
+        cancel: Option<Arc<Cancel>>,
+        metadata: Option<String>,
+        on_lost: Option<LossHandler>,
+    ) -> Result<Acquired, StoreLockError> {
+        let metadata = compact_metadata(metadata)?;
+        self.forget_stale_holding().await;
+        let lease = owner::new_lease(metadata);
+        let record = record_text(&lease);
+        let (store, key, ttl) = (&self.inner.store, &self.inner.key, self.inner.opts.ttl);
+        let cancelled = || cancel.as_ref().is_some_and(|c| c.is_cancelled());
+        let mut watch: Option<S::Watch> = None;
+        let mut reclaimed = None;
+        loop {
+            if cancelled() {
+                return Err(StoreLockError::Cancelled);
+            }
+            let sent = owner::clock_nanos();
+            let holder = match store.claim(key, &lease.owner_id, &record, ttl).await? {
+                Claim::Granted { token } => {
+                    keep::hold(&self.inner, lease, token, sent, on_lost);
+                    return Ok(Acquired { token, reclaimed });
+                }
+                Claim::Held { holder } => holder,
+            };
+            if proven_dead(&holder) {
+                if store.remove(key, &holder.owner_id).await? {
+                    reclaimed = Some(holder);
+                }
+                continue;
+            }
+            if past(deadline) {
+                return Err(StoreLockError::Held { holder });
+            }
+            let Some(w) = watch.as_mut() else {
+                // Subscribed before the next claim, so no release between the two is missed.
+                watch = Some(store.watch(key).await?);
+                continue;
+            };
+            let nap = holder
+                .ttl_left
+                .map_or(POLL_MAX, |t| t + Duration::from_millis(1))
+                .min(POLL_MAX);
+            tokio::select! {
+                _ = w.changed() => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = async { match &cancel { Some(c) => c.cancelled().await, None => std::future::pending().await } } => {
+                    return Err(StoreLockError::Cancelled);
+                }
+                _ = until(deadline) => {
+                    return Err(StoreLockError::Held { holder });
+                }
+            }
+        }
+    }
+
+    /// A holding whose deadline passed without a verdict yet (or that was abandoned): stop
+    /// renewing it and remove its lease if it is still ours, so we never wait for ourselves.
+    async fn forget_stale_holding(&self) {
+        let old = self.inner.state().take();
+        if let Some(old) = old {
+            if let Some(r) = old.renewer {
+                r.abort();
+            }
+            let _ = self
+                .inner
+                .store
+                .remove(&self.inner.key, &old.lease.owner_id)
+                .await;
+        }
+    }
+
+    /// Releases: stops renewing at once, then deletes the lease if it is still ours. `true`
+    /// when it deleted it; `false` when nothing of ours was there.
+    pub async fn release(&self) -> Result<bool, StoreLockError> {
+        let Some(old) = self.inner.state().take() else {
+            return Ok(false);
+        };
+        if let Some(r) = old.renewer {
+            r.abort();
+        }
+        Ok(self
+            .inner
+            .store
+            .remove(&self.inner.key, &old.lease.owner_id)
+            .await?)
+    }
+
+    /// Stops holding at once without waiting: renewal ends now and the lease is deleted in the
+    /// background (best effort; otherwise it expires). For the sync dispose and for the end of
+    /// a JS environment or process, which cannot wait for the network; they may wait a bounded
+    /// time on the returned receiver, which gets a message (or disconnects) when it is done.
+    pub fn abandon(&self) -> Option<std::sync::mpsc::Receiver<()>> {
+        let old = self.inner.state().take()?;
+        if let Some(r) = old.renewer {
+            r.abort();
+        }
+        let inner = self.inner.clone();
+        let (done, finished) = std::sync::mpsc::channel();
+        // On a runtime already shut down the task is dropped at once, and with it `done`.
+        old.runtime.spawn(async move {
+            let _ = inner.store.remove(&inner.key, &old.lease.owner_id).await;
+            let _ = done.send(());
+        });
+        Some(finished)
+    }
+
+    /// Replaces the metadata in the stored record while held (one compare-owner renewal).
+    pub async fn update(&self, metadata: Option<String>) -> Result<(), StoreLockError> {
+        let metadata = compact_metadata(metadata)?;
+        let next = match self.inner.state().as_ref() {
+            Some(h) if self.inner.deadline.ahead() => Lease {
+                metadata_json: metadata,
+                ..h.lease.clone()
+            },
+            _ => return Err(StoreLockError::NotHeld),
+        };
+        let sent = owner::clock_nanos();
+        let ttl = self.inner.opts.ttl;
+        let outcome = self
+            .inner
+            .store
+            .renew(
+                &self.inner.key,
+                &next.owner_id,
+                ttl,
+                Some(&record_text(&next)),
+            )
+            .await?;
+        match outcome {
+            Renewal::Renewed => {
+                let mut state = self.inner.state();
+                if let Some(h) = state.as_mut().filter(|h| h.lease.owner_id == next.owner_id) {
+                    h.lease = next;
+                    self.inner.deadline.confirm(sent, ttl);
+                    return Ok(());
+                }
+                Err(StoreLockError::NotHeld)
+            }
+            Renewal::Removed => {
+                keep::lose(&self.inner, &next.owner_id, LossReason::Removed, None, None);
+                Err(StoreLockError::NotHeld)
+            }
+            Renewal::OwnerChanged { holder } => {
+                let reason = LossReason::OwnerChanged;
+                keep::lose(&self.inner, &next.owner_id, reason, Some(*holder), None);
+                Err(StoreLockError::NotHeld)
+            }
+        }
+    }
+}
+
+/// Who holds `key` on `store`, without taking it; `None` when it is free.
+pub async fn inspect<S: LeaseStore>(store: &S, key: &str) -> Result<Option<Stored>, StoreError> {
+    store.read(key).await
+}
+
+/// The wall-clock time of a stored lease's last renewal, from what is left of its TTL.
+pub fn last_renewed(stored: &Stored, now: SystemTime) -> Option<SystemTime> {
+    let (ttl, left) = (stored.ttl?, stored.ttl_left?);
+    now.checked_sub(ttl.saturating_sub(left))
+}
