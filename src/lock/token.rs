@@ -106,20 +106,13 @@ impl Counter {
                 Err(PathError::NotRegular(kind)) => return Err(not_ours(&path, kind_text(kind))),
                 Err(PathError::Io(e)) => return Err(io("open", &path, e)),
             }
-            let created = sys::publish(&path, &header(now_micros()), file_mode);
-            match created {
-                Ok(file) => {
-                    // A lock several users share (fileMode with group or other write bits) needs
-                    // a counter they can all append to, whatever this process's umask.
-                    if file_mode & 0o022 != 0 {
-                        sys::set_mode(&file.file, file_mode & 0o666)
-                            .map_err(|e| io("chmod", &path, e))?;
-                    }
-                }
+            // Created complete, with the lock's own mode; then opened again for appending (the
+            // published handle is not) and checked like any other.
+            match sys::publish(&path, &header(now_micros()), file_mode) {
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("create", &path, e)),
             }
-            // Opened again for appending (the published handle is not), and checked.
         }
         Err(io(
             "open",
@@ -303,7 +296,7 @@ mod tests {
         let e = Counter::open(&lock, 0o644).err().unwrap();
         assert!(e.to_string().contains("lets others write"), "{e}");
         assert_eq!(std::fs::read(&at).unwrap(), before);
-        // A lock that others may write anyway accepts it.
+        // The rule is relative to the lock's own mode.
         assert!(Counter::open(&lock, 0o666).is_ok());
         let _ = std::fs::remove_dir_all(&d);
     }

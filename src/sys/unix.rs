@@ -157,12 +157,6 @@ pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
     f.stream_position()
 }
 
-/// Gives an open file exactly these permission bits, whatever the umask (`fchmod`).
-pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-}
-
 /// Reads up to `buf.len()` bytes at `at` (one `pread`).
 pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     loop {

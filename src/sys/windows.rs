@@ -244,11 +244,6 @@ pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
     Ok(file.stat()?.0)
 }
 
-/// Windows has no permission bits to apply.
-pub fn set_mode(_file: &File, _mode: u32) -> io::Result<()> {
-    Ok(())
-}
-
 /// Reads up to `buf.len()` bytes at `at`.
 pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     file.seek_read(buf, at)
