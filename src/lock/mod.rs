@@ -381,6 +381,15 @@ impl Lock {
     }
 }
 
+/// `e`, after letting go of the counter - and removing it if this try created it beside a
+/// file that is not a lock, which must be left alone with nothing new beside it.
+fn refused(slot: &mut Option<token::Counter>, e: LockError) -> LockError {
+    if let Some(c) = slot.take() {
+        c.discard_if_new();
+    }
+    e
+}
+
 /// The counts an acquisition keeps across its tries.
 #[derive(Default)]
 struct Tries {
@@ -489,13 +498,13 @@ impl Inner {
         let dir = self.dir(true)?;
         let path = &dir.join(self.name());
         let opts = &self.opts;
-        let mut counter = lock(&self.counter);
-        let counter = match &mut *counter {
+        let mut slot = lock(&self.counter);
+        let counter = match &mut *slot {
             Some(c) => c,
             empty => empty.insert(token::Counter::open(path, opts.file_mode)?),
         };
         let mut lease = owner::new_lease(metadata);
-        lease.token = Some(counter.advance()?);
+        lease.token = counter.advance()?;
         let bytes = lease.encode();
         crate::faults::point("acquire.before-publish");
         match sys::publish_creating_parents(path, &bytes, opts.file_mode, opts.dir_mode) {
@@ -508,13 +517,15 @@ impl Inner {
             Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
             Err(e) => return Err(LockError::io("create", path, e)),
         }
-        let Some(snap) = look(path)? else {
-            return Ok(Attempt::Contended { pause: false });
+        let snap = match look(path) {
+            Ok(Some(snap)) => snap,
+            Ok(None) => return Ok(Attempt::Contended { pause: false }),
+            Err(e) => return Err(refused(&mut slot, e)),
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
         let how = self.place.recognise(&self.path);
         if let Assessment::NotALease { size, head } = found {
-            return Err(not_a_lease(&self.path, size, head));
+            return Err(refused(&mut slot, not_a_lease(&self.path, size, head)));
         }
         if !found.takeable() {
             let recheck = Box::new(Recheck {

@@ -61,9 +61,12 @@ const CONFIRM_ROUNDS: u32 = 64;
 
 /// The counter of one lock, open for appending.
 pub(super) struct Counter {
-    file: OwnedFile,
+    /// The counter file and its base; `None` where this user may not use it (see
+    /// [`Counter::open`]): acquisitions then carry no token.
+    open: Option<(OwnedFile, u64)>,
     path: PathBuf,
-    base: u64,
+    /// Created by this process (so far only to stand beside a lock that may not be ours).
+    created: bool,
 }
 
 /// Why the file at the counter's name is refused.
@@ -95,21 +98,41 @@ impl Counter {
     /// Opens the counter of the lock at `lock_path` (named through the lock's directory),
     /// creating it complete where there is none. `file_mode`: the lock's mode; a counter that
     /// others may write when the lock does not let them is refused.
+    ///
+    /// A lock shared by several users meets a counter another user created, which this user
+    /// may not append to (nobody else may write a counter, or they could also shorten it). It
+    /// is replaced by a new one of ours - the same as a removed counter, safe for the reasons
+    /// above - where the directory allows; where it does not (a sticky directory), this user's
+    /// acquisitions carry no token.
     pub fn open(lock_path: &Path, file_mode: u32) -> Result<Counter, LockError> {
         let path = sys::sibling(lock_path, TAG);
+        let mut created = false;
         for _ in 0..4 {
             match sys::open_appendable(&path) {
                 Ok(Some((file, len, mode))) => {
-                    return Counter::check(file, path, len, mode, file_mode)
+                    let mut counter = Counter::check(file, path, len, mode, file_mode)?;
+                    counter.created = created;
+                    return Ok(counter);
                 }
                 Ok(None) => {}
                 Err(PathError::NotRegular(kind)) => return Err(not_ours(&path, kind_text(kind))),
+                Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    if !replace_others(&path, file_mode, e)? {
+                        return Ok(Counter {
+                            open: None,
+                            path,
+                            created: false,
+                        });
+                    }
+                    created = true;
+                    continue;
+                }
                 Err(PathError::Io(e)) => return Err(io("open", &path, e)),
             }
             // Created complete, with the lock's own mode; then opened again for appending (the
             // published handle is not) and checked like any other.
             match sys::publish(&path, &header(now_micros()), file_mode) {
-                Ok(_) => {}
+                Ok(_) => created = true,
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io("create", &path, e)),
             }
@@ -151,7 +174,11 @@ impl Counter {
             Some(base)
                 if n == head.len() && head.starts_with(MAGIC) && head[head.len() - 1] == b'\n' =>
             {
-                Ok(Counter { file, path, base })
+                Ok(Counter {
+                    open: Some((file, base)),
+                    path,
+                    created: false,
+                })
             }
             _ => Err(not_ours(
                 &path,
@@ -163,21 +190,75 @@ impl Counter {
         }
     }
 
-    /// Appends one byte: the token it stands for.
-    pub fn advance(&self) -> Result<u64, LockError> {
-        let end = sys::append_one(&self.file).map_err(|e| io("write", &self.path, e))?;
-        Ok(self.token_at(end))
+    /// Removes the counter again if this process created it: the try that made it found a file
+    /// that is not a lock (or not a regular file) at the lock path, and refused it - nothing
+    /// may be left beside a file that is not ours. Removing a counter is always safe: the next
+    /// one starts at the clock (see the module documentation).
+    pub fn discard_if_new(self) {
+        let Some((file, _)) = &self.open else {
+            return;
+        };
+        if self.created && sys::id_at(&self.path).ok().flatten() == Some(file.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
-    fn token_at(&self, end: u64) -> u64 {
-        self.base.saturating_add(end.saturating_sub(HEADER_LEN))
+    /// Appends one byte: the token it stands for (`None`: this user has no counter).
+    pub fn advance(&self) -> Result<Option<u64>, LockError> {
+        let Some((file, base)) = &self.open else {
+            return Ok(None);
+        };
+        let end = sys::append_one(file).map_err(|e| io("write", &self.path, e))?;
+        Ok(Some(token_at(*base, end)))
     }
 
     /// The largest token given out so far; `None` when this counter was unlinked (replaced or
-    /// removed): tokens now come from another file.
+    /// removed) - tokens now come from another file - or this user has none.
     fn latest(&self) -> Result<Option<u64>, LockError> {
-        let (len, links) = self.file.stat().map_err(|e| io("stat", &self.path, e))?;
-        Ok((links > 0).then(|| self.token_at(len)))
+        let Some((file, base)) = &self.open else {
+            return Ok(None);
+        };
+        let (len, links) = file.stat().map_err(|e| io("stat", &self.path, e))?;
+        Ok((links > 0).then(|| token_at(*base, len)))
+    }
+}
+
+fn token_at(base: u64, end: u64) -> u64 {
+    base.saturating_add(end.saturating_sub(HEADER_LEN))
+}
+
+/// Replaces another user's counter at `path` (which this user may not append to) with a new
+/// one of ours. `Ok(false)`: the directory does not let this user (sticky). `denied`: why it
+/// could not be opened, reported if it cannot even be read - then it is not proven a counter,
+/// and is never replaced.
+fn replace_others(path: &Path, file_mode: u32, denied: std::io::Error) -> Result<bool, LockError> {
+    let head = match sys::snapshot(path) {
+        Ok(Some(s)) => s.head,
+        Ok(None) => return Ok(true),
+        Err(PathError::NotRegular(kind)) => return Err(not_ours(path, kind_text(kind))),
+        Err(PathError::Io(_)) => return Err(io("open", path, denied)),
+    };
+    if head.len() < HEADER_LEN as usize || !head.starts_with(MAGIC) {
+        return Err(not_ours(
+            path,
+            format!(
+                "it starts with \"{}\", not a counter's header",
+                super::glimpse(&head[..head.len().min(24)])
+            ),
+        ));
+    }
+    let (temp, _) = sys::write_private(path, &header(now_micros()), file_mode)
+        .map_err(|e| io("create", path, e))?;
+    match std::fs::rename(&temp, path) {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                Ok(false)
+            } else {
+                Err(io("rename", path, e))
+            }
+        }
     }
 }
 
@@ -195,6 +276,9 @@ pub(super) fn confirm(
     how: Recognise,
     file_mode: u32,
 ) -> Result<bool, LockError> {
+    if counter.open.is_none() {
+        return Ok(true);
+    }
     for _ in 0..CONFIRM_ROUNDS {
         let mine = h.lease.token.unwrap_or(0);
         match counter.latest()? {
@@ -203,25 +287,30 @@ pub(super) fn confirm(
             None => *counter = Counter::open(lock_path, file_mode)?,
         }
         crate::faults::point("token.before-retoken");
-        let next = counter.advance()?;
-        if !retoken(h, lock_path, next, how, file_mode)? {
+        let Some(next) = counter.advance()? else {
+            // The new counter is another user's that this one may not use: no token.
+            let mut next = h.lease.clone();
+            next.token = None;
+            return retoken(h, lock_path, next, how, file_mode);
+        };
+        let mut next_lease = h.lease.clone();
+        next_lease.token = Some(next);
+        if !retoken(h, lock_path, next_lease, how, file_mode)? {
             return Ok(false);
         }
     }
     Ok(false)
 }
 
-/// Rewrites our lease with token `t` through our own file, then checks that the path still
-/// names that file. `Ok(false)`: it does not (taken over while we were away).
+/// Rewrites our lease as `next` (with another token) through our own file, then checks that
+/// the path still names that file. `Ok(false)`: it does not (taken over while we were away).
 fn retoken(
     h: &mut Holding,
     path: &Path,
-    t: u64,
+    next: crate::lease::Lease,
     how: Recognise,
     file_mode: u32,
 ) -> Result<bool, LockError> {
-    let mut next = h.lease.clone();
-    next.token = Some(t);
     h.how = how;
     match h.replace(path, next, file_mode) {
         Ok(()) => {}
@@ -251,17 +340,17 @@ mod tests {
         let lock = d.join("x.lock");
         let before = now_micros();
         let c = Counter::open(&lock, 0o644).unwrap();
-        let a = c.advance().unwrap();
-        let b = c.advance().unwrap();
+        let a = c.advance().unwrap().unwrap();
+        let b = c.advance().unwrap().unwrap();
         assert!(a > before && b == a + 1);
         drop(c);
         let c = Counter::open(&lock, 0o644).unwrap();
-        assert_eq!(c.advance().unwrap(), b + 1);
+        assert_eq!(c.advance().unwrap(), Some(b + 1));
         // Removed: the next counter starts at the clock, above every token so far.
         std::fs::remove_file(sys::sibling(&lock, TAG)).unwrap();
         assert_eq!(c.latest().unwrap(), None);
         let c = Counter::open(&lock, 0o644).unwrap();
-        assert!(c.advance().unwrap() > b + 1);
+        assert!(c.advance().unwrap() > Some(b + 1));
         let _ = std::fs::remove_dir_all(&d);
     }
 
