@@ -89,7 +89,8 @@ struct Inner {
     /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
     /// held, and only when the directory was removed.
     dir: Mutex<Option<Arc<LockDir>>>,
-    /// The lock's fencing-token counter, open for appending; kept and let go with `dir`.
+    /// The lock's fencing-token counter, open for appending while an acquisition tries (closed once
+    /// it holds, and with `dir`).
     counter: Mutex<Option<token::Counter>>,
     /// Who to tell of a loss of the current holding; taken by whoever reports it (once), and
     /// kept apart from `state` so that a loss is told while a renewal is stuck holding that.
@@ -381,6 +382,15 @@ impl Lock {
     }
 }
 
+/// Closes the counter once the lock is ours: a held lock keeps no descriptor it does not need
+/// (a thousand held locks would keep a thousand counters open); tries that wait keep it.
+fn keep_counter_while_trying(slot: &mut Option<token::Counter>, a: Attempt) -> Attempt {
+    if matches!(a, Attempt::Acquired(..)) {
+        *slot = None;
+    }
+    a
+}
+
 /// `e`, after letting go of the counter - and removing it if this try created it beside a
 /// file that is not a lock, which must be left alone with nothing new beside it.
 fn refused(slot: &mut Option<token::Counter>, e: LockError) -> LockError {
@@ -511,7 +521,8 @@ impl Inner {
             Ok(file) => {
                 let how = self.place.recognise(&self.path);
                 let holding = Holding::new(file, lease, bytes);
-                return self.confirm_token(path, counter, holding, None, how);
+                let taken = self.confirm_token(path, counter, holding, None, how);
+                return Ok(keep_counter_while_trying(&mut slot, taken?));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
@@ -555,7 +566,8 @@ impl Inner {
             // just put there. Success only while the path still names our file.
             Some(file) if identity::names_record(path, &file, &bytes, how) => {
                 let holding = Holding::new(file, lease, bytes);
-                return self.confirm_token(path, counter, holding, Some(Box::new(found)), how);
+                let taken = self.confirm_token(path, counter, holding, Some(Box::new(found)), how);
+                return Ok(keep_counter_while_trying(&mut slot, taken?));
             }
             _ => Attempt::Contended { pause: true },
         })
