@@ -1,13 +1,15 @@
 // Fencing tokens of lock files (issue 15, point 6): every acquisition gets a token larger than
 // every earlier one of the same lock - after releases, after a holder was killed or frozen and
 // taken over, and after the counter beside the lock was deleted - and a file at the counter's
-// name that is not ours is refused, untouched. (Turns of many processes: processes.test.mjs.)
+// name that is not ours is refused, untouched; several users share one lock's tokens where the
+// directory lets them. (Turns of many processes: processes.test.mjs; chaos: chaos-short.)
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { PidLock } from '../lib/index.mjs'
 import { tempDir, holder, readLease, exists, fixturesDir, posixOnly } from './helpers/util.mjs'
+import { ATTACKER, VICTIM, asVictim, sharedDir, stickyDir, skipReason } from './helpers/attacker.mjs'
 
 /** The counter beside the lock `p`. */
 const counterOf = (p) => path.join(path.dirname(p), `.${path.basename(p)}.token`)
@@ -163,4 +165,33 @@ test('holder records serialise to JSON with the token as text', async (t) => {
   assert.equal(JSON.parse(JSON.stringify(err.holder)).token, String(token))
   assert.equal(JSON.parse(JSON.stringify(await PidLock.inspect(p))).token, String(token))
   await lock.release()
+})
+
+const takeToken = `async ({ PidLock }, { file }) => {
+  const lock = new PidLock(file)
+  try {
+    const { token } = await lock.acquire({ timeout: 5000 })
+    await lock.release()
+    return { token: token === null ? null : String(token) }
+  } catch (err) {
+    return { code: err.code, message: err.message }
+  }
+}`
+
+test("several users on one lock: another user's counter is replaced where the directory allows, tokens rising; in a sticky directory that user gets no token", { skip: skipReason }, async (t) => {
+  const shared = path.join(sharedDir(t), 'x.lock')
+  const first = await asVictim(takeToken, { file: shared }, { user: ATTACKER })
+  const second = await asVictim(takeToken, { file: shared }, { user: VICTIM })
+  const third = await asVictim(takeToken, { file: shared }, { user: ATTACKER })
+  for (const r of [first, second, third]) assert.equal(typeof r.token, 'string', JSON.stringify(r))
+  assert.ok(BigInt(second.token) > BigInt(first.token), JSON.stringify([first, second]))
+  assert.ok(BigInt(third.token) > BigInt(second.token), JSON.stringify([second, third]))
+  assert.equal(fs.statSync(counterOf(shared)).uid, ATTACKER.uid, 'the last taker replaced it with its own')
+  // A sticky directory lets nobody replace another user's file: the lock works, without a token.
+  const sticky = path.join(stickyDir(t), 'x.lock')
+  const owner = await asVictim(takeToken, { file: sticky }, { user: ATTACKER })
+  assert.equal(typeof owner.token, 'string', JSON.stringify(owner))
+  const other = await asVictim(takeToken, { file: sticky }, { user: VICTIM })
+  assert.deepEqual(other, { token: null })
+  assert.equal(fs.statSync(counterOf(sticky)).uid, ATTACKER.uid, 'left as it was')
 })
