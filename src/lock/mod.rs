@@ -50,7 +50,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use wait::{Pause, Recheck, Sleeper};
+use wait::{NoSleep, Pause, Recheck, Sleeper};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -115,25 +115,6 @@ enum Next {
     Held(Recheck),
     /// Try again after this pause (zero: at once).
     Retry(Duration),
-}
-
-/// The pause of the binding's first try, on the JS thread: it never sleeps.
-struct NoSleep;
-
-impl Pause<Pending> for NoSleep {
-    fn begin(&mut self, _wait: &Wait) {}
-
-    fn mark(&self) -> u64 {
-        0
-    }
-
-    fn held(&mut self, _seen: u64, _recheck: &Recheck) -> Result<(), Pending> {
-        Err(Pending::MustWait)
-    }
-
-    fn retry(&mut self, _d: Duration) -> Result<(), Pending> {
-        Err(Pending::MustWait)
-    }
 }
 
 impl From<LockError> for Pending {
@@ -382,24 +363,6 @@ impl Lock {
     }
 }
 
-/// Closes the counter once the lock is ours: a held lock keeps no descriptor it does not need
-/// (a thousand held locks would keep a thousand counters open); tries that wait keep it.
-fn keep_counter_while_trying(slot: &mut Option<token::Counter>, a: Attempt) -> Attempt {
-    if matches!(a, Attempt::Acquired(..)) {
-        *slot = None;
-    }
-    a
-}
-
-/// `e`, after letting go of the counter - and removing it if this try created it beside a
-/// file that is not a lock, which must be left alone with nothing new beside it.
-fn refused(slot: &mut Option<token::Counter>, e: LockError) -> LockError {
-    if let Some(c) = slot.take() {
-        c.discard_if_new();
-    }
-    e
-}
-
 /// The counts an acquisition keeps across its tries.
 #[derive(Default)]
 struct Tries {
@@ -499,7 +462,9 @@ impl Inner {
     }
 
     /// One try: publish our lease if the path is free, else judge what is there and take it
-    /// over when the rules allow.
+    /// over when the rules allow. Longer than most functions here on purpose: it reads top to
+    /// bottom in the protocol's order (token, publish, judge, takeover, confirm), and split up,
+    /// its early returns would hide that order.
     fn attempt(
         &self,
         alive: Option<&dyn Fn(i64) -> bool>,
@@ -521,8 +486,7 @@ impl Inner {
             Ok(file) => {
                 let how = self.place.recognise(&self.path);
                 let holding = Holding::new(file, lease, bytes);
-                let taken = self.confirm_token(path, counter, holding, None, how);
-                return Ok(keep_counter_while_trying(&mut slot, taken?));
+                return self.confirm_token(path, &mut slot, holding, None, how);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
@@ -531,12 +495,15 @@ impl Inner {
         let snap = match look(path) {
             Ok(Some(snap)) => snap,
             Ok(None) => return Ok(Attempt::Contended { pause: false }),
-            Err(e) => return Err(refused(&mut slot, e)),
+            Err(e) => return Err(token::refused(&mut slot, e)),
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
         let how = self.place.recognise(&self.path);
         if let Assessment::NotALease { size, head } = found {
-            return Err(refused(&mut slot, not_a_lease(&self.path, size, head)));
+            return Err(token::refused(
+                &mut slot,
+                not_a_lease(&self.path, size, head),
+            ));
         }
         if !found.takeable() {
             let recheck = Box::new(Recheck {
@@ -566,31 +533,10 @@ impl Inner {
             // just put there. Success only while the path still names our file.
             Some(file) if identity::names_record(path, &file, &bytes, how) => {
                 let holding = Holding::new(file, lease, bytes);
-                let taken = self.confirm_token(path, counter, holding, Some(Box::new(found)), how);
-                return Ok(keep_counter_while_trying(&mut slot, taken?));
+                return self.confirm_token(path, &mut slot, holding, Some(Box::new(found)), how);
             }
             _ => Attempt::Contended { pause: true },
         })
-    }
-
-    /// Our lease is at the path: make sure its token follows every earlier holder's (see
-    /// [`token`]), or give the lease up again - it is never kept with a token out of order.
-    fn confirm_token(
-        &self,
-        path: &std::path::Path,
-        counter: &mut token::Counter,
-        mut holding: Box<Holding>,
-        reclaimed: Option<Box<Assessment>>,
-        how: Recognise,
-    ) -> Result<Attempt, LockError> {
-        let mode = self.opts.file_mode;
-        let confirmed = token::confirm(counter, path, &mut holding, how, mode);
-        if let Ok(true) = confirmed {
-            return Ok(Attempt::Acquired(holding, reclaimed));
-        }
-        holding.how = how;
-        let _ = release::release(path, holding, &self.opts);
-        confirmed.map(|_| Attempt::Contended { pause: true })
     }
 
     /// Records a new holding; the caller starts its heartbeat once the state lock is let go.

@@ -8,7 +8,8 @@
 //! microseconds at creation, 20 digits. A token is `base + (offset after our byte - header)`.
 //! An acquisition appends one byte (`O_APPEND`; on Windows under an exclusive range lock) and
 //! takes the offset its own write ended at - never a later length, which could already count
-//! somebody else's byte. Release never removes the counter.
+//! somebody else's byte. The counter stays open while an acquisition tries and is closed once it
+//! holds; release never removes it.
 //!
 //! # Why tokens follow the order in which leases held the path
 //! Each acquisition appends (its byte is `a`), writes its token into its lease and publishes
@@ -33,7 +34,13 @@
 //! unlinked (link count zero) opens the new one and appends there, so a contender holding the
 //! old file open cannot confirm a token from it after it was replaced. The window that remains:
 //! the counter removed while the wall clock was set back, or a filesystem whose appends are not
-//! atomic across machines (NFS) - documented in the README.
+//! atomic across machines (NFS) - stated in docs/design.md.
+//!
+//! # Several users
+//! Only its owner may append to a counter (one that others could write, they could also
+//! shorten). Another user replaces it with a new one of its own where the directory lets it -
+//! as safe as a removed counter - and acquires without a token where it does not (a sticky
+//! directory).
 //!
 //! # A file at the counter's name that is not ours
 //! Something other than a regular file, a file without our header, or a file that others may
@@ -43,6 +50,7 @@
 use super::error::LockError;
 use super::identity::{self, Recognise};
 use super::renew::Holding;
+use super::{release, Assessment, Attempt, Inner};
 use crate::sys::{self, FileKind, OwnedFile, PathError};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -318,6 +326,44 @@ fn retoken(
         Err(e) => return Err(e),
     }
     identity::names_ours(path, &h.file, &h.lease.owner_id, how).map_err(|e| io("stat", path, e))
+}
+
+/// The acquisition's side: what `Inner::attempt` does with the counter.
+impl Inner {
+    /// Our lease is at the path: make sure its token follows every earlier holder's (see this
+    /// module), or give the lease up again - it is never kept with a token out of order. Once
+    /// the lock is ours the counter is closed: a held lock keeps no descriptor it does not need
+    /// (a thousand held locks would keep a thousand counters open); tries that wait keep it.
+    pub(super) fn confirm_token(
+        &self,
+        path: &Path,
+        slot: &mut Option<Counter>,
+        mut holding: Box<Holding>,
+        reclaimed: Option<Box<Assessment>>,
+        how: Recognise,
+    ) -> Result<Attempt, LockError> {
+        let mode = self.opts.file_mode;
+        let confirmed = match slot.as_mut() {
+            Some(counter) => confirm(counter, path, &mut holding, how, mode),
+            None => Ok(true),
+        };
+        if let Ok(true) = confirmed {
+            *slot = None;
+            return Ok(Attempt::Acquired(holding, reclaimed));
+        }
+        holding.how = how;
+        let _ = release::release(path, holding, &self.opts);
+        confirmed.map(|_| Attempt::Contended { pause: true })
+    }
+}
+
+/// `e`, after letting go of the counter - and removing it if this try created it beside a
+/// file that is not a lock, which must be left alone with nothing new beside it.
+pub(super) fn refused(slot: &mut Option<Counter>, e: LockError) -> LockError {
+    if let Some(c) = slot.take() {
+        c.discard_if_new();
+    }
+    e
 }
 
 #[cfg(test)]
