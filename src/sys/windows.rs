@@ -244,8 +244,10 @@ pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
     Ok(file.stat()?.0)
 }
 
-/// Reads up to `buf.len()` bytes at `at`.
+/// Reads up to `buf.len()` bytes at `at`, under a shared range lock: an append under way in
+/// another process holds the exclusive one for microseconds, and a read meeting it would fail.
 pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let _shared = RangeLock::take(file, false)?;
     file.seek_read(buf, at)
 }
 
