@@ -20,6 +20,11 @@ export declare class NativeLock {
   constructor(path: string, options: NativeOptions)
   get held(): boolean
   /**
+   * The fencing token of the current acquisition while this instance holds the lock, as
+   * decimal text.
+   */
+  get token(): string | null
+  /**
    * Acquires. On a known local disk type the first attempt runs here on the JS thread (tens
    * of microseconds of file work) and its outcome is returned as is; only when the lock is
    * held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
@@ -114,6 +119,8 @@ export declare class StoreCancelToken {
 export interface AcquireOutcome {
   /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
   reclaimed?: LeaseRecord
+  /** The fencing token of this acquisition, as decimal text. */
+  token?: string
   failure?: NativeFailure
 }
 
@@ -190,6 +197,8 @@ export interface LeaseRecord {
   canTakeOver?: boolean
   /** inspect only: what would stop it. */
   blocked?: NativeBlocked
+  /** The lease's fencing token, as decimal text; absent for a lease without one (Go's). */
+  token?: string
 }
 
 /**

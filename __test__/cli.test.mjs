@@ -46,6 +46,8 @@ test('run: holds the lock while the command runs, refuses a second run (75), pas
   const first = leaselock(t, ['run', lock, '--record-command', '--metadata', '{"url":"http://localhost:3999/"}', '--', process.execPath, signalChild, '3'])
   const [, env] = await first.waitFor(/READY (.*)\n/)
   assert.equal(env, lock, 'the command gets LEASELOCK_LOCKFILE')
+  const [, token] = first.out.match(/TOKEN (\S+)\n/)
+  assert.equal(token, String(JSON.parse(fs.readFileSync(lock, 'utf8')).token), 'and LEASELOCK_TOKEN, the fencing token')
 
   const status = await run(t, ['status', lock])
   assert.equal(status.code, 1, status.out)

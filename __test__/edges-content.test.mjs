@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, age, readLease, exists, repoRoot, notUnderWine } from './helpers/util.mjs'
+import { tempDir, age, readLease, exists, repoRoot, notUnderWine, lockDirEntries } from './helpers/util.mjs'
 
 const bin = path.join(repoRoot, 'bin', 'leaselock.js')
 
@@ -55,7 +55,7 @@ async function refusedEverywhere(p, content) {
   const after = fs.statSync(p)
   assert.equal(after.ino, before.ino, 'the same file, not a copy')
   assert.deepEqual(fs.readFileSync(p), Buffer.from(content))
-  assert.deepEqual(fs.readdirSync(path.dirname(p)).sort(), [path.basename(p)], 'no helper file left behind')
+  assert.deepEqual(lockDirEntries(path.dirname(p)).sort(), [path.basename(p)], 'no helper file left behind')
 }
 
 test('an hour-old data.json is refused with ELOCKNOTLEASE and left alone', async (t) => {

@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, holder, goLease, readLease, exists, sleep, waitUntil, libCjs, posixOnly } from './helpers/util.mjs'
+import { tempDir, holder, goLease, readLease, exists, sleep, waitUntil, libCjs, posixOnly, lockDirEntries } from './helpers/util.mjs'
 import { cannotRun, wrappedScript } from './helpers/wrapped.mjs'
 
 const HB = { leaseHeartbeatInterval: 100, leaseStaleThreshold: 600 }
@@ -164,7 +164,7 @@ test('a lock name of 255 bytes works: acquire, release, and takeover of a dead o
   const { reclaimed } = await b.acquire()
   assert.equal(reclaimed.ownerId, 'gone')
   assert.equal(await b.release(), true)
-  assert.deepEqual(fs.readdirSync(dir), [], 'no helper file left behind')
+  assert.deepEqual(lockDirEntries(dir), [], 'no helper file left behind')
   // Helper names are bounded whatever the lock name.
   const names = []
   const watcher = fs.watch(dir, (_, name) => name && names.push(name))

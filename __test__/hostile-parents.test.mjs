@@ -12,7 +12,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { PidLock } from 'leaselock'
 import { ATTACKER, PLACES, VICTIM, age, asAttacker, asVictim, leaseText, plant, rootDir, skipReason } from './helpers/attacker.mjs'
-import { repoRoot } from './helpers/util.mjs'
+import { repoRoot, lockDirEntries } from './helpers/util.mjs'
 
 const PRECIOUS = 'root data that only looks like a broken lock\n'
 
@@ -56,7 +56,7 @@ for (const [place, makeDir] of PLACES) {
       assertUnsafe(await PidLock.inspect(file).then(() => ({ code: 'READ' }), (e) => e), link)
     }
     assert.equal(fs.readFileSync(path.join(target, 'app.lock'), 'utf8'), PRECIOUS)
-    assert.deepEqual(fs.readdirSync(target), ['app.lock'])
+    assert.deepEqual(lockDirEntries(target), ['app.lock'])
 
     // A link in the middle of a longer path is found too.
     const deeper = path.join(dir, 'ws')
@@ -83,7 +83,7 @@ for (const [place, makeDir] of PLACES) {
     asAttacker('ln -s "$1" "$2"', target, link)
     const r = await asVictim(tryAcquire, { file: path.join(link, 'a.lock') })
     assertUnsafe(r, link)
-    assert.deepEqual(fs.readdirSync(target), [])
+    assert.deepEqual(lockDirEntries(target), [])
   })
 
   test(`${place} directory: symlinks of the caller's own or root's keep working`, { skip: skipReason }, async (t) => {
@@ -120,7 +120,7 @@ test("a directory others can write, without the sticky bit, owned by someone els
   const err = await new PidLock(file).acquire().then(() => ({ code: 'ACQUIRED' }), (e) => e)
   assert.equal(err.code, 'ELOCKUNSAFEPATH', err.message)
   assert.ok(err.message.includes(evil), err.message)
-  assert.deepEqual(fs.readdirSync(evil), [])
+  assert.deepEqual(lockDirEntries(evil), [])
   const r = await asVictim(tryAcquire, { file })
   assert.equal(r.code, 'ELOCKUNSAFEPATH', JSON.stringify(r))
   const ok = await asVictim(tryAcquire, { file, options: { allowUntrustedParents: true } })
@@ -154,7 +154,7 @@ test('group-writable directory: a parent swapped for a symlink after acquire red
   assert.deepEqual(lost, [], 'heartbeats still reach our own file, in the directory we opened')
   assert.equal(lock.held, true)
   assert.equal(await lock.release(), true)
-  assert.deepEqual(fs.readdirSync(path.join(ws, 'moved')), [], 'our file, where it really is, was removed')
+  assert.deepEqual(lockDirEntries(path.join(ws, 'moved')), [], 'our file, where it really is, was removed')
   assert.equal(fs.readFileSync(path.join(target, 'a.lock'), 'utf8'), planted, 'nothing reached through the link')
 })
 
@@ -197,5 +197,5 @@ test('without /proc: a parent swapped for a link while acquire waits is found at
   assert.ok(line, out)
   const result = JSON.parse(line.slice(7))
   assertUnsafe(result, path.join(ws, 'sub'))
-  assert.deepEqual(fs.readdirSync(target), [], 'nothing published through the link')
+  assert.deepEqual(lockDirEntries(target), [], 'nothing published through the link')
 })

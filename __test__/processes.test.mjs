@@ -45,7 +45,7 @@ function replaceWith(p, body) {
 
 // ---------------------------------------------------------------------------------------------
 
-test('8 processes x 200 acquire/release cycles: zero overlaps by an independent checker', { timeout: 120_000 }, async (t) => {
+test('8 processes x 200 acquire/release cycles: zero overlaps by an independent checker, tokens rising', { timeout: 120_000 }, async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')
   const journal = path.join(dir, 'journal')
@@ -63,11 +63,15 @@ test('8 processes x 200 acquire/release cycles: zero overlaps by an independent 
   let inside = null
   let lastLeave = 0n
   let overlaps = 0
+  let lastToken = 0n
   const perId = new Map()
   for (const line of lines) {
-    const [what, id, time] = line.split(' ')
+    const [what, id, time, token] = line.split(' ')
     const at = BigInt(time)
     if (what === 'enter') {
+      // Fencing tokens rise with every turn, in the order the lock was held.
+      assert.ok(BigInt(token) > lastToken, `token ${token} after ${lastToken}`)
+      lastToken = BigInt(token)
       if (inside !== null) overlaps++
       if (at < lastLeave) overlaps++
       inside = id

@@ -8,7 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, script, goLease, age, exists, sleep, posixOnly, notOnWindows, SYMLINKS } from './helpers/util.mjs'
+import { tempDir, script, goLease, age, exists, sleep, posixOnly, notOnWindows, SYMLINKS, lockDirEntries } from './helpers/util.mjs'
 
 // A reader in its own process: reads the lock path as fast as it can and counts what it sees.
 // Absent is fine (between a release and the next acquire); present must always be a complete
@@ -122,7 +122,7 @@ async function assertRefused(p) {
 }
 
 function leftovers(dir, keep) {
-  return fs.readdirSync(dir).filter((n) => !keep.includes(n))
+  return lockDirEntries(dir).filter((n) => !keep.includes(n))
 }
 
 test('a symlink to a lock file is refused and neither followed nor removed', notOnWindows(SYMLINKS), async (t) => {
@@ -153,7 +153,7 @@ test('a symlink to a directory is refused', notOnWindows(SYMLINKS), async (t) =>
   const p = path.join(dir, 'x.lock')
   fs.symlinkSync(path.join(dir, 'sub'), p)
   await assertRefused(p)
-  assert.deepEqual(fs.readdirSync(path.join(dir, 'sub')), [])
+  assert.deepEqual(lockDirEntries(path.join(dir, 'sub')), [])
 })
 
 test('a directory is refused and left alone', async (t) => {

@@ -149,7 +149,7 @@ for (const ino of ['pass', 'path']) {
   }
 }
 
-test('made-up inode numbers and refused rename flags: processes taking turns never overlap', fuse, async (t) => {
+test('made-up inode numbers and refused rename flags: processes taking turns never overlap, tokens rising', fuse, async (t) => {
   const mnt = await mountSlowFs(t, { ino: 'path', renameFlags: 'refuse' })
   const p = path.join(mnt.dir, 'x.lock')
   const journal = path.join(tempDir(t), 'journal')
@@ -161,9 +161,13 @@ test('made-up inode numbers and refused rename flags: processes taking turns nev
   assert.deepEqual(results.map((r) => r.done), Array(n).fill(cycles))
   let inside = null
   let overlaps = 0
+  let lastToken = 0n
   for (const line of fs.readFileSync(journal, 'utf8').trim().split('\n')) {
-    const [what, id] = line.split(' ')
+    const [what, id, , token] = line.split(' ')
     if (what === 'enter') {
+      // The counter's appends go through FUSE too: tokens still rise with every turn.
+      assert.ok(BigInt(token) > lastToken, `token ${token} after ${lastToken}`)
+      lastToken = BigInt(token)
       if (inside !== null) overlaps++
       inside = id
     } else {

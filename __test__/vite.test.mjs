@@ -5,6 +5,7 @@ import path from 'node:path'
 import { describe, test } from 'node:test'
 import { PidLock } from '../lib/index.mjs'
 import { LISTEN_MARK, Proc, VITES, bin, freePort, isListening, repoRoot, tempProject } from './integrations/helpers.mjs'
+import { lockDirEntries } from './helpers/util.mjs'
 
 const config = (options = '') => `import { singleInstance } from 'leaselock/vite'
 export default { plugins: [singleInstance(${options})], server: { host: '127.0.0.1' }, clearScreen: false }
@@ -152,7 +153,7 @@ for (const vite of VITES) {
       await staging.waitFor(/Local:/)
       const other = await startVite(t, dir, await freePort(), { args: ['--config', 'vite.other.config.js'] })
       await other.waitFor(/Local:/)
-      const locks = fs.readdirSync(path.dirname(lockOf(dir))).sort()
+      const locks = lockDirEntries(path.dirname(lockOf(dir))).sort()
       assert.equal(locks.length, 3, locks.join(', '))
       assert.ok(locks.includes('dev-server.lock'))
       assert.ok(locks.some((f) => /^dev-server-staging-[0-9a-f]{12}\.lock$/.test(f)), locks.join(', '))

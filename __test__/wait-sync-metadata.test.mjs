@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { PidLock } from '../lib/index.mjs'
-import { tempDir, holder, script, goLease, readLease, exists, age, sleep, waitUntil, posixOnly } from './helpers/util.mjs'
+import { tempDir, holder, script, goLease, readLease, exists, age, sleep, waitUntil, posixOnly, lockDirEntries } from './helpers/util.mjs'
 
 async function rejection(promise) {
   return promise.then(
@@ -81,7 +81,7 @@ test('timeout: rejects with ELOCKHELD and the holder, after waiting', async (t) 
   assert.equal(err.holder.pid, h.pid)
   assert.deepEqual(err.holder.metadata, { url: 'http://127.0.0.1:9/' })
   assert.equal(lock.held, false)
-  assert.deepEqual(fs.readdirSync(dir), ['x.lock'], 'nothing left behind')
+  assert.deepEqual(lockDirEntries(dir), ['x.lock'], 'nothing left behind')
 })
 
 test('abort: rejects with the signal reason (default AbortError, or a custom one), leaving nothing behind', async (t) => {
@@ -110,7 +110,7 @@ test('abort: rejects with the signal reason (default AbortError, or a custom one
   assert.equal(await rejection(lock.acquire({ signal: already })), 'gone')
 
   assert.equal(lock.held, false)
-  assert.deepEqual(fs.readdirSync(dir), ['x.lock'])
+  assert.deepEqual(lockDirEntries(dir), ['x.lock'])
   assert.equal(readLease(p).pid, h.pid)
   // The instance still works afterwards.
   h.send('release')
@@ -160,7 +160,10 @@ test('after a timeout or an abort nothing keeps the process alive (the child exi
 test('acquireSync / releaseSync', (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const lock = new PidLock(p)
-  assert.deepEqual(lock.acquireSync(), { reclaimed: null, token: null })
+  const out = lock.acquireSync()
+  assert.equal(out.reclaimed, null)
+  assert.equal(typeof out.token, 'bigint')
+  assert.equal(lock.token, out.token)
   assert.equal(lock.held, true)
   assert.equal(readLease(p).pid, process.pid)
   const other = new PidLock(p)
@@ -206,12 +209,12 @@ test("sync twins work inside process.on('exit')", async (t) => {
       lock.releaseSync()
       const second = new PidLock(p + '.2')
       second.acquireSync({ timeout: 1000 })
-      fs.writeFileSync(proof, JSON.stringify({ out, pid: lease.pid, heldThen, heldAfter: lock.held, gone: !fs.existsSync(p) }))
+      fs.writeFileSync(proof, JSON.stringify({ out: { reclaimed: out.reclaimed, token: typeof out.token }, pid: lease.pid, heldThen, heldAfter: lock.held, gone: !fs.existsSync(p) }))
     })
   `, { args: [p, proof] })
   assert.deepEqual(await c.exited, { code: 0, signal: null })
   const got = JSON.parse(fs.readFileSync(proof, 'utf8'))
-  assert.deepEqual(got, { out: { reclaimed: null, token: null }, pid: c.pid, heldThen: true, heldAfter: false, gone: true })
+  assert.deepEqual(got, { out: { reclaimed: null, token: 'bigint' }, pid: c.pid, heldThen: true, heldAfter: false, gone: true })
   assert.equal(exists(p + '.2'), false, 'a lock taken in an exit listener is still released at exit')
 })
 
@@ -400,8 +403,10 @@ test('inspect reports a dead holder as alive: false', async (t) => {
 test('{ reclaimed }: null when free, the holder for stale/dead, { valid: false } for invalid content', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const lock = new PidLock(p)
-  assert.deepEqual(await lock.acquire(), { reclaimed: null, token: null })
-  assert.deepEqual(await lock.acquire(), { reclaimed: null, token: null }, 'already held')
+  const first = await lock.acquire()
+  assert.equal(first.reclaimed, null)
+  assert.equal(typeof first.token, 'bigint')
+  assert.deepEqual(await lock.acquire(), { reclaimed: null, token: first.token }, 'already held')
   await lock.release()
 
   fs.writeFileSync(p, goLease({ ownerID: 'stale-one', pid: 4242, hb: Date.now() - 10_000 }))

@@ -85,8 +85,29 @@ test('an open handle on the lock file (a reader, a scanner) neither blocks relea
   assert.equal(await lock.release(), true)
   assert.equal(exists(p), false, 'the name is free although a handle is still open')
   const next = new PidLock(p)
-  assert.deepEqual(await next.acquire({ timeout: 0 }), { reclaimed: null, token: null })
+  assert.deepEqual(await next.acquire({ timeout: 0 }), { reclaimed: null, token: next.token })
   assert.equal(await next.release(), true)
+})
+
+test('fencing tokens rise across acquisitions and processes; the counter stays beside the lock', async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const lock = new PidLock(p)
+  const { token: first } = await lock.acquire()
+  assert.equal(typeof first, 'bigint')
+  assert.equal(lock.token, first)
+  assert.equal((await PidLock.inspect(p)).token, first)
+  await lock.release()
+  assert.deepEqual(fs.readdirSync(path.dirname(p)), ['.x.lock.token'])
+  // Another process, then this one again: each token above the last. Appends from several
+  // processes at once land one after another (the counter's range lock), never on one offset.
+  const c = holder(t, { path: p })
+  const theirs = BigInt((await c.line('ACQUIRED')).token)
+  assert.ok(theirs > first, `${theirs} after ${first}`)
+  c.send('release')
+  await c.line('RELEASED')
+  const { token: again } = await lock.acquire({ timeout: 5_000 })
+  assert.ok(again > theirs, `${again} after ${theirs}`)
+  await lock.release()
 })
 
 test('the holder keeps the lock file open with delete sharing: others can rename it away', WIN, async (t) => {

@@ -10,7 +10,7 @@ Journal lines (one JSON object each; times are CLOCK_MONOTONIC milliseconds):
   enter   {w, pid, c, t, a, oid, rk, [tok]}               a worker entered its critical section
                                                           (a: when it began to acquire; rk: what
                                                           its acquire took over: dead/stale/...;
-                                                          tok: its fencing token, on a store)
+                                                          tok: its fencing token)
   leave   {w, pid, c, t, held}                            ... and left it
   lost    {w, pid, c, t, reason, by}                      onLeaseLost for cycle c of that process
   skip    {w, pid, c, t}                                  acquired, but lost before entering
@@ -27,7 +27,8 @@ before every step and leaves at once when it is false; the library turns it fals
 when the last confirmed heartbeat is too old, before its heartbeat thread has even run). Every
 other overlap is a violation.
 
-Fencing tokens (a run on a store): critical sections entered later must carry greater tokens.
+Fencing tokens (lock files and stores alike): critical sections entered later must carry
+greater tokens.
 A section that entered after another yet carries a smaller token acquired first and was
 overtaken; that is allowed only when it was frozen past its lease (as above). Every other such
 inversion, and any token given out twice, is a violation.

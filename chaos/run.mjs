@@ -8,8 +8,9 @@
 //   node chaos/run.mjs [--duration 60 | --cycles N] [--workers 8] [--heartbeat 50] [--stale 400]
 //                      [--hold-max 120] [--gap-max 20] [--seed N] [--dir D] [--keep] [--json]
 //                      [--allow-untold]   (see chaos/check.py: frozen holders never told)
-//                      [--redis]          (the lock on a private redis-server instead of a file;
-//                                          the checker then also checks the fencing tokens)
+//                      [--redis]          (the lock on a private redis-server instead of a file)
+//
+// Every critical section journals its fencing token, and the checker checks their order.
 //
 // Exit status: the checker's (non-zero on any violation or crash). `--json` prints the
 // checker's report as one JSON object on the last line of stdout.
@@ -267,8 +268,9 @@ fs.closeSync(jfd)
 fs.closeSync(errFd)
 
 // Whatever a killed process left in the lock directory (a process killed between writing its
-// private file and renaming it cannot clean up after itself).
-const leftovers = fs.readdirSync(lockDir).filter((n) => n !== 'chaos.lock')
+// private file and renaming it cannot clean up after itself). The fencing-token counter stays
+// by design.
+const leftovers = fs.readdirSync(lockDir).filter((n) => n !== 'chaos.lock' && n !== '.chaos.lock.token')
 
 const args = [path.join(here, 'check.py'), journal, '--leftovers', String(leftovers.length)]
 if (opts.json) args.push('--json')

@@ -9,9 +9,11 @@
 //! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: the
 //! lock's directory resolved from `/` one component at a time (`openat` with `O_PATH` and
 //! `O_NOFOLLOW`, `fstat`, `close` of the previous one; `geteuid` once), then through
-//! `/proc/self/fd/<dir>`: an anonymous `O_TMPFILE` file, the lease written, `fstat`, `linkat` to
-//! the lock name, a `pread` of our own file, `getpid` (for the private name), `rename` to the
-//! private name, `lstat`, `unlink`, and the two `close`s. A heartbeat is `fstat` + `pwrite` of
+//! `/proc/self/fd/<dir>`: the fencing-token counter (`lstat`, `open` for appending, `fstat`, a
+//! `pread` of its header, the one-byte append and an `lseek` for where it ended), an anonymous
+//! `O_TMPFILE` file, the lease written, `fstat`, `linkat` to the lock name, an `fstat` of the
+//! counter (nobody appended since), a `pread` of our own file, `getpid` (for the private name),
+//! `rename` to the private name, `lstat`, `unlink`, and the three `close`s. A heartbeat is `fstat` + `pwrite` of
 //! the same length, with an `lstat` of the path every fourth beat.
 
 #[cfg(target_os = "linux")]
@@ -59,7 +61,7 @@ mod linux {
         }
     }
 
-    /// A record as long as ours with identity fields (what `acquireSync` writes).
+    /// A record as long as ours with identity fields and a token (what `acquireSync` writes).
     fn record() -> Vec<u8> {
         let mut r = format!(
             "{{\"version\":1,\"ownerID\":\"{}-1796000000000000000-1\",\"pid\":{}",
@@ -70,7 +72,7 @@ mod linux {
         r.push_str(
             ",\"bootID\":\"00000000-0000-0000-0000-000000000000\",\"pidNamespace\":\"4026531836\"",
         );
-        r.push_str(",\"processStart\":\"123456\",\"heartbeatBootNano\":1234567890123,\"acquiredUnixNano\":1796000000000000000}\n");
+        r.push_str(",\"processStart\":\"123456\",\"heartbeatBootNano\":1234567890123,\"acquiredUnixNano\":1796000000000000000,\"token\":1796000000000001}\n");
         r.into_bytes()
     }
 
@@ -101,6 +103,11 @@ mod linux {
         let mut out = Vec::with_capacity(count);
         let mut buf = vec![0u8; bytes.len() + 1];
         let dir = std::fs::canonicalize(dir).expect("an existing directory");
+        let counter_path = dir.join(".floor.lock.token");
+        let _ = std::fs::remove_file(&counter_path);
+        std::fs::write(&counter_path, b"leaselock-fence 1 00000000000000000001\n")
+            .expect("a counter");
+        let mut head = [0u8; 39];
         for _ in 0..count {
             let t0 = Instant::now();
             let dfd = walk(&dir);
@@ -108,8 +115,28 @@ mod linux {
             let cdir = c(&via);
             let lock = c(&via.join("floor.lock"));
             let private = c(&via.join(".floor.lock.release.1.1.0"));
+            let counter = c(&via.join(".floor.lock.token"));
             // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
             unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                check(libc::lstat(counter.as_ptr(), &mut st) as _, "lstat counter");
+                let cfd = libc::open(
+                    counter.as_ptr(),
+                    libc::O_RDWR
+                        | libc::O_APPEND
+                        | libc::O_NOCTTY
+                        | libc::O_NONBLOCK
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                );
+                check(cfd as _, "open counter");
+                check(libc::fstat(cfd, &mut st) as _, "fstat counter");
+                check(
+                    libc::pread(cfd, head.as_mut_ptr().cast(), head.len(), 0) as _,
+                    "pread counter",
+                );
+                check(libc::write(cfd, b".".as_ptr().cast(), 1) as _, "append");
+                check(libc::lseek(cfd, 0, libc::SEEK_CUR) as _, "lseek");
                 let fd = libc::open(
                     cdir.as_ptr(),
                     libc::O_RDWR | libc::O_CLOEXEC | libc::O_TMPFILE,
@@ -120,7 +147,6 @@ mod linux {
                     libc::write(fd, bytes.as_ptr().cast(), bytes.len()) as _,
                     "write",
                 );
-                let mut st: libc::stat = std::mem::zeroed();
                 check(libc::fstat(fd, &mut st) as _, "fstat");
                 let proc_path = CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
                 check(
@@ -133,6 +159,7 @@ mod linux {
                     ) as _,
                     "linkat",
                 );
+                check(libc::fstat(cfd, &mut st) as _, "fstat counter");
                 check(
                     libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) as _,
                     "pread",
@@ -142,6 +169,7 @@ mod linux {
                 check(libc::lstat(private.as_ptr(), &mut st) as _, "lstat");
                 check(libc::unlink(private.as_ptr()) as _, "unlink");
                 libc::close(fd);
+                libc::close(cfd);
                 libc::close(dfd);
             }
             out.push(t0.elapsed().as_secs_f64() * 1e6);

@@ -112,7 +112,7 @@ function supervise(o, io, state, token) {
   return new Promise((resolve) => {
     const { file, args, options } = spawnArgs(o.command)
     try {
-      // A store lock's command also gets the fencing token, to pass on to what it writes.
+      // The command also gets the fencing token, to pass on to what it writes.
       const env = { ...process.env, LEASELOCK_LOCKFILE: o.path, ...(token === null ? {} : { LEASELOCK_TOKEN: String(token) }) }
       state.child = spawn(file, args, { stdio: 'inherit', env, ...options })
     } catch (err) {

@@ -17,7 +17,8 @@ leaselock's options come before the command: everything from the command's first
 after --) belongs to the command, so \`leaselock run x.lock node app.js --help\` runs it.
 Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2) are passed to the command; the lock is
 released when it ends. In a terminal, Ctrl+C already reaches the command itself, so leaselock
-does not send it a second SIGINT. The command gets LEASELOCK_LOCKFILE=<absolute lock path>.
+does not send it a second SIGINT. The command gets LEASELOCK_LOCKFILE=<absolute lock path> and
+LEASELOCK_TOKEN=<the acquisition's fencing token>.
 
 Options:
   --wait <duration>    wait up to this long for the lock ("Infinity": until free; default: try
@@ -37,8 +38,8 @@ Options:
                        "term" (send SIGTERM to the command)
   -q, --quiet          no waiting or replacing messages
   --store <url>        keep the lock on a Redis/Valkey server (redis://[:password@]host:port/db,
-                       rediss://, unix:///path.sock): <lockfile> is then a key there; the
-                       command also gets LEASELOCK_TOKEN=<fencing token>; not with --replace
+                       rediss://, unix:///path.sock): <lockfile> is then a key there; not
+                       with --replace
 
 Exit codes: the command's exit code, or 128 + the signal number when a signal ended it;
 75 the lock is held by another process (refused); 77 --replace: the holder is not proven, so

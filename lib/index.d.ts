@@ -31,8 +31,8 @@ export interface LeaseHolder {
   /** Whether the lease has gone without a heartbeat for `leaseStaleThreshold` or longer. */
   stale: boolean
   /**
-   * The lease's fencing token (see {@link AcquireResult.token}); `null` where its backend keeps
-   * none: a lock file, for now, or a store lease written without one.
+   * The lease's fencing token (see {@link AcquireResult.token}); `null` in a lease written without
+   * one (a Go holder's). `JSON.stringify` writes it as decimal text.
    */
   token: bigint | null
   /**
@@ -214,9 +214,11 @@ export interface AcquireResult {
   /** What this acquisition took over: `null` when the lock was free or already held by this instance. */
   reclaimed: LockHolder | null
   /**
-   * The fencing token of this acquisition: on a store, strictly greater than every token given
-   * out before for the same key on the same server (see docs/design.md, "Fencing tokens").
-   * `null` where the backend gives none: a lock file, for now.
+   * The fencing token of this acquisition: strictly greater than every token given out before
+   * for the same lock path on its filesystem, or the same key on the same server (see
+   * docs/design.md, "Fencing tokens"). Pass it to what the lock guards, which refuses anything
+   * older than the newest it has seen. `null` only where this user cannot use the lock file's
+   * counter (another user's, in a sticky directory).
    */
   token: bigint | null
 }

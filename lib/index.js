@@ -169,10 +169,19 @@ function tokenOf(value) {
   return value === undefined || value === null ? null : BigInt(value)
 }
 
+/**
+ * A holder record as JSON: the token as decimal text, since JSON has no bigint and
+ * `JSON.stringify` throws on one (a logger serialising an ELOCKHELD error's `holder`, say).
+ */
+function recordToJSON() {
+  return { ...this, token: this.token === null ? null : String(this.token) }
+}
+
 function holderFromRecord(r) {
   if (!r) return null
   const holder = fileHolder(r)
   holder.token = tokenOf(r.token)
+  Object.defineProperty(holder, 'toJSON', { value: recordToJSON })
   return holder
 }
 
@@ -235,11 +244,14 @@ function heldError(failure, path, custom) {
   return err
 }
 
-/** `ELOCKNOTLEASE`: the file at the lock path is not a lock; it was left untouched. */
+/**
+ * `ELOCKNOTLEASE`: the file at the lock path is not a lock, or the file at its fencing-token
+ * counter's name is not a counter (then `path` names that file); it was left untouched.
+ */
 function notLeaseError(failure, path) {
   const e = new Error(failure.message)
   e.code = failure.code
-  e.path = path
+  e.path = failure.path ?? path
   e.size = failure.size ?? 0
   return e
 }

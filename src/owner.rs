@@ -53,6 +53,7 @@ pub fn new_lease(metadata_json: Option<String>) -> Lease {
             None
         },
         acquired_unix_nano: Some(now_nano),
+        token: None,
         metadata_json,
     }
 }

@@ -1,6 +1,6 @@
 // One of several processes taking turns on one lock: `cycles` acquire/release rounds, each
-// journaled to a shared O_APPEND file as `enter <id> <hrtime>` / `leave <id> <hrtime>` lines
-// so that an independent checker can count overlaps.
+// journaled to a shared O_APPEND file as `enter <id> <hrtime> <token>` / `leave <id> <hrtime>`
+// lines so that an independent checker can count overlaps and check the fencing tokens' order.
 //   node cycler.mjs <lock path> <journal path> <id> <cycles>
 import fs from 'node:fs'
 import { PidLock } from '../../lib/index.mjs'
@@ -18,15 +18,16 @@ const pause = () => new Promise((resolve) => setTimeout(resolve, Math.random() <
 let done = 0
 let refused = 0
 while (done < cycles) {
+  let token
   try {
-    await lock.acquire()
+    ;({ token } = await lock.acquire())
   } catch (err) {
     if (!busy.includes(err.code)) throw err
     refused++
     await pause()
     continue
   }
-  fs.writeSync(fd, `enter ${id} ${process.hrtime.bigint()}\n`)
+  fs.writeSync(fd, `enter ${id} ${process.hrtime.bigint()} ${token}\n`)
   // A little work inside the critical section, so that an overlap would have room to show.
   const until = process.hrtime.bigint() + 50_000n
   while (process.hrtime.bigint() < until) {}

@@ -4,7 +4,7 @@
 //
 // config: { path, options?, acquire?: true (default) | false, acquireOptions?, sync?,
 //           lostThrows?, noLost? }
-// It prints one line per event: `READY`, `ACQUIRED <json>`, `FAILED <json>`, `LOST <json>`,
+// It prints one line per event: `READY`, `ACQUIRED <json>` (with the fencing token as text), `FAILED <json>`, `LOST <json>`,
 // `WARNING <json>`, `RELEASED`, `HELD <json>`, `UPDATED`, `BUSY_START`, `BUSY_END`, `GC`.
 // Commands on stdin, one per line: `acquire [<json acquire options>]`, `acquireSync [<json>]`,
 // `release`, `releaseSync`, `held`, `update <json>`, `busy <ms>`, `gc`, `throw`,
@@ -41,7 +41,7 @@ const lock = new PidLock(config.path, options)
 async function acquire(opts) {
   try {
     const out = config.sync ? lock.acquireSync(opts) : await lock.acquire(opts)
-    say('ACQUIRED', { reclaimed: out.reclaimed, held: lock.held, pid: process.pid })
+    say('ACQUIRED', { reclaimed: out.reclaimed, held: lock.held, pid: process.pid, token: out.token === null ? null : String(out.token) })
   } catch (err) {
     say('FAILED', failure(err))
   }
@@ -63,7 +63,7 @@ rl.on('line', async (line) => {
     case 'acquireSync':
       try {
         const out = lock.acquireSync(arg(rest))
-        say('ACQUIRED', { reclaimed: out.reclaimed, held: lock.held, pid: process.pid })
+        say('ACQUIRED', { reclaimed: out.reclaimed, held: lock.held, pid: process.pid, token: out.token === null ? null : String(out.token) })
       } catch (err) {
         say('FAILED', failure(err))
       }

@@ -106,7 +106,10 @@ export async function mountSlowFs(t, { ino = 'pass', renameFlags = 'ok', delayMs
   }
 }
 
-/** Entries of `dir` other than FUSE's own `.fuse_hidden*` names for unlinked open files. */
+/**
+ * Entries of `dir` other than FUSE's own `.fuse_hidden*` names for unlinked open files and the
+ * fencing-token counters (`.<lock name>.token`), which stay beside their locks for good.
+ */
 export function entries(dir) {
-  return fs.readdirSync(dir).filter((n) => !n.startsWith('.fuse_hidden')).sort()
+  return fs.readdirSync(dir).filter((n) => !n.startsWith('.fuse_hidden') && !/^\..+\.token$/.test(n)).sort()
 }

@@ -304,6 +304,14 @@ export function hostIdentity() {
 }
 
 /** Parses the lock file at `p`, or returns null when it is missing. */
+/**
+ * The names in a lock's directory, without the fencing-token counters (`.<lock name>.token`),
+ * which stay beside their locks for good: what the "nothing left behind" checks compare.
+ */
+export function lockDirEntries(dir) {
+  return fs.readdirSync(dir).filter((n) => !/^\..+\.token$/.test(n))
+}
+
 export function readLease(p) {
   try {
     return JSON.parse(fs.readFileSync(p, 'utf8'))

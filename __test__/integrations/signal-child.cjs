@@ -11,5 +11,6 @@ if (!process.argv.includes('--no-handlers')) {
   }
 }
 process.stdout.write(`PID ${process.pid}\n`)
+process.stdout.write(`TOKEN ${process.env.LEASELOCK_TOKEN}\n`)
 process.stdout.write(`READY ${process.env.LEASELOCK_LOCKFILE}\n`)
 setInterval(() => {}, 1000)

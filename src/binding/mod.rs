@@ -47,6 +47,8 @@ pub struct NativeOptions {
 pub struct AcquireOutcome {
     /// A dead or stale lease, or old content that was not a lease, replaced by ours.
     pub reclaimed: Option<LeaseRecord>,
+    /// The fencing token of this acquisition, as decimal text.
+    pub token: Option<String>,
     pub failure: Option<NativeFailure>,
 }
 
@@ -75,14 +77,16 @@ pub struct InspectOutcome {
     pub failure: Option<NativeFailure>,
 }
 
-fn acquired(r: std::result::Result<Option<Assessment>, LockError>) -> AcquireOutcome {
+fn acquired(lock: &Lock, r: std::result::Result<Option<Assessment>, LockError>) -> AcquireOutcome {
     match r {
         Ok(found) => AcquireOutcome {
             reclaimed: found.map(assessment_record),
+            token: lock.token().map(|t| t.to_string()),
             failure: None,
         },
         Err(e) => AcquireOutcome {
             reclaimed: None,
+            token: None,
             failure: Some(failure(e)),
         },
     }
@@ -257,6 +261,13 @@ impl NativeLock {
         self.lock.held()
     }
 
+    /// The fencing token of the current acquisition while this instance holds the lock, as
+    /// decimal text.
+    #[napi(getter)]
+    pub fn token(&self) -> Option<String> {
+        self.lock.token().map(|t| t.to_string())
+    }
+
     /// Acquires. On a known local disk type the first attempt runs here on the JS thread (tens
     /// of microseconds of file work) and its outcome is returned as is; only when the lock is
     /// held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
@@ -287,8 +298,8 @@ impl NativeLock {
                 .acquire_without_sleeping(&wait, probe_ref, metadata.clone(), on_lost.clone())
         };
         match first {
-            Ok(found) => return Ok(Either::A(acquired(Ok(found)))),
-            Err(Pending::Failed(e)) => return Ok(Either::A(acquired(Err(e)))),
+            Ok(found) => return Ok(Either::A(acquired(&self.lock, Ok(found)))),
+            Err(Pending::Failed(e)) => return Ok(Either::A(acquired(&self.lock, Err(e)))),
             Err(Pending::MustWait) => {}
         }
         let alive = match alive {
@@ -301,7 +312,7 @@ impl NativeLock {
                 lock.learn_filesystem();
                 let probe = alive.as_ref().map(|t| move |pid: i64| ask_alive(t, pid));
                 let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
-                acquired(lock.acquire(&wait, probe_ref, metadata, on_lost))
+                acquired(&lock, lock.acquire(&wait, probe_ref, metadata, on_lost))
             })
             .await
             .map_err(|e| Error::from_reason(format!("acquire task failed: {e}")))
@@ -325,6 +336,7 @@ impl NativeLock {
         let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
         let wait = wait_for(timeout, None);
         Ok(acquired(
+            &self.lock,
             self.lock.acquire(&wait, probe_ref, metadata, on_lost),
         ))
     }

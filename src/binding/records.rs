@@ -31,6 +31,8 @@ pub struct LeaseRecord {
     pub can_take_over: Option<bool>,
     /// inspect only: what would stop it.
     pub blocked: Option<NativeBlocked>,
+    /// The lease's fencing token, as decimal text; absent for a lease without one (Go's).
+    pub token: Option<String>,
 }
 
 /// A file in the way of a takeover that this process may not move.
@@ -110,6 +112,7 @@ pub fn lease_record(l: &Lease, alive: Liveness, stale: bool) -> LeaseRecord {
         stale,
         size: None,
         modified_at: None,
+        token: l.token.map(|t| t.to_string()),
     }
 }
 
@@ -132,6 +135,7 @@ pub fn assessment_record(a: Assessment) -> LeaseRecord {
             metadata_dropped: None,
             can_take_over: None,
             blocked: None,
+            token: None,
         },
         Assessment::Invalid {
             bytes,
@@ -152,6 +156,7 @@ pub fn assessment_record(a: Assessment) -> LeaseRecord {
             metadata_dropped: None,
             can_take_over: None,
             blocked: None,
+            token: None,
         },
     }
 }
@@ -176,7 +181,7 @@ fn code(e: &LockError) -> String {
         LockError::Held { .. } => "ELOCKHELD".into(),
         LockError::RetryBudgetExhausted { .. } => "ELOCKCONTENDED".into(),
         LockError::NotAFile { .. } => "ELOCKNOTFILE".into(),
-        LockError::NotALease { .. } => "ELOCKNOTLEASE".into(),
+        LockError::NotALease { .. } | LockError::NotACounter { .. } => "ELOCKNOTLEASE".into(),
         LockError::MetadataInvalid(_) => "ERR_INVALID_ARG_VALUE".into(),
         LockError::MetadataTooLarge { .. } => "ERR_OUT_OF_RANGE".into(),
         LockError::NotHeld => "ELOCKNOTHELD".into(),
@@ -203,6 +208,7 @@ pub fn failure(e: LockError) -> NativeFailure {
         LockError::Held { holder } => out.holder = holder.as_deref().map(holder_record),
         LockError::RetryBudgetExhausted { attempts } => out.attempts = Some(attempts),
         LockError::NotALease { size, .. } => out.size = Some(size as f64),
+        LockError::NotACounter { path, .. } => out.path = Some(path.display().to_string()),
         LockError::Untrusted(u) => {
             out.path = Some(u.path().display().to_string());
             out.owner = Some(u.owner());

@@ -85,6 +85,7 @@ fn store_holder(s: &Stored) -> StoreHolder {
             metadata_dropped: None,
             can_take_over: None,
             blocked: None,
+            token: None,
         },
     };
     StoreHolder {

@@ -38,6 +38,9 @@ impl Lease {
         if let Some(a) = self.acquired_unix_nano {
             let _ = write!(s, ",\"acquiredUnixNano\":{a}");
         }
+        if let Some(t) = self.token {
+            let _ = write!(s, ",\"token\":{t}");
+        }
         if let Some(m) = &self.metadata_json {
             s.push_str(",\"metadata\":");
             s.push_str(m);

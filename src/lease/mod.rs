@@ -28,6 +28,9 @@ pub struct Lease {
     pub heartbeat_boot_nano: Option<u64>,
     /// Wall-clock Unix time of the acquisition, in nanoseconds.
     pub acquired_unix_nano: Option<i64>,
+    /// The fencing token of this acquisition (see `lock::token`); `None` in a Go-written lease
+    /// and in leases written before tokens existed.
+    pub token: Option<u64>,
     /// The holder's metadata, as compact JSON text (`None` when there is none).
     pub metadata_json: Option<String>,
 }

@@ -97,6 +97,7 @@ struct RawLease {
     time_namespace: Option<String>,
     heartbeat_boot: Option<String>,
     acquired: Option<i64>,
+    token: Option<i64>,
     metadata: Option<String>,
 }
 
@@ -133,6 +134,7 @@ impl RawLease {
             identity,
             heartbeat_boot_nano: self.heartbeat_boot.and_then(|s| s.parse().ok()),
             acquired_unix_nano: self.acquired.filter(|a| *a > 0),
+            token: self.token.filter(|t| *t > 0).map(|t| t as u64),
             metadata_json: self.metadata,
         })
     }
@@ -153,6 +155,7 @@ enum Field {
     TimeNamespace,
     HeartbeatBoot,
     Acquired,
+    Token,
     Metadata,
 }
 
@@ -165,6 +168,7 @@ fn go_field(key: &[u8]) -> Option<Field> {
         b"timeNamespace" => return Some(Field::TimeNamespace),
         b"heartbeatBoot" => return Some(Field::HeartbeatBoot),
         b"acquiredUnixNano" => return Some(Field::Acquired),
+        b"token" => return Some(Field::Token),
         b"metadata" => return Some(Field::Metadata),
         _ => {}
     }
@@ -321,10 +325,10 @@ impl Parser<'_> {
             return self.literal(b"null");
         }
         match field {
-            Field::Version | Field::Pid | Field::LastHeartbeat | Field::Acquired => {
+            Field::Version | Field::Pid | Field::LastHeartbeat | Field::Acquired | Field::Token => {
                 let start = self.i;
                 // Only Go's own fields make a type error; Go ignores ours.
-                let go_owned = !matches!(field, Field::Acquired);
+                let go_owned = !matches!(field, Field::Acquired | Field::Token);
                 if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
                     self.skip_value_at(1)?;
                     *type_error |= go_owned;
@@ -336,6 +340,7 @@ impl Parser<'_> {
                         Field::Version => raw.version = n,
                         Field::Pid => raw.pid = n,
                         Field::LastHeartbeat => raw.last_heartbeat = n,
+                        Field::Token => raw.token = Some(n),
                         _ => raw.acquired = Some(n),
                     },
                     None => *type_error |= go_owned,

@@ -16,6 +16,7 @@ fn sample() -> Lease {
         }),
         heartbeat_boot_nano: Some(5_000_000_000),
         acquired_unix_nano: Some(1_700_000_000_000_000_000),
+        token: Some(1_700_000_000_000_001),
         metadata_json: Some("{\"url\":\"http://localhost:5173/\"}".into()),
     }
 }
@@ -26,6 +27,7 @@ fn go_fixture_parses() {
     assert_eq!(l.pid, 24866);
     assert_eq!(l.owner_id, "24866-1795664371031210457-1");
     assert!(l.identity.is_none());
+    assert!(l.token.is_none());
 }
 
 #[test]

@@ -33,6 +33,7 @@ impl Inner {
     /// Closes the lock's directory; only while not held (the caller holds the state lock or
     /// knows).
     pub(super) fn let_go_of_dir(&self) {
+        *lock(&self.counter) = None;
         *lock(&self.dir) = None;
     }
 
@@ -57,6 +58,10 @@ impl Inner {
                 op,
                 path: fix(path),
                 source,
+            },
+            LockError::NotACounter { path, why } => LockError::NotACounter {
+                path: fix(path),
+                why,
             },
             LockError::NotMovable(mut b) => {
                 b.path = fix(b.path);

@@ -26,6 +26,9 @@ pub enum LockError {
         size: u64,
         head: Vec<u8>,
     },
+    /// The file at the fencing-token counter's name (see `token`) is not a counter of ours, or
+    /// others may write it; nothing was written to it.
+    NotACounter { path: PathBuf, why: String },
     /// A symlink or directory in the lock path that another user controls; not followed.
     Untrusted(crate::sys::Untrusted),
     /// A file in the way (the stale lock, or something at the takeover-claim name) that this
@@ -87,6 +90,12 @@ impl fmt::Display for LockError {
                  {}.lock; if this file is a stale lock left by another tool, delete it.",
                 path.display(),
                 glimpse(head),
+                path.display()
+            ),
+            LockError::NotACounter { path, why } => write!(
+                f,
+                "{} is not this lock's fencing-token counter: {why}. It was left untouched and \
+                 the lock was not taken; move it away if it is yours, or lock another path.",
                 path.display()
             ),
             LockError::MetadataInvalid(why) => write!(f, "metadata is not JSON: {why}"),

@@ -20,6 +20,9 @@ pub struct Holder {
 }
 
 /// What a lock file was found to be.
+// A lease is what is found nearly every time, and an assessment lives on the stack for one try:
+// boxing the large variant would only add an allocation to the common case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Assessment {
     /// A valid lease.

@@ -6,7 +6,8 @@
 //! a new owner's lock), [`filesystem`] (which filesystem, and so which thread does the I/O),
 //! [`identity`] (recognising files by inode or by content), [`exit`] (release at the end of
 //! the process or a worker, bounded), [`dir`] (the lock's directory, held open), [`inspect`]
-//! (reading without taking), [`options`] and [`error`]. The heartbeat threads are
+//! (reading without taking), [`token`] (fencing tokens, and why they follow the order of
+//! holders), [`options`] and [`error`]. The heartbeat threads are
 //! [`crate::heartbeat`]; a lock is one of the things they beat ([`beat`]).
 
 mod beat;
@@ -23,6 +24,7 @@ mod renew;
 mod takeover;
 #[cfg(test)]
 mod tests;
+mod token;
 mod wait;
 mod waits;
 
@@ -48,7 +50,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
-use wait::{Pause, Recheck, Sleeper};
+use wait::{NoSleep, Pause, Recheck, Sleeper};
 
 /// Consecutive transient create errors (see `Attempt::Transient`) before they are reported.
 const TRANSIENT_LIMIT: u32 = 50;
@@ -87,6 +89,9 @@ struct Inner {
     /// names the lock file through it (see [`sys::open_lock_dir`]). Replaced only while not
     /// held, and only when the directory was removed.
     dir: Mutex<Option<Arc<LockDir>>>,
+    /// The lock's fencing-token counter, open for appending while an acquisition tries (closed once
+    /// it holds, and with `dir`).
+    counter: Mutex<Option<token::Counter>>,
     /// Who to tell of a loss of the current holding; taken by whoever reports it (once), and
     /// kept apart from `state` so that a loss is told while a renewal is stuck holding that.
     notice: Mutex<Option<LossHandler>>,
@@ -110,25 +115,6 @@ enum Next {
     Held(Recheck),
     /// Try again after this pause (zero: at once).
     Retry(Duration),
-}
-
-/// The pause of the binding's first try, on the JS thread: it never sleeps.
-struct NoSleep;
-
-impl Pause<Pending> for NoSleep {
-    fn begin(&mut self, _wait: &Wait) {}
-
-    fn mark(&self) -> u64 {
-        0
-    }
-
-    fn held(&mut self, _seen: u64, _recheck: &Recheck) -> Result<(), Pending> {
-        Err(Pending::MustWait)
-    }
-
-    fn retry(&mut self, _d: Duration) -> Result<(), Pending> {
-        Err(Pending::MustWait)
-    }
 }
 
 impl From<LockError> for Pending {
@@ -163,6 +149,7 @@ impl Lock {
                 held: AtomicBool::new(false),
                 confirmed_at: AtomicU64::new(0),
                 dir: Mutex::new(None),
+                counter: Mutex::new(None),
                 notice: Mutex::new(None),
                 place: Place::default(),
                 open_fd: AtomicI64::new(-1),
@@ -369,6 +356,11 @@ impl Lock {
     pub fn current_lease(&self) -> Option<Lease> {
         lock(&self.inner.state).as_ref().map(|h| h.lease.clone())
     }
+
+    /// The fencing token of the current acquisition, while this instance holds the lock.
+    pub fn token(&self) -> Option<u64> {
+        lock(&self.inner.state).as_ref().and_then(|h| h.lease.token)
+    }
 }
 
 /// The counts an acquisition keeps across its tries.
@@ -470,7 +462,9 @@ impl Inner {
     }
 
     /// One try: publish our lease if the path is free, else judge what is there and take it
-    /// over when the rules allow.
+    /// over when the rules allow. Longer than most functions here on purpose: it reads top to
+    /// bottom in the protocol's order (token, publish, judge, takeover, confirm), and split up,
+    /// its early returns would hide that order.
     fn attempt(
         &self,
         alive: Option<&dyn Fn(i64) -> bool>,
@@ -479,22 +473,37 @@ impl Inner {
         let dir = self.dir(true)?;
         let path = &dir.join(self.name());
         let opts = &self.opts;
-        let lease = owner::new_lease(metadata);
+        let mut slot = lock(&self.counter);
+        let counter = match &mut *slot {
+            Some(c) => c,
+            empty => empty.insert(token::Counter::open(path, opts.file_mode)?),
+        };
+        let mut lease = owner::new_lease(metadata);
+        lease.token = counter.advance()?;
         let bytes = lease.encode();
         crate::faults::point("acquire.before-publish");
         match sys::publish_creating_parents(path, &bytes, opts.file_mode, opts.dir_mode) {
-            Ok(file) => return Ok(Attempt::Acquired(Holding::new(file, lease, bytes), None)),
+            Ok(file) => {
+                let how = self.place.recognise(&self.path);
+                let holding = Holding::new(file, lease, bytes);
+                return self.confirm_token(path, &mut slot, holding, None, how);
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => return Ok(Attempt::Transient(e)),
             Err(e) => return Err(LockError::io("create", path, e)),
         }
-        let Some(snap) = look(path)? else {
-            return Ok(Attempt::Contended { pause: false });
+        let snap = match look(path) {
+            Ok(Some(snap)) => snap,
+            Ok(None) => return Ok(Attempt::Contended { pause: false }),
+            Err(e) => return Err(token::refused(&mut slot, e)),
         };
         let found = judge::assess(&snap, opts.thresholds(), alive);
         let how = self.place.recognise(&self.path);
         if let Assessment::NotALease { size, head } = found {
-            return Err(not_a_lease(&self.path, size, head));
+            return Err(token::refused(
+                &mut slot,
+                not_a_lease(&self.path, size, head),
+            ));
         }
         if !found.takeable() {
             let recheck = Box::new(Recheck {
@@ -523,7 +532,8 @@ impl Inner {
             // A Go contender compares bytes and then unlinks by path: it can remove the file we
             // just put there. Success only while the path still names our file.
             Some(file) if identity::names_record(path, &file, &bytes, how) => {
-                Attempt::Acquired(Holding::new(file, lease, bytes), Some(Box::new(found)))
+                let holding = Holding::new(file, lease, bytes);
+                return self.confirm_token(path, &mut slot, holding, Some(Box::new(found)), how);
             }
             _ => Attempt::Contended { pause: true },
         })

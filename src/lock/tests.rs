@@ -81,6 +81,7 @@ fn acquire_release_and_exclusion_within_one_process() {
 fn many_threads_take_over_one_stale_lease_exactly_once() {
     let dir = temp_dir("race");
     let path = dir.join("x.lock");
+    let mut last_token = None;
     for round in 0..20 {
         std::fs::write(
             &path,
@@ -108,13 +109,21 @@ fn many_threads_take_over_one_stale_lease_exactly_once() {
             Some(lease.owner_id),
             winners[0].1.current_lease().map(|l| l.owner_id)
         );
+        // The lease at the path carries the winner's token, larger than the last round's.
+        let token = winners[0].1.token();
+        assert!(token.is_some() && lease.token == token && token > last_token);
+        last_token = token;
         for (_, l) in &results {
             l.release().unwrap();
         }
         assert!(!path.exists());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-    assert!(leftovers.is_empty(), "no temp files left behind");
+    // Only the fencing-token counter stays (release never removes it); no temp file.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [".x.lock.token"], "no temp files left behind");
     let _ = std::fs::remove_dir_all(dir);
 }
 

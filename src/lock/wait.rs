@@ -10,6 +10,7 @@
 //! [`WAIT_POLL`], as it always did.
 
 use super::error::LockError;
+use super::Pending;
 use crate::watch::{Bell, Waiter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -230,5 +231,24 @@ impl Pause<LockError> for Sleeper {
     fn retry(&mut self, d: Duration) -> Result<(), LockError> {
         // A change of the lock's name (if it is watched by now) ends the pause early too.
         self.wait.sleep_on(&self.bell, self.bell.rings(), d)
+    }
+}
+
+/// The pause of the binding's first try, on the JS thread: it never sleeps.
+pub(super) struct NoSleep;
+
+impl Pause<Pending> for NoSleep {
+    fn begin(&mut self, _wait: &Wait) {}
+
+    fn mark(&self) -> u64 {
+        0
+    }
+
+    fn held(&mut self, _seen: u64, _recheck: &Recheck) -> Result<(), Pending> {
+        Err(Pending::MustWait)
+    }
+
+    fn retry(&mut self, _d: Duration) -> Result<(), Pending> {
+        Err(Pending::MustWait)
     }
 }

@@ -195,6 +195,26 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
     }))
 }
 
+/// Opens the file at `path` for appending, refusing anything but a regular file untouched (a
+/// symlink is not followed, and nothing else is even opened): the handle, the file's length
+/// and its permission bits (zero on Windows). `None` when nothing is there.
+pub fn open_appendable(path: &Path) -> Result<Option<(OwnedFile, u64, u32)>, PathError> {
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = platform::kind_of(&before);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    match platform::open_append(path) {
+        Ok(found) => Ok(Some(found)),
+        Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Publishes a complete file under `path`. On Unix the lock's directory was opened, and
 /// created where missing, by the resolver through its checks (`resolve.rs`): a directory
 /// missing now is an error, never created again by path - that would walk the user's path

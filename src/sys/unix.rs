@@ -113,6 +113,60 @@ impl OwnedFile {
     }
 }
 
+/// Opens the regular file at `path` for appending (and reading), without following a symlink:
+/// the handle, its length and its permission bits. The caller has seen a regular file there; a
+/// symlink swapped in since answers ELOOP, anything else swapped in is refused after the open
+/// (`O_NONBLOCK`, `O_NOCTTY`: opening a FIFO or a terminal neither waits nor adopts it).
+pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(PathError::NotRegular(FileKind::Symlink))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    let kind = kind_of(&meta);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let id = id_of(&meta);
+    Ok((OwnedFile { file, id }, meta.len(), meta.mode()))
+}
+
+/// Appends one byte to a file opened for appending and answers where that write ended: the
+/// offset of the handle right after it, which is ours alone - `O_APPEND` moves it to the end and
+/// writes in one step under the inode's lock, and nobody else shares this open file
+/// description. (A later `fstat` could already count somebody else's byte.)
+pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
+    use std::io::Seek;
+    let mut f = &file.file;
+    loop {
+        match f.write(b".") {
+            Ok(1) => break,
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    f.stream_position()
+}
+
+/// Reads up to `buf.len()` bytes at `at` (one `pread`).
+pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, at) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// The id of what is at `path` now, without following a symlink; `None` when nothing is.
 pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
     match std::fs::symlink_metadata(path) {

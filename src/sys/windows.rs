@@ -207,6 +207,50 @@ impl OwnedFile {
     }
 }
 
+/// Opens the regular file at `path` for appending (`FILE_APPEND_DATA`, no `FILE_WRITE_DATA`:
+/// every write lands at the end) and reading, without following a reparse point: the handle,
+/// its length and (Windows has none) zero permission bits.
+pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .share_mode(SHARE_ALL)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = kind_of(&meta);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let id = id_of_file(&file)?;
+    Ok((OwnedFile { file, id }, meta.len(), 0))
+}
+
+/// Appends one byte and answers where that write ended. Under an exclusive range lock over the
+/// whole file, so that the length read after the write is ours whatever Windows does with the
+/// handle's position on an append: nobody else of this package appends in between (their
+/// appends wait for the lock, as a rewrite's readers do).
+pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
+    let _exclusive = RangeLock::take(&file.file, true)?;
+    let mut f = &file.file;
+    loop {
+        match f.write(b".") {
+            Ok(1) => break,
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(file.stat()?.0)
+}
+
+/// Reads up to `buf.len()` bytes at `at`, under a shared range lock: an append under way in
+/// another process holds the exclusive one for microseconds, and a read meeting it would fail.
+pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let _shared = RangeLock::take(file, false)?;
+    file.seek_read(buf, at)
+}
+
 pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
     match open_nofollow(path, false) {
         Ok(f) => Ok(Some(id_of_file(&f)?)),
