@@ -6,26 +6,26 @@
 //! given out. It is created complete (published like a lease, so nobody ever sees a part of
 //! it) with the header `leaselock-fence 1 <base>\n`, where `<base>` is the wall clock in
 //! microseconds at creation, 20 digits. A token is `base + (offset after our byte - header)`.
-//! An acquisition appends one byte (`O_APPEND`; on Windows under an exclusive range lock) and
-//! takes the offset its own write ended at - never a later length, which could already count
-//! somebody else's byte. The counter stays open while an acquisition tries and is closed once it
+//! An acquisition appends one byte (`O_APPEND`; on Windows under an exclusive range lock past the
+//! header) and takes the offset its own write ended at - never a later length, which could
+//! already count somebody else's byte. The counter stays open while an acquisition tries and is closed once it
 //! holds; release never removes it.
 //!
 //! # Why tokens follow the order in which leases held the path
 //! Each acquisition appends (its byte is `a`), writes its token into its lease and publishes
-//! it (or takes a stale lease over with it). Then - its lease now at the path - it looks at the
-//! counter (`c`): if it grew past our byte, or was unlinked, it appends again, rewrites its
-//! lease with the new token through its own file and checks that the path still names that
-//! file, and looks again. It answers success only after a look that found nothing appended
-//! after its last byte, so for every holder: (1) no byte was appended between its `a` and its
-//! `c`; (2) its lease was at the path at some moment before `c` and after `a`.
+//! it, or takes a stale lease over with it (its lease reaches the path at `p`). Then it looks at
+//! the counter (`c`). Nothing appended after its byte: done. Otherwise it appends once more -
+//! now, after `p` - rewrites its lease with that token through its own file and checks that
+//! the path still names that file. So for every holder, with `a` its final byte: (1) either
+//! `a > p`, or no byte was appended in `(a, c)` for a look `c > p`; (2) its file was seen at the
+//! path after `a`, so `a` came before its lease left the path for good.
 //!
-//! Let X's lease leave the path before Y's lease first reaches it (at `p_Y`). X's final token
-//! was written, and the path seen naming X's file, after `a_X`; so `a_X < p_Y`. If Y appended
-//! its final byte after `p_Y`, `a_X < p_Y < a_Y`. Otherwise `a_Y < p_Y < c_Y`, and by (1) for Y
-//! no byte was appended in `(a_Y, c_Y)` - which contains `a_X` unless `a_X < a_Y`. Appends to
-//! one file are totally ordered, so `a_X < a_Y` and X's token is the smaller. Failed tries
-//! leave bytes no lease carries: gaps, harmless.
+//! Let X's lease leave the path before Y's lease reaches it (at `p_Y`): by (2), `a_X < p_Y`. If
+//! `a_Y > p_Y`, then `a_X < a_Y`. Otherwise no byte was appended in `(a_Y, c_Y)`, which contains
+//! `p_Y`, and `a_X < p_Y` - so `a_X` is not in it, and `a_X < a_Y`. Appends to one file are
+//! totally ordered, so X's token is the smaller. Bytes appended by tries that did not hold (a
+//! contender that found the lock held appends too) are gaps, harmless; and since a byte after
+//! `p` needs no look of its own, they cost a holder at most one more append, never a loop.
 //!
 //! # A counter that is deleted or replaced
 //! A new counter starts at the clock, above every token handed out before - as long as the
@@ -62,10 +62,9 @@ const MAGIC: &[u8] = b"leaselock-fence 1 ";
 /// Digits of the base (zero-padded), so the header has one length.
 const BASE_DIGITS: usize = 20;
 const HEADER_LEN: u64 = (MAGIC.len() + BASE_DIGITS + 1) as u64;
-/// How many times an acquisition appends again because others appended meanwhile, before it
-/// gives its lease up and tries again. Each round is a few system calls; others append only
-/// while they try, so a round or two is usual under contention.
-const CONFIRM_ROUNDS: u32 = 64;
+/// How many times an acquisition moves to a new counter because its counter was unlinked while
+/// it confirmed (deleted or replaced by hand, or by another user), before it gives its lease up.
+const COUNTER_SWAPS: u32 = 8;
 
 /// The counter of one lock, open for appending.
 pub(super) struct Counter {
@@ -216,7 +215,7 @@ impl Counter {
         let Some((file, base)) = &self.open else {
             return Ok(None);
         };
-        let end = sys::append_one(file).map_err(|e| io("write", &self.path, e))?;
+        let end = sys::append_one(file, HEADER_LEN).map_err(|e| io("write", &self.path, e))?;
         Ok(Some(token_at(*base, end)))
     }
 
@@ -276,7 +275,7 @@ fn kind_text(kind: FileKind) -> String {
 
 /// Makes the token in `h`'s lease (just made to hold the path `path`) one that follows the
 /// order of holders - see the module documentation. `Ok(false)`: the lease is no longer at the
-/// path (taken over meanwhile) or others kept appending; the caller gives it up.
+/// path (taken over meanwhile) or the counter kept being replaced; the caller gives it up.
 pub(super) fn confirm(
     counter: &mut Counter,
     lock_path: &Path,
@@ -287,24 +286,29 @@ pub(super) fn confirm(
     if counter.open.is_none() {
         return Ok(true);
     }
-    for _ in 0..CONFIRM_ROUNDS {
-        let mine = h.lease.token.unwrap_or(0);
-        match counter.latest()? {
-            Some(latest) if latest == mine => return Ok(true),
-            Some(_) => {}
-            None => *counter = Counter::open(lock_path, file_mode)?,
-        }
+    let mine = h.lease.token.unwrap_or(0);
+    match counter.latest()? {
+        Some(latest) if latest == mine => return Ok(true),
+        Some(_) => {}
+        None => *counter = Counter::open(lock_path, file_mode)?,
+    }
+    for _ in 0..COUNTER_SWAPS {
         crate::faults::point("token.before-retoken");
-        let Some(next) = counter.advance()? else {
-            // The new counter is another user's that this one may not use: no token.
-            let mut next = h.lease.clone();
-            next.token = None;
-            return retoken(h, lock_path, next, how, file_mode);
-        };
-        let mut next_lease = h.lease.clone();
-        next_lease.token = Some(next);
-        if !retoken(h, lock_path, next_lease, how, file_mode)? {
+        let mut next = h.lease.clone();
+        // `None`: the new counter is another user's that this one may not use - no token.
+        next.token = counter.advance()?;
+        let fresh = next.token.is_some();
+        if !retoken(h, lock_path, next, how, file_mode)? {
             return Ok(false);
+        }
+        if !fresh {
+            return Ok(true);
+        }
+        // Our byte came after our lease reached the path: nobody else's appends matter now,
+        // only that it went to the counter in use (see "A counter that is deleted").
+        match counter.latest()? {
+            Some(_) => return Ok(true),
+            None => *counter = Counter::open(lock_path, file_mode)?,
         }
     }
     Ok(false)

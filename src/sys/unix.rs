@@ -142,8 +142,9 @@ pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathErro
 /// Appends one byte to a file opened for appending and answers where that write ended: the
 /// offset of the handle right after it, which is ours alone - `O_APPEND` moves it to the end and
 /// writes in one step under the inode's lock, and nobody else shares this open file
-/// description. (A later `fstat` could already count somebody else's byte.)
-pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
+/// description. (A later `fstat` could already count somebody else's byte.) `_keep`: the bytes
+/// at the start that appends never touch (Windows leaves them out of its range lock).
+pub fn append_one(file: &OwnedFile, _keep: u64) -> io::Result<u64> {
     use std::io::Seek;
     let mut f = &file.file;
     loop {

@@ -44,6 +44,8 @@ const ERROR_DIRECTORY: i32 = 267;
 /// microseconds of one read or write, so this is only reached when the other process was
 /// suspended in between; the caller then sees the error instead of a stall.
 const RANGE_LOCK_WAIT: Duration = Duration::from_millis(200);
+/// How long an append waits for other processes' appends to the same counter.
+const APPEND_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// A byte-range lock over the whole file (any length), released on drop. The writer of a
 /// record takes it exclusive for the write and the trim that follows; readers take it shared,
@@ -52,34 +54,45 @@ const RANGE_LOCK_WAIT: Duration = Duration::from_millis(200);
 /// while a rewrite is under way instead of seeing a mix.
 struct RangeLock<'a> {
     file: &'a File,
+    /// Where the locked range starts (it runs to the largest offset).
+    from: u64,
 }
 
 impl<'a> RangeLock<'a> {
     fn take(file: &'a File, exclusive: bool) -> io::Result<Self> {
+        Self::take_from(file, 0, exclusive, RANGE_LOCK_WAIT)
+    }
+
+    /// The lock over `from..`, waiting at most `wait` for a conflicting one to go.
+    fn take_from(file: &'a File, from: u64, exclusive: bool, wait: Duration) -> io::Result<Self> {
         let flags = LOCKFILE_FAIL_IMMEDIATELY
             | if exclusive {
                 LOCKFILE_EXCLUSIVE_LOCK
             } else {
                 0
             };
-        let deadline = Instant::now() + RANGE_LOCK_WAIT;
+        // To the largest offset: a range whose end would pass 2^64 - 1 is refused.
+        let span = u64::MAX - from;
+        let deadline = Instant::now() + wait;
         let mut tries = 0u32;
         loop {
             // SAFETY: an all-zero OVERLAPPED (offset 0, no event) is valid for a synchronous
             // handle; the handle is open for the call.
             let ok = unsafe {
                 let mut at: OVERLAPPED = std::mem::zeroed();
+                at.Anonymous.Anonymous.Offset = from as u32;
+                at.Anonymous.Anonymous.OffsetHigh = (from >> 32) as u32;
                 LockFileEx(
                     file.as_raw_handle() as _,
                     flags,
                     0,
-                    u32::MAX,
-                    u32::MAX,
+                    span as u32,
+                    (span >> 32) as u32,
                     &mut at,
                 )
             };
             if ok != 0 {
-                return Ok(RangeLock { file });
+                return Ok(RangeLock { file, from });
             }
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(ERROR_LOCK_VIOLATION) || Instant::now() >= deadline {
@@ -100,11 +113,14 @@ impl Drop for RangeLock<'_> {
         // SAFETY: as in `take`; unlocking the exact range that was locked.
         unsafe {
             let mut at: OVERLAPPED = std::mem::zeroed();
+            at.Anonymous.Anonymous.Offset = self.from as u32;
+            at.Anonymous.Anonymous.OffsetHigh = (self.from >> 32) as u32;
+            let span = u64::MAX - self.from;
             UnlockFileEx(
                 self.file.as_raw_handle() as _,
                 0,
-                u32::MAX,
-                u32::MAX,
+                span as u32,
+                (span >> 32) as u32,
                 &mut at,
             );
         }
@@ -226,12 +242,14 @@ pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathErro
     Ok((OwnedFile { file, id }, meta.len(), 0))
 }
 
-/// Appends one byte and answers where that write ended. Under an exclusive range lock over the
-/// whole file, so that the length read after the write is ours whatever Windows does with the
-/// handle's position on an append: nobody else of this package appends in between (their
-/// appends wait for the lock, as a rewrite's readers do).
-pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
-    let _exclusive = RangeLock::take(&file.file, true)?;
+/// Appends one byte and answers where that write ended. Under an exclusive range lock, so that
+/// the length read after the write is ours whatever Windows does with the handle's position on
+/// an append: nobody else of this package appends in between (their appends wait for the lock).
+/// The range starts at `keep` (the end of the counter's header, which is written once and read
+/// without a lock); appenders hold it for one write, and wait for each other up to
+/// `APPEND_LOCK_WAIT` (several processes appending at once is the normal case here).
+pub fn append_one(file: &OwnedFile, keep: u64) -> io::Result<u64> {
+    let _exclusive = RangeLock::take_from(&file.file, keep, true, APPEND_LOCK_WAIT)?;
     let mut f = &file.file;
     loop {
         match f.write(b".") {
@@ -244,10 +262,8 @@ pub fn append_one(file: &OwnedFile) -> io::Result<u64> {
     Ok(file.stat()?.0)
 }
 
-/// Reads up to `buf.len()` bytes at `at`, under a shared range lock: an append under way in
-/// another process holds the exclusive one for microseconds, and a read meeting it would fail.
+/// Reads up to `buf.len()` bytes at `at` (the counter's header, which no lock covers).
 pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let _shared = RangeLock::take(file, false)?;
     file.seek_read(buf, at)
 }
 
