@@ -423,3 +423,13 @@ pub fn at_exit(f: extern "C" fn()) {
         libc::atexit(f);
     }
 }
+
+/// Renames `from` to `to` (the Unix side turns names in a held directory into `renameat`).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// Removes the file `path`.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}
