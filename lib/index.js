@@ -17,7 +17,6 @@ const METADATA_LIMIT = native.metadataLimit
 const INVALID_CONTENT = ['refuse', 'reclaim']
 const MAX_MS = 2 ** 31 - 1
 const noop = () => {}
-const ALREADY_HELD = Object.freeze({ reclaimed: null })
 
 // ---------------------------------------------------------------------------------------------
 // Argument checking, with Node's error codes.
@@ -326,23 +325,20 @@ class PidLock {
     if (typeof held === 'string' && held.length === 0) {
       throw valueError('options.heldError', 'must be a non-empty string', held)
     }
-    const native = {
-      retryLimit: integerOption(options, 'acquireRetryLimit', 1, 1e6),
-      retryDelay: integerOption(options, 'acquireRetryDelay', 0),
-      invalidStale: integerOption(options, 'invalidPidLockStaleThreshold', 1),
-      fileMode: modeOption(options, 'fileWriteMode'),
-      dirMode: modeOption(options, 'directoryWriteMode'),
-      heartbeatInterval: heartbeat,
-      staleThreshold: stale,
-      reclaimInvalid: invalidContentOption(options) === 'reclaim',
-      allowUntrustedParents: booleanOption(options, 'allowUntrustedParents'),
-    }
+    const retryLimit = integerOption(options, 'acquireRetryLimit', 1, 1e6)
+    const retryDelay = integerOption(options, 'acquireRetryDelay', 0)
+    const invalidStale = integerOption(options, 'invalidPidLockStaleThreshold', 1)
+    const fileMode = modeOption(options, 'fileWriteMode')
+    const dirMode = modeOption(options, 'directoryWriteMode')
+    const reclaimInvalid = invalidContentOption(options) === 'reclaim'
+    const allowUntrustedParents = booleanOption(options, 'allowUntrustedParents')
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
     this.#path = resolved
     this.#heldError = held
-    this.#native = new NativeLock(resolved, native)
+    // Positional: the engine would read an options object one native call per property.
+    this.#native = new NativeLock(resolved, retryLimit, retryDelay, invalidStale, fileMode, dirMode, heartbeat, stale, reclaimInvalid, allowUntrustedParents)
   }
 
   /** The absolute path of the lock file. */
@@ -448,17 +444,16 @@ class PidLock {
     }
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)
-      // Already held by this instance: nothing to do, and the current acquisition keeps its
-      // onLeaseLost.
-      if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
       // A release() called after this acquire() but before it ran cancels its wait: it still
-      // takes effect in call order, as a single try.
+      // takes effect in call order, as a single try. Already held by this instance: the engine
+      // answers null at once, and the current acquisition keeps its onLeaseLost.
       const wait = waitState.byRelease ? null : timeout
       return this.#native.acquire(wait, this.#metadata, token, onLost, alive)
     }).then(
       (out) => {
         settle()
+        if (out === null) return { reclaimed: null }
         if (!out.failure) return { reclaimed: holderFromRecord(out.reclaimed) }
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
@@ -479,17 +474,18 @@ class PidLock {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
     this.#checkIdle()
-    if (this.#native.held) return { reclaimed: null }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
     this.#pending++
     let out
     try {
+      // null: acquired (or already held by this instance), nothing taken over.
       out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
     } finally {
       this.#pending--
     }
+    if (out === null) return { reclaimed: null }
     if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
     return { reclaimed: holderFromRecord(out.reclaimed) }
   }
@@ -503,8 +499,8 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     return this.#enqueue(() => this.#native.release()).then((out) => {
-      if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-      return out.removed
+      if (typeof out === 'boolean') return out
+      throw nativeError(out, this.#path, this.#heldError)
     })
   }
 
@@ -514,8 +510,8 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     const out = this.#native.releaseSync()
-    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-    return out.removed
+    if (typeof out === 'boolean') return out
+    throw nativeError(out, this.#path, this.#heldError)
   }
 
   /** Cancels every acquire of this instance that has not finished yet. */
