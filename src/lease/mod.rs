@@ -10,7 +10,7 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use encode::patch_heartbeat;
+pub use encode::{patch_heartbeat, Stamps};
 pub use parse::{parse, possible_lease, Invalid};
 
 /// The four fields the Go package reads, plus the ones this package adds.
