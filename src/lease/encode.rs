@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 impl Lease {
     /// The file's bytes: Go's four fields first, in Go's order, then ours, then `\n`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(256);
+        // Ours are about 340 bytes with identity fields: room for that without growing.
+        let extra = self.metadata_json.as_ref().map_or(0, |m| m.len());
+        let mut s = String::with_capacity(384 + extra);
         s.push_str("{\"version\":1,\"ownerID\":");
         push_json_string(&mut s, &self.owner_id);
         let _ = write!(
@@ -145,6 +147,12 @@ fn put_digits(buf: &mut [u8], (at, len): (usize, usize), value: u64) {
 
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // The usual case (ids, host names, numbers as text) needs no escape: copy it whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

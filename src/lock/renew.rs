@@ -33,7 +33,8 @@ pub(super) struct Holding {
     pub lease: Lease,
     /// The bytes of `lease` as last written.
     pub written: Vec<u8>,
-    /// Where the heartbeat times are in `written` (see `set_written`).
+    /// Where the heartbeat times are in `written`: found by the first heartbeat (a lock
+    /// released before that never needs them), forgotten when `written` changes.
     stamps: Option<lease::Stamps>,
     /// When a heartbeat (or the acquisition) last confirmed the lease, on
     /// [`owner::clock_nanos`]: every decision about our lease's age uses that one clock, which
@@ -72,7 +73,7 @@ impl Holding {
         Box::new(Holding {
             file,
             lease,
-            stamps: lease::Stamps::find(&written),
+            stamps: None,
             written,
             last_ok: owner::clock_nanos(),
             beats: 0,
@@ -181,6 +182,9 @@ impl Holding {
         if self.lease.heartbeat_boot_nano.is_some() {
             self.lease.heartbeat_boot_nano = sys::boot_nanos();
         }
+        if self.stamps.is_none() {
+            self.stamps = lease::Stamps::find(&self.written);
+        }
         let patched = self
             .stamps
             .is_some_and(|s| s.patch(&mut self.written, &self.lease));
@@ -240,9 +244,9 @@ impl Holding {
         Ok(())
     }
 
-    /// A new record as written, and where its heartbeat times are.
+    /// A new record as written; where its heartbeat times are is looked up again.
     fn set_written(&mut self, bytes: Vec<u8>) {
-        self.stamps = lease::Stamps::find(&bytes);
+        self.stamps = None;
         self.written = bytes;
     }
 }

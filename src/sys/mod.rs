@@ -237,10 +237,10 @@ const HELPER_STEM_MAX: usize = 160;
 /// The lock's file name as helper names carry it: whole when short, else its first bytes and a
 /// hash of all of it (FNV-1a, the same in every process, so contenders agree on the name of the
 /// takeover claim).
-fn helper_stem(path: &Path) -> String {
+fn helper_stem(path: &Path) -> std::borrow::Cow<'_, str> {
     let name = path
         .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
+        .map(|s| s.to_string_lossy())
         .unwrap_or_default();
     if name.len() <= HELPER_STEM_MAX {
         return name;
@@ -252,7 +252,7 @@ fn helper_stem(path: &Path) -> String {
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}~{hash:016x}", &name[..cut])
+    format!("{}~{hash:016x}", &name[..cut]).into()
 }
 
 /// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.
