@@ -41,7 +41,7 @@ const SLACK: Duration = Duration::from_millis(5);
 /// point of a process-wide grid of that step before then. Every lease of the process with the
 /// same interval then beats at the same moments - one wake-up per interval for a thousand of
 /// them, as a single loop renewing them all would do - and none waits longer than `interval`
-/// (the first beat after an acquisition comes sooner, once).
+/// (the beat that joins the grid comes sooner, once).
 pub fn aligned(now: Instant, interval: Duration) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);

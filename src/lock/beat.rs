@@ -43,9 +43,11 @@ impl heartbeat::Beat for Inner {
         None
     }
 
+    /// A full interval after an acquisition (the lease was just written); from the second
+    /// beat on, beats fall on the shared grid (see `heartbeat::aligned`).
     fn next_due(&self) -> Option<Instant> {
         self.is_held()
-            .then(|| heartbeat::aligned(Instant::now(), self.opts.heartbeat_interval))
+            .then(|| Instant::now() + self.opts.heartbeat_interval)
     }
 
     /// Until `held` turns false without a confirming heartbeat (see `Lock::held`).
