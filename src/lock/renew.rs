@@ -60,7 +60,8 @@ pub(super) enum Outcome {
 
 /// What `renew` found.
 enum Renewal {
-    Ok,
+    /// Renewed; the boot clock it stamped, where there is one.
+    Ok(Option<u64>),
     /// Definitive: our own file now carries someone else's record, or is gone.
     Lost(LossReason, Option<Lease>),
     /// The path names another file or none; may be a contender's exchange in flight.
@@ -100,8 +101,9 @@ impl Holding {
             }))
         };
         match verdict {
-            Renewal::Ok => {
-                self.last_ok = owner::clock_nanos();
+            Renewal::Ok(boot) => {
+                // The reading the record was stamped with (the same clock), else a fresh one.
+                self.last_ok = boot.unwrap_or_else(owner::clock_nanos);
                 self.displaced_since = None;
                 self.last_error = None;
                 Outcome::Renewed {
@@ -179,8 +181,9 @@ impl Holding {
         // checks, this lands in our own displaced file, harmlessly, and a later beat sees it.
         let old_len = self.written.len();
         self.lease.last_heartbeat_unix_nano = owner::unix_nanos(SystemTime::now());
+        let boot = sys::boot_nanos();
         if self.lease.heartbeat_boot_nano.is_some() {
-            self.lease.heartbeat_boot_nano = sys::boot_nanos();
+            self.lease.heartbeat_boot_nano = boot;
         }
         if self.stamps.is_none() {
             self.stamps = lease::Stamps::find(&self.written);
@@ -195,7 +198,7 @@ impl Holding {
             return Renewal::Failed(e);
         }
         match self.file.rewrite(&self.written, old_len) {
-            Ok(()) => Renewal::Ok,
+            Ok(()) => Renewal::Ok(boot),
             Err(e) => Renewal::Failed(e),
         }
     }
