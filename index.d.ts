@@ -17,7 +17,14 @@ export declare class CancelToken {
 
 /** The native half of `PidLock`; use `PidLock` from the package instead. */
 export declare class NativeLock {
-  constructor(path: string, options: NativeOptions)
+  /**
+   * The options come validated (the JS layer checks types and ranges first), as separate
+   * arguments: reading them from an object costs a native call per property, for every
+   * `PidLock` made. Times in milliseconds; `reclaimInvalid` is `invalidContent: 'reclaim'`;
+   * `allowUntrustedParents` follows other users' symlinks and uses directories others may
+   * write (see README).
+   */
+  constructor(path: string, retryLimit: number, retryDelay: number, invalidStale: number, fileMode: number, dirMode: number, heartbeatInterval: number, staleThreshold: number, reclaimInvalid: boolean, allowUntrustedParents: boolean)
   get held(): boolean
   /**
    * The fencing token of the current acquisition while this instance holds the lock, as
@@ -30,18 +37,24 @@ export declare class NativeLock {
    * held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
    * a worker thread, and then a promise is returned. Elsewhere (network, FUSE, not known
    * yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
-   * without end.
+   * without end. The token as decimal text, or `null` when none was issued (or a promise of
+   * it): acquired, nothing taken over - or already held by this instance, which keeps the
+   * `onLost` and the token of its acquisition.
    */
-  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome | Promise<AcquireOutcome>
-  /** Acquires on the JS thread; waiting (when `timeout` allows) blocks it. */
-  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): AcquireOutcome
+  acquire(timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): string | AcquireOutcome | null | Promise<string | AcquireOutcome | null>
+  /**
+   * Acquires on the JS thread; waiting (when `timeout` allows) blocks it. Returns as
+   * `acquire`.
+   */
+  acquireSync(timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null): string | AcquireOutcome | null
   /**
    * Releases: on the JS thread on a known local disk type (a rename, a stat and an
-   * unlink), else on a worker thread, and then a promise is returned.
+   * unlink), else on a worker thread, and then a promise is returned. Whether our lock file
+   * was removed, or the failure.
    */
-  release(): ReleaseOutcome | Promise<ReleaseOutcome>
+  release(): boolean | NativeFailure | Promise<boolean | NativeFailure>
   /** Releases on the JS thread, whatever the filesystem (blocking by contract). */
-  releaseSync(): ReleaseOutcome
+  releaseSync(): boolean | NativeFailure
   /**
    * Replaces the metadata: on the JS thread on a known local disk type (a few file
    * operations), else on a worker thread, and then a promise is returned. `null` when done.
@@ -115,7 +128,10 @@ export declare class StoreCancelToken {
   cancel(): void
 }
 
-/** What `acquire` ended with: `failure`, or success with what was taken over (if anything). */
+/**
+ * What `acquire` ended with when it is more than plain success (which is the token alone, or
+ * `null`): `failure`, or success with what was taken over.
+ */
 export interface AcquireOutcome {
   /** A dead or stale lease, or old content that was not a lease, replaced by ours. */
   reclaimed?: LeaseRecord
@@ -239,21 +255,6 @@ export interface NativeFailure {
   owner?: number
 }
 
-/** Validated options (the JS layer checks types and ranges first). */
-export interface NativeOptions {
-  retryLimit: number
-  retryDelay: number
-  invalidStale: number
-  fileMode: number
-  dirMode: number
-  heartbeatInterval: number
-  staleThreshold: number
-  /** `invalidContent: 'reclaim'`. */
-  reclaimInvalid: boolean
-  /** Follow other users' symlinks and use directories others may write (see README). */
-  allowUntrustedParents?: boolean
-}
-
 export interface NativeStoreOptions {
   heartbeatInterval: number
   staleThreshold: number
@@ -273,12 +274,6 @@ export declare function openProcessHandle(pid: number): ProcessHandle | null
  * `/proc` in `lib/proof.js`).
  */
 export declare function proveHolderFile(path: string, pid: number, allowOtherOwner: boolean): HolderFileProof
-
-/** What `release` ended with: `failure`, or whether our lock file was removed. */
-export interface ReleaseOutcome {
-  removed: boolean
-  failure?: NativeFailure
-}
 
 /** A stored lease: the record (as for a lock file) and what the store adds. */
 export interface StoreHolder {

@@ -534,7 +534,7 @@ async function benchIdle() {
   // Ours above the baseline process (Node and the addon doing nothing), against the floor.
   const ratio = floorCpu.length ? (k.cpu - result[0].cpu) / summary(floorCpu).median : NaN
   if (floorCpu.length) {
-    rows.push(row('renewal floor: 1000 files, fstat+pwrite every 250 ms (lstat every 4th), plain native loop: CPU', '%', floorCpu, `1000 locks above baseline: ${ratio.toFixed(2)}x this floor`))
+    rows.push(row('renewal floor: 1000 files, fstat+pwrite every 250 ms (fstatat of the name every 4th), plain native loop: CPU', '%', floorCpu, `1000 locks above baseline: ${ratio.toFixed(2)}x this floor`))
   }
   return {
     title: `Idle cost of holding N locks (${IDLE_SECONDS} s in ${slices} slices; CPU in % of one core)`,

@@ -8,13 +8,14 @@
 //!
 //! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: the
 //! lock's directory resolved from `/` one component at a time (`openat` with `O_PATH` and
-//! `O_NOFOLLOW`, `fstat`, `close` of the previous one; `geteuid` once), then through
-//! `/proc/self/fd/<dir>`: the fencing-token counter (`lstat`, `open` for appending, `fstat`, a
-//! `pread` of its header, the one-byte append and an `lseek` for where it ended), an anonymous
-//! `O_TMPFILE` file, the lease written, `fstat`, `linkat` to the lock name, an `fstat` of the
-//! counter (nobody appended since), a `pread` of our own file, `getpid` (for the private name),
-//! `rename` to the private name, `lstat`, `unlink`, and the three `close`s. A heartbeat is `fstat` + `pwrite` of
-//! the same length, with an `lstat` of the path every fourth beat.
+//! `O_NOFOLLOW`, `fstat`, `close` of the previous one; `geteuid` once), then `*at` calls on that
+//! directory's descriptor: the fencing-token counter (`fstatat` without following, `openat` for
+//! appending, `statx`, a `pread` of its header, the one-byte append and an `lseek` for where it
+//! ended), an anonymous `O_TMPFILE` file, the lease written, `statx`, `linkat` of
+//! `/proc/self/fd/<file>` to the lock name, an `fstat` of the counter (nobody appended since)
+//! and its `close`, a `pread` of our own file, `getpid` (for the private name), `renameat` to
+//! the private name, `fstatat` (no follow), `unlinkat`, and the two `close`s. A heartbeat is `fstat` + `pwrite` of the same length, with an `fstatat` of the lock
+//! name in the directory held open every fourth beat.
 
 #[cfg(target_os = "linux")]
 fn main() {
@@ -103,6 +104,10 @@ mod linux {
         let mut out = Vec::with_capacity(count);
         let mut buf = vec![0u8; bytes.len() + 1];
         let dir = std::fs::canonicalize(dir).expect("an existing directory");
+        let lock = c(Path::new("floor.lock"));
+        let private = c(Path::new(".floor.lock.release.1.1.0"));
+        let dot = c(Path::new("."));
+        let counter = c(Path::new(".floor.lock.token"));
         let counter_path = dir.join(".floor.lock.token");
         let _ = std::fs::remove_file(&counter_path);
         std::fs::write(&counter_path, b"leaselock-fence 1 00000000000000000001\n")
@@ -111,16 +116,15 @@ mod linux {
         for _ in 0..count {
             let t0 = Instant::now();
             let dfd = walk(&dir);
-            let via = std::path::PathBuf::from(format!("/proc/self/fd/{dfd}"));
-            let cdir = c(&via);
-            let lock = c(&via.join("floor.lock"));
-            let private = c(&via.join(".floor.lock.release.1.1.0"));
-            let counter = c(&via.join(".floor.lock.token"));
             // SAFETY: plain system calls on valid NUL-terminated paths and owned buffers.
             unsafe {
                 let mut st: libc::stat = std::mem::zeroed();
-                check(libc::lstat(counter.as_ptr(), &mut st) as _, "lstat counter");
-                let cfd = libc::open(
+                check(
+                    libc::fstatat(dfd, counter.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) as _,
+                    "fstatat counter",
+                );
+                let cfd = libc::openat(
+                    dfd,
                     counter.as_ptr(),
                     libc::O_RDWR
                         | libc::O_APPEND
@@ -130,15 +134,26 @@ mod linux {
                         | libc::O_CLOEXEC,
                 );
                 check(cfd as _, "open counter");
-                check(libc::fstat(cfd, &mut st) as _, "fstat counter");
+                let mut stx: libc::statx = std::mem::zeroed();
+                check(
+                    libc::statx(
+                        cfd,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                        libc::STATX_ALL,
+                        &mut stx,
+                    ) as _,
+                    "statx counter",
+                );
                 check(
                     libc::pread(cfd, head.as_mut_ptr().cast(), head.len(), 0) as _,
                     "pread counter",
                 );
                 check(libc::write(cfd, b".".as_ptr().cast(), 1) as _, "append");
                 check(libc::lseek(cfd, 0, libc::SEEK_CUR) as _, "lseek");
-                let fd = libc::open(
-                    cdir.as_ptr(),
+                let fd = libc::openat(
+                    dfd,
+                    dot.as_ptr(),
                     libc::O_RDWR | libc::O_CLOEXEC | libc::O_TMPFILE,
                     0o644,
                 );
@@ -147,29 +162,44 @@ mod linux {
                     libc::write(fd, bytes.as_ptr().cast(), bytes.len()) as _,
                     "write",
                 );
-                check(libc::fstat(fd, &mut st) as _, "fstat");
+                check(
+                    libc::statx(
+                        fd,
+                        c"".as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                        libc::STATX_ALL,
+                        &mut stx,
+                    ) as _,
+                    "statx",
+                );
                 let proc_path = CString::new(format!("/proc/self/fd/{fd}")).unwrap_or_default();
                 check(
                     libc::linkat(
                         libc::AT_FDCWD,
                         proc_path.as_ptr(),
-                        libc::AT_FDCWD,
+                        dfd,
                         lock.as_ptr(),
                         libc::AT_SYMLINK_FOLLOW,
                     ) as _,
                     "linkat",
                 );
                 check(libc::fstat(cfd, &mut st) as _, "fstat counter");
+                libc::close(cfd);
                 check(
                     libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) as _,
                     "pread",
                 );
                 libc::getpid();
-                check(libc::rename(lock.as_ptr(), private.as_ptr()) as _, "rename");
-                check(libc::lstat(private.as_ptr(), &mut st) as _, "lstat");
-                check(libc::unlink(private.as_ptr()) as _, "unlink");
+                check(
+                    libc::renameat(dfd, lock.as_ptr(), dfd, private.as_ptr()) as _,
+                    "renameat",
+                );
+                check(
+                    libc::fstatat(dfd, private.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) as _,
+                    "fstatat",
+                );
+                check(libc::unlinkat(dfd, private.as_ptr(), 0) as _, "unlinkat");
                 libc::close(fd);
-                libc::close(cfd);
                 libc::close(dfd);
             }
             out.push(t0.elapsed().as_secs_f64() * 1e6);
@@ -181,6 +211,7 @@ mod linux {
     pub fn idle(dir: &Path, n: usize, interval_ms: u64) {
         let bytes = record();
         let mut files = Vec::with_capacity(n);
+        let dfd = walk(&std::fs::canonicalize(dir).expect("an existing directory"));
         for i in 0..n {
             let path = c(&dir.join(format!("idle-{i}.lock")));
             // SAFETY: as above.
@@ -197,7 +228,7 @@ mod linux {
                 unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), 0) } as _,
                 "pwrite",
             );
-            files.push((fd, path));
+            files.push((fd, c(Path::new(&format!("idle-{i}.lock")))));
         }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -225,13 +256,17 @@ mod linux {
             if let Some(at) = find(&record, b"lastHeartbeatUnixNano\":") {
                 record[at..at + 19].copy_from_slice(stamp.as_bytes());
             }
-            for (fd, path) in &files {
+            for (fd, name) in &files {
                 // SAFETY: as above.
                 unsafe {
                     let mut st: libc::stat = std::mem::zeroed();
                     check(libc::fstat(*fd, &mut st) as _, "fstat");
                     if beat.is_multiple_of(4) {
-                        check(libc::lstat(path.as_ptr(), &mut st) as _, "lstat");
+                        check(
+                            libc::fstatat(dfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW)
+                                as _,
+                            "fstatat",
+                        );
                     }
                     check(
                         libc::pwrite(*fd, record.as_ptr().cast(), record.len(), 0) as _,

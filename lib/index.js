@@ -362,17 +362,13 @@ class PidLock {
     if (typeof held === 'string' && held.length === 0) {
       throw valueError('options.heldError', 'must be a non-empty string', held)
     }
-    const native = {
-      retryLimit: integerOption(options, 'acquireRetryLimit', 1, 1e6),
-      retryDelay: integerOption(options, 'acquireRetryDelay', 0),
-      invalidStale: integerOption(options, 'invalidPidLockStaleThreshold', 1),
-      fileMode: modeOption(options, 'fileWriteMode'),
-      dirMode: modeOption(options, 'directoryWriteMode'),
-      heartbeatInterval: heartbeat,
-      staleThreshold: stale,
-      reclaimInvalid: invalidContentOption(options) === 'reclaim',
-      allowUntrustedParents: booleanOption(options, 'allowUntrustedParents'),
-    }
+    const retryLimit = integerOption(options, 'acquireRetryLimit', 1, 1e6)
+    const retryDelay = integerOption(options, 'acquireRetryDelay', 0)
+    const invalidStale = integerOption(options, 'invalidPidLockStaleThreshold', 1)
+    const fileMode = modeOption(options, 'fileWriteMode')
+    const dirMode = modeOption(options, 'directoryWriteMode')
+    const reclaimInvalid = invalidContentOption(options) === 'reclaim'
+    const allowUntrustedParents = booleanOption(options, 'allowUntrustedParents')
     this.#onLeaseLost = functionOption(options, 'onLeaseLost')
     this.#alive = functionOption(options, 'processAppearsAlive')
     this.#metadata = metadataJson(options.metadata, 'options.metadata')
@@ -380,9 +376,10 @@ class PidLock {
     // A lock on a store is not a file: its default refusal says so.
     this.#heldError = held ?? (url === null ? undefined : store.HELD_TEXT)
     this.#onStore = url !== null
+    // Positional: the engine would read an options object one native call per property.
     this.#native = this.#onStore
       ? new store.StoreBackend(url, resolved, heartbeat, stale)
-      : new NativeLock(resolved, native)
+      : new NativeLock(resolved, retryLimit, retryDelay, invalidStale, fileMode, dirMode, heartbeat, stale, reclaimInvalid, allowUntrustedParents)
   }
 
   /** The absolute path of the lock file; for a lock on a store, its key. */
@@ -395,11 +392,24 @@ class PidLock {
     return this.#native.held ? this.#token : null
   }
 
-  /** The result of an acquisition that succeeded: what it took over, and its token. */
+  /**
+   * The result of an acquisition that succeeded: what it took over, and its token. `out` is
+   * the backend's answer: plain success is the token alone (decimal text, or `null` where none
+   * was issued), anything more an outcome object `{ reclaimed, token }`.
+   */
   #acquired(out) {
     listenForStopRequests()
+    if (out === null || typeof out === 'string') {
+      this.#token = tokenOf(out)
+      return { reclaimed: null, token: this.#token }
+    }
     this.#token = tokenOf(out.token)
     return { reclaimed: holderFromRecord(out.reclaimed), token: this.#token }
+  }
+
+  /** Whether a backend's answer to an acquire is success (see `#acquired`). */
+  static #succeeded(out) {
+    return out === null || typeof out === 'string' || !out.failure
   }
 
   #enqueue(run) {
@@ -501,10 +511,10 @@ class PidLock {
     }
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)
-      // Already held by this instance: nothing to do, and the current acquisition keeps its
-      // onLeaseLost.
-      if (this.#native.held) return ALREADY_HELD
       const { onLost, alive } = this.#callbacks()
+      // Already held by this instance: the file engine answers at once with the current token
+      // (the store is asked here), and the current acquisition keeps its onLeaseLost.
+      if (this.#onStore && this.#native.held) return ALREADY_HELD
       // A release() called after this acquire() but before it ran cancels its wait: it still
       // takes effect in call order, as a single try.
       const wait = waitState.byRelease ? null : timeout
@@ -513,7 +523,7 @@ class PidLock {
       (out) => {
         settle()
         if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
-        if (!out.failure) return this.#acquired(out)
+        if (PidLock.#succeeded(out)) return this.#acquired(out)
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)
         throw nativeError(out.failure, this.#path, this.#heldError)
@@ -533,18 +543,18 @@ class PidLock {
       throw valueError('options.signal', 'is not supported by acquireSync (use acquire)', options.signal)
     }
     this.#checkIdle('acquireSync')
-    if (this.#native.held) return { reclaimed: null, token: this.token }
     const { onLost, alive } = this.#callbacks()
     // Busy while native code runs: a processAppearsAlive that calls back into this lock gets
     // ELOCKBUSY rather than waiting on the call that is waiting on it.
     this.#pending++
     let out
     try {
+      // The token alone (or null): acquired (or already held by this instance), nothing taken over.
       out = this.#native.acquireSync(timeout, this.#metadata, onLost, alive)
     } finally {
       this.#pending--
     }
-    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
+    if (!PidLock.#succeeded(out)) throw nativeError(out.failure, this.#path, this.#heldError)
     return this.#acquired(out)
   }
 
@@ -557,8 +567,8 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     return this.#enqueue(() => this.#native.release()).then((out) => {
-      if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-      return out.removed
+      if (typeof out === 'boolean') return out
+      throw nativeError(out, this.#path, this.#heldError)
     })
   }
 
@@ -569,8 +579,8 @@ class PidLock {
     this.#generation++
     this.#cancelWaits()
     const out = this.#native.releaseSync()
-    if (out.failure) throw nativeError(out.failure, this.#path, this.#heldError)
-    return out.removed
+    if (typeof out === 'boolean') return out
+    throw nativeError(out, this.#path, this.#heldError)
   }
 
   /**

@@ -116,6 +116,7 @@ class StoreBackend {
     return new StoreCancelToken()
   }
 
+  /** Answers as the file engine does: an outcome `{ reclaimed, token, failure }`. */
   acquire(timeout, metadata, cancel, onLost) {
     const lost = onLost
       ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
@@ -123,8 +124,9 @@ class StoreBackend {
     return call((id) => this.#native.acquire(id, timeout, metadata, cancel, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
   }
 
+  /** Answers as the file engine does: whether our lease was removed, or the failure. */
   release() {
-    return call((id) => this.#native.release(id)).then((out) => ({ removed: out.removed, failure: failure(out) }))
+    return call((id) => this.#native.release(id)).then((out) => failure(out) ?? out.removed)
   }
 
   /** Stops holding now; the lease is deleted in the background (or expires by its TTL). */

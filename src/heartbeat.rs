@@ -37,6 +37,26 @@ pub trait Beat: Send + Sync + 'static {
 /// How early a beat may run to share a wake-up with others.
 const SLACK: Duration = Duration::from_millis(5);
 
+/// When a renewal every `interval` is next due, at the latest `interval` after `now`: the last
+/// point of a process-wide grid of that step before then. Every lease of the process with the
+/// same interval then beats at the same moments - one wake-up per interval for a thousand of
+/// them, as a single loop renewing them all would do - and none waits longer than `interval`
+/// (the beat that joins the grid comes sooner, once).
+pub fn aligned(now: Instant, interval: Duration) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let latest = now + interval;
+    // In u64 nanoseconds (584 years), which divide much faster than u128.
+    let step = u64::try_from(interval.as_nanos()).unwrap_or(0);
+    match latest.checked_duration_since(epoch) {
+        Some(since) if step > 0 => {
+            let since = u64::try_from(since.as_nanos()).unwrap_or(0);
+            latest - Duration::from_nanos(since % step)
+        }
+        _ => latest,
+    }
+}
+
 struct Due<T> {
     at: Instant,
     seq: u64,
@@ -147,6 +167,8 @@ impl<T: Beat> Scheduler<T> {
 
     fn run(&self) {
         let mut q = self.guard();
+        // The items due now, beaten in one batch, and when each wants its next beat.
+        let mut batch: Vec<(Arc<T>, Option<Instant>)> = Vec::new();
         loop {
             let now = Instant::now();
             match q.heap.peek() {
@@ -164,19 +186,30 @@ impl<T: Beat> Scheduler<T> {
                     };
                 }
                 Some(_) => {
-                    let Some(due) = q.heap.pop() else { continue };
+                    // Everything due by then is taken in one trip through the lock, and put
+                    // back in one: not two per beat.
+                    let by = now + SLACK;
+                    while q.heap.peek().is_some_and(|top| top.at <= by) {
+                        if let Some(due) = q.heap.pop() {
+                            batch.push((due.item, None));
+                        }
+                    }
                     drop(q);
-                    self.started.fetch_add(1, AtomicOrdering::AcqRel);
-                    self.busy.store(true, AtomicOrdering::Release);
-                    let next = due.item.beat();
-                    self.busy.store(false, AtomicOrdering::Release);
+                    for (item, next) in batch.iter_mut() {
+                        self.started.fetch_add(1, AtomicOrdering::AcqRel);
+                        self.busy.store(true, AtomicOrdering::Release);
+                        *next = item.beat();
+                        self.busy.store(false, AtomicOrdering::Release);
+                    }
                     q = self.guard();
-                    // Asked under the queue lock, as `start` is: an item that became active
-                    // again since its beat found nothing to renew keeps its entry.
-                    match next.or_else(|| due.item.next_due()) {
-                        Some(at) => push(&mut q, due.item, at),
-                        None => {
-                            q.scheduled.remove(&key(&due.item));
+                    for (item, next) in batch.drain(..) {
+                        // Asked under the queue lock, as `start` is: an item that became
+                        // active again since its beat found nothing to renew keeps its entry.
+                        match next.or_else(|| item.next_due()) {
+                            Some(at) => push(&mut q, item, at),
+                            None => {
+                                q.scheduled.remove(&key(&item));
+                            }
                         }
                     }
                 }
@@ -346,5 +379,27 @@ impl<T: Beat> Heartbeats<T> {
 impl<T: Beat> Default for Heartbeats<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn aligned_beats_share_a_grid_and_never_come_later_than_the_interval() {
+        let step = Duration::from_millis(250);
+        let base = Instant::now();
+        let first = aligned(base, step);
+        assert!(first > base && first <= base + step);
+        for ms in [1u64, 7, 60, 249, 250, 251, 700] {
+            let now = base + Duration::from_millis(ms);
+            let next = aligned(now, step);
+            assert!(next > now && next <= now + step, "{ms} ms");
+            // On the same grid as the first: a whole number of steps apart.
+            let apart = next.max(first) - next.min(first);
+            assert_eq!(apart.as_nanos() % step.as_nanos(), 0, "{ms} ms");
+        }
     }
 }

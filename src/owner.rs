@@ -3,7 +3,7 @@
 use crate::lease::{Lease, OwnerIdentity};
 use crate::sys::{self, ProcessState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What we know of an owner process.
@@ -19,14 +19,14 @@ pub enum Liveness {
 /// This process, read once: its pid and, where the platform can tell, its identity.
 pub struct ThisProcess {
     pub pid: i64,
-    pub identity: Option<OwnerIdentity>,
+    pub identity: Option<Arc<OwnerIdentity>>,
 }
 
 pub fn this_process() -> &'static ThisProcess {
     static ME: OnceLock<ThisProcess> = OnceLock::new();
     ME.get_or_init(|| ThisProcess {
         pid: std::process::id() as i64,
-        identity: sys::this_process(),
+        identity: sys::this_process().map(Arc::new),
     })
 }
 

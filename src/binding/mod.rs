@@ -26,36 +26,14 @@ use std::time::Duration;
 type LostFn = ThreadsafeFunction<LostInfo, (), LostInfo, Status, false, true>;
 type AliveFn = ThreadsafeFunction<f64, bool, f64, Status, false, true>;
 
-/// Validated options (the JS layer checks types and ranges first).
-#[napi(object)]
-pub struct NativeOptions {
-    pub retry_limit: u32,
-    pub retry_delay: f64,
-    pub invalid_stale: f64,
-    pub file_mode: u32,
-    pub dir_mode: u32,
-    pub heartbeat_interval: f64,
-    pub stale_threshold: f64,
-    /// `invalidContent: 'reclaim'`.
-    pub reclaim_invalid: bool,
-    /// Follow other users' symlinks and use directories others may write (see README).
-    pub allow_untrusted_parents: Option<bool>,
-}
-
-/// What `acquire` ended with: `failure`, or success with what was taken over (if anything).
+/// What `acquire` ended with when it is more than plain success (which is the token alone, or
+/// `null`): `failure`, or success with what was taken over.
 #[napi(object)]
 pub struct AcquireOutcome {
     /// A dead or stale lease, or old content that was not a lease, replaced by ours.
     pub reclaimed: Option<LeaseRecord>,
     /// The fencing token of this acquisition, as decimal text.
     pub token: Option<String>,
-    pub failure: Option<NativeFailure>,
-}
-
-/// What `release` ended with: `failure`, or whether our lock file was removed.
-#[napi(object)]
-pub struct ReleaseOutcome {
-    pub removed: bool,
     pub failure: Option<NativeFailure>,
 }
 
@@ -77,18 +55,24 @@ pub struct InspectOutcome {
     pub failure: Option<NativeFailure>,
 }
 
-fn acquired(lock: &Lock, r: std::result::Result<Option<Assessment>, LockError>) -> AcquireOutcome {
+/// What an acquisition returns to JS. Plain success (the usual case) is the fencing token alone,
+/// as decimal text (`null` where none was issued): no object to build and read back. Otherwise
+/// the outcome: success with what was taken over (and the token), or the failure.
+type Acquired = Option<Either<String, AcquireOutcome>>;
+
+fn acquired(lock: &Lock, r: std::result::Result<Option<Assessment>, LockError>) -> Acquired {
     match r {
-        Ok(found) => AcquireOutcome {
-            reclaimed: found.map(assessment_record),
+        Ok(None) => lock.token().map(|t| Either::A(t.to_string())),
+        Ok(Some(found)) => Some(Either::B(AcquireOutcome {
+            reclaimed: Some(assessment_record(found)),
             token: lock.token().map(|t| t.to_string()),
             failure: None,
-        },
-        Err(e) => AcquireOutcome {
+        })),
+        Err(e) => Some(Either::B(AcquireOutcome {
             reclaimed: None,
             token: None,
             failure: Some(failure(e)),
-        },
+        })),
     }
 }
 
@@ -237,18 +221,36 @@ fn probe_here<'a>(f: &'a Function<'a, f64, bool>) -> impl Fn(i64) -> bool + 'a {
 
 #[napi]
 impl NativeLock {
+    /// The options come validated (the JS layer checks types and ranges first), as separate
+    /// arguments: reading them from an object costs a native call per property, for every
+    /// `PidLock` made. Times in milliseconds; `reclaimInvalid` is `invalidContent: 'reclaim'`;
+    /// `allowUntrustedParents` follows other users' symlinks and uses directories others may
+    /// write (see README).
     #[napi(constructor)]
-    pub fn new(env: Env, path: String, options: NativeOptions) -> Self {
+    #[allow(clippy::too_many_arguments)] // one per option, for the reason above
+    pub fn new(
+        env: Env,
+        path: String,
+        retry_limit: u32,
+        retry_delay: f64,
+        invalid_stale: f64,
+        file_mode: u32,
+        dir_mode: u32,
+        heartbeat_interval: f64,
+        stale_threshold: f64,
+        reclaim_invalid: bool,
+        allow_untrusted_parents: bool,
+    ) -> Self {
         let opts = Options {
-            retry_limit: options.retry_limit.max(1),
-            retry_delay: ms(options.retry_delay),
-            invalid_stale: ms(options.invalid_stale),
-            file_mode: options.file_mode,
-            dir_mode: options.dir_mode,
-            heartbeat_interval: ms(options.heartbeat_interval),
-            stale_threshold: ms(options.stale_threshold),
-            reclaim_invalid: options.reclaim_invalid,
-            allow_untrusted_parents: options.allow_untrusted_parents.unwrap_or(false),
+            retry_limit: retry_limit.max(1),
+            retry_delay: ms(retry_delay),
+            invalid_stale: ms(invalid_stale),
+            file_mode,
+            dir_mode,
+            heartbeat_interval: ms(heartbeat_interval),
+            stale_threshold: ms(stale_threshold),
+            reclaim_invalid,
+            allow_untrusted_parents,
         };
         let group = env_group(&env);
         NativeLock {
@@ -273,10 +275,12 @@ impl NativeLock {
     /// held and `timeout` allows waiting, or a stale lock keeps changing, does the rest move to
     /// a worker thread, and then a promise is returned. Elsewhere (network, FUSE, not known
     /// yet) everything runs on a worker thread. `timeout`: `null` tries once; `Infinity` waits
-    /// without end.
+    /// without end. The token as decimal text, or `null` when none was issued (or a promise of
+    /// it): acquired, nothing taken over - or already held by this instance, which keeps the
+    /// `onLost` and the token of its acquisition.
     #[napi(
         ts_args_type = "timeout: number | null, metadata: string | null, cancel: CancelToken | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
-        ts_return_type = "AcquireOutcome | Promise<AcquireOutcome>"
+        ts_return_type = "string | AcquireOutcome | null | Promise<string | AcquireOutcome | null>"
     )]
     pub fn acquire<'env>(
         &self,
@@ -286,7 +290,10 @@ impl NativeLock {
         cancel: Option<&CancelToken>,
         on_lost: Option<Function<LostInfo, ()>>,
         alive: Option<Function<f64, bool>>,
-    ) -> Result<Either<AcquireOutcome, PromiseRaw<'env, AcquireOutcome>>> {
+    ) -> Result<Either<Acquired, PromiseRaw<'env, Acquired>>> {
+        if self.lock.held() {
+            return Ok(Either::A(acquired(&self.lock, Ok(None))));
+        }
         let on_lost = self.loss_handler(on_lost)?;
         let wait = wait_for(timeout, cancel.map(|c| c.inner.clone()));
         let first = if !self.lock.io_is_quick() {
@@ -320,9 +327,11 @@ impl NativeLock {
         Ok(Either::B(promise))
     }
 
-    /// Acquires on the JS thread; waiting (when `timeout` allows) blocks it.
+    /// Acquires on the JS thread; waiting (when `timeout` allows) blocks it. Returns as
+    /// `acquire`.
     #[napi(
-        ts_args_type = "timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null"
+        ts_args_type = "timeout: number | null, metadata: string | null, onLost: ((info: LostInfo) => void) | null, alive: ((pid: number) => boolean) | null",
+        ts_return_type = "string | AcquireOutcome | null"
     )]
     pub fn acquire_sync(
         &self,
@@ -330,7 +339,10 @@ impl NativeLock {
         metadata: Option<String>,
         on_lost: Option<Function<LostInfo, ()>>,
         alive: Option<Function<f64, bool>>,
-    ) -> Result<AcquireOutcome> {
+    ) -> Result<Acquired> {
+        if self.lock.held() {
+            return Ok(acquired(&self.lock, Ok(None)));
+        }
         let on_lost = self.loss_handler(on_lost)?;
         let probe = alive.as_ref().map(probe_here);
         let probe_ref = probe.as_ref().map(|p| p as &dyn Fn(i64) -> bool);
@@ -342,19 +354,20 @@ impl NativeLock {
     }
 
     /// Releases: on the JS thread on a known local disk type (a rename, a stat and an
-    /// unlink), else on a worker thread, and then a promise is returned.
-    #[napi(ts_return_type = "ReleaseOutcome | Promise<ReleaseOutcome>")]
+    /// unlink), else on a worker thread, and then a promise is returned. Whether our lock file
+    /// was removed, or the failure.
+    #[napi(ts_return_type = "boolean | NativeFailure | Promise<boolean | NativeFailure>")]
     pub fn release<'env>(
         &self,
         env: &'env Env,
-    ) -> Result<Either<ReleaseOutcome, PromiseRaw<'env, ReleaseOutcome>>> {
+    ) -> Result<Either<Released, PromiseRaw<'env, Released>>> {
         let lock = self.lock.clone();
         off_thread_unless_quick(env, &self.lock, move || release_now(&lock))
     }
 
     /// Releases on the JS thread, whatever the filesystem (blocking by contract).
-    #[napi]
-    pub fn release_sync(&self) -> ReleaseOutcome {
+    #[napi(ts_return_type = "boolean | NativeFailure")]
+    pub fn release_sync(&self) -> Released {
         release_now(&self.lock)
     }
 
@@ -457,16 +470,13 @@ fn off_thread_unless_quick<'env, T: ToNapiValue + Send + 'static>(
     Ok(Either::B(promise))
 }
 
-fn release_now(lock: &Lock) -> ReleaseOutcome {
+/// What `release` ended with: whether our lock file was removed, or the failure.
+type Released = Either<bool, NativeFailure>;
+
+fn release_now(lock: &Lock) -> Released {
     match lock.release() {
-        Ok(removed) => ReleaseOutcome {
-            removed,
-            failure: None,
-        },
-        Err(e) => ReleaseOutcome {
-            removed: false,
-            failure: Some(failure(e)),
-        },
+        Ok(removed) => Either::A(removed),
+        Err(e) => Either::B(failure(e)),
     }
 }
 

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 impl Lease {
     /// The file's bytes: Go's four fields first, in Go's order, then ours, then `\n`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(256);
+        // Ours are about 340 bytes with identity fields: room for that without growing.
+        let extra = self.metadata_json.as_ref().map_or(0, |m| m.len());
+        let mut s = String::with_capacity(384 + extra);
         s.push_str("{\"version\":1,\"ownerID\":");
         push_json_string(&mut s, &self.owner_id);
         let _ = write!(
@@ -66,54 +68,94 @@ impl Lease {
 /// older times) without encoding the record again or allocating; `false` when a field would
 /// change width, and then the caller encodes it.
 pub fn patch_heartbeat(written: &mut [u8], next: &Lease) -> bool {
-    let Ok(unix) = u64::try_from(next.last_heartbeat_unix_nano) else {
-        return false;
-    };
-    if !patch_after(written, b"\"lastHeartbeatUnixNano\":", unix, 0) {
-        return false;
+    Stamps::find(written).is_some_and(|s| s.patch(written, next))
+}
+
+/// Where a record's heartbeat times are: found once per record written, so that every
+/// heartbeat patches them in place without searching the record again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamps {
+    /// Offset and length of the digits of `lastHeartbeatUnixNano`.
+    unix: (usize, usize),
+    /// The same for `heartbeatBoot`, where the record has it.
+    boot: Option<(usize, usize)>,
+}
+
+impl Stamps {
+    /// The heartbeat fields of the record `written`. The first match of each marker is the
+    /// field itself: the Go fields and ours come before the metadata, and a marker with bare
+    /// quotes cannot occur inside an earlier JSON string.
+    pub fn find(written: &[u8]) -> Option<Stamps> {
+        Some(Stamps {
+            unix: digits_after(written, b"\"lastHeartbeatUnixNano\":")?,
+            boot: digits_after(written, b"\"heartbeatBoot\":\""),
+        })
     }
-    match next.heartbeat_boot_nano {
-        Some(b) => patch_after(written, b"\"heartbeatBoot\":\"", b, BOOT_NANO_WIDTH),
-        None => true,
+
+    /// Writes the heartbeat times of `next` over the old ones in `written` (the record these
+    /// stamps were found in); `false` when a value would take another number of digits (or
+    /// the record has no such field), and then nothing was changed.
+    pub fn patch(&self, written: &mut [u8], next: &Lease) -> bool {
+        let Ok(unix) = u64::try_from(next.last_heartbeat_unix_nano) else {
+            return false;
+        };
+        let boot = match (next.heartbeat_boot_nano, self.boot) {
+            (Some(b), Some(at)) => Some((b, at)),
+            (Some(_), None) => return false,
+            (None, _) => None,
+        };
+        let unix_fits = digit_count(unix, 0) == self.unix.1;
+        if !unix_fits || boot.is_some_and(|(b, at)| digit_count(b, BOOT_NANO_WIDTH) != at.1) {
+            return false;
+        }
+        put_digits(written, self.unix, unix);
+        if let Some((b, at)) = boot {
+            put_digits(written, at, b);
+        }
+        true
     }
 }
 
-/// Overwrites the run of digits right after the first `marker` with `value`, zero-padded to
-/// `width`, if that takes exactly as many digits. The first match is the field itself: the Go
-/// fields and ours come before the metadata, and a marker with bare quotes cannot occur inside
-/// an earlier JSON string.
-fn patch_after(buf: &mut [u8], marker: &[u8], value: u64, width: usize) -> bool {
-    // Every heartbeat runs this: look at the first two bytes before comparing a whole window
-    // (a quote alone starts every other JSON token), which keeps it off the profile.
-    let Some(found) = buf
+/// Offset and length of the run of digits right after the first `marker`.
+fn digits_after(buf: &[u8], marker: &[u8]) -> Option<(usize, usize)> {
+    // Look at the first two bytes before comparing a whole window (a quote alone starts every
+    // other JSON token).
+    let found = buf
         .windows(marker.len())
-        .position(|w| w[..2] == marker[..2] && w == marker)
-    else {
-        return false;
-    };
+        .position(|w| w[..2] == marker[..2] && w == marker)?;
     let at = found + marker.len();
     let len = buf[at..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let mut digits = [b'0'; 20];
+    Some((at, len))
+}
+
+/// How many digits `value` takes, zero-padded to `width`.
+fn digit_count(value: u64, width: usize) -> usize {
     let mut n = value;
-    let mut used = 0;
-    loop {
-        digits[19 - used] = b'0' + (n % 10) as u8;
-        used += 1;
+    let mut used = 1;
+    while n >= 10 {
         n /= 10;
-        if n == 0 {
-            break;
-        }
+        used += 1;
     }
-    let shown = used.max(width);
-    if shown != len || shown > 20 {
-        return false;
+    used.max(width)
+}
+
+/// Writes `value` zero-padded over the `len` digits at `at` (`len` as `digit_count` says).
+fn put_digits(buf: &mut [u8], (at, len): (usize, usize), value: u64) {
+    let mut n = value;
+    for d in buf[at..at + len].iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
     }
-    buf[at..at + len].copy_from_slice(&digits[20 - len..]);
-    true
 }
 
 fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
+    // The usual case (ids, host names, numbers as text) needs no escape: copy it whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -10,8 +10,9 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use encode::patch_heartbeat;
+pub use encode::{patch_heartbeat, Stamps};
 pub use parse::{parse, possible_lease, Invalid};
+use std::sync::Arc;
 
 /// The four fields the Go package reads, plus the ones this package adds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -22,8 +23,9 @@ pub struct Lease {
     /// Wall-clock Unix time of the last heartbeat, in nanoseconds.
     pub last_heartbeat_unix_nano: i64,
     /// Who the owner process is, strongly enough to survive PID reuse. `None` in a Go-written
-    /// lease (and in any lease that does not carry it).
-    pub identity: Option<OwnerIdentity>,
+    /// lease (and in any lease that does not carry it). Shared: every lease this process
+    /// writes carries the same one.
+    pub identity: Option<Arc<OwnerIdentity>>,
     /// CLOCK_BOOTTIME of the last heartbeat, in nanoseconds; only comparable within one boot.
     pub heartbeat_boot_nano: Option<u64>,
     /// Wall-clock Unix time of the acquisition, in nanoseconds.

@@ -117,13 +117,13 @@ impl RawLease {
             self.process_start,
         ) {
             (Some(hostname), Some(boot_id), Some(pid_namespace), Some(process_start)) => {
-                Some(OwnerIdentity {
+                Some(std::sync::Arc::new(OwnerIdentity {
                     hostname,
                     boot_id,
                     pid_namespace,
                     process_start,
                     time_namespace: self.time_namespace,
-                })
+                }))
             }
             _ => None,
         };

@@ -7,13 +7,13 @@ fn sample() -> Lease {
         owner_id: "42-1700000000000000000-1".into(),
         pid: 42,
         last_heartbeat_unix_nano: 1_700_000_000_123_456_789,
-        identity: Some(OwnerIdentity {
+        identity: Some(std::sync::Arc::new(OwnerIdentity {
             hostname: "box".into(),
             boot_id: "b0".into(),
             pid_namespace: "4026531836".into(),
             process_start: "123".into(),
             time_namespace: Some("4026531834".into()),
-        }),
+        })),
         heartbeat_boot_nano: Some(5_000_000_000),
         acquired_unix_nano: Some(1_700_000_000_000_000_000),
         token: Some(1_700_000_000_000_001),

@@ -22,16 +22,15 @@ impl heartbeat::Beat for Inner {
             return None;
         }
         let mut st = lock(&self.state);
-        let at = self.at();
-        let outcome = st.as_mut()?.heartbeat(&at, &self.opts);
+        let outcome = st.as_mut()?.heartbeat(&|| self.at(), &self.opts);
         if !self.is_held() {
             // Reported lost while this beat was stuck: it stays lost, whatever the beat found.
             // The holding stays, so that `release()` still removes our file if it is ours.
             return None;
         }
         let lost = match outcome {
-            Outcome::Renewed { next } => {
-                self.confirm();
+            Outcome::Renewed { next, confirmed } => {
+                self.confirmed_at.store(confirmed, Ordering::Release);
                 return Some(next);
             }
             Outcome::Retry { next } => return Some(next),
@@ -44,6 +43,8 @@ impl heartbeat::Beat for Inner {
         None
     }
 
+    /// A full interval after an acquisition (the lease was just written); from the second
+    /// beat on, beats fall on the shared grid (see `heartbeat::aligned`).
     fn next_due(&self) -> Option<Instant> {
         self.is_held()
             .then(|| Instant::now() + self.opts.heartbeat_interval)

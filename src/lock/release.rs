@@ -49,7 +49,7 @@ pub(super) fn release(
     }
     crate::faults::point("release.before-claim");
     let private = sys::private_name(path, "release");
-    if let Err(e) = std::fs::rename(path, &private) {
+    if let Err(e) = sys::rename(path, &private) {
         if e.kind() == io::ErrorKind::NotFound {
             return Ok(false);
         }
@@ -57,13 +57,13 @@ pub(super) fn release(
     }
     crate::faults::point("release.after-claim");
     if identity::names_ours(&private, &h.file, &h.lease.owner_id, h.how).unwrap_or(false) {
-        let _ = std::fs::remove_file(&private);
+        let _ = sys::remove_file(&private);
         return Ok(true);
     }
     // A takeover slipped in between our check and our claim: that lock is not ours. It goes
     // back; if the path was taken meanwhile it stays at the private name - never deleted.
     if std::fs::hard_link(&private, path).is_ok() {
-        let _ = std::fs::remove_file(&private);
+        let _ = sys::remove_file(&private);
     }
     Ok(false)
 }

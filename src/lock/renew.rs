@@ -13,7 +13,7 @@ use crate::lease::{self, Lease};
 use crate::owner;
 use crate::sys::{self, OwnedFile};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -33,6 +33,9 @@ pub(super) struct Holding {
     pub lease: Lease,
     /// The bytes of `lease` as last written.
     pub written: Vec<u8>,
+    /// Where the heartbeat times are in `written`: found by the first heartbeat (a lock
+    /// released before that never needs them), forgotten when `written` changes.
+    stamps: Option<lease::Stamps>,
     /// When a heartbeat (or the acquisition) last confirmed the lease, on
     /// [`owner::clock_nanos`]: every decision about our lease's age uses that one clock, which
     /// counts time asleep as the lease's age does (`Instant` stops during a suspend).
@@ -46,8 +49,9 @@ pub(super) struct Holding {
 
 /// What one heartbeat concluded.
 pub(super) enum Outcome {
-    /// The lease is ours and renewed; beat again then.
-    Renewed { next: Instant },
+    /// The lease is ours and renewed (confirmed at `confirmed`, on [`owner::clock_nanos`]);
+    /// beat again then.
+    Renewed { next: Instant, confirmed: u64 },
     /// Not renewed, not lost yet: look again then.
     Retry { next: Instant },
     /// Lost for good.
@@ -56,7 +60,8 @@ pub(super) enum Outcome {
 
 /// What `renew` found.
 enum Renewal {
-    Ok,
+    /// Renewed; the boot clock it stamped, where there is one.
+    Ok(Option<u64>),
     /// Definitive: our own file now carries someone else's record, or is gone.
     Lost(LossReason, Option<Lease>),
     /// The path names another file or none; may be a contender's exchange in flight.
@@ -69,6 +74,7 @@ impl Holding {
         Box::new(Holding {
             file,
             lease,
+            stamps: None,
             written,
             last_ok: owner::clock_nanos(),
             beats: 0,
@@ -78,8 +84,10 @@ impl Holding {
         })
     }
 
-    /// One heartbeat: renew, and decide when to look again or that the lease is lost.
-    pub fn heartbeat(&mut self, path: &Path, opts: &Options) -> Outcome {
+    /// One heartbeat: renew, and decide when to look again or that the lease is lost. `path`
+    /// gives the lock path (through the directory held open), asked only on the beats that
+    /// look at it.
+    pub fn heartbeat(&mut self, path: &dyn Fn() -> PathBuf, opts: &Options) -> Outcome {
         let now = Instant::now();
         let interval = opts.heartbeat_interval;
         let verdict = self.renew(path);
@@ -93,12 +101,14 @@ impl Holding {
             }))
         };
         match verdict {
-            Renewal::Ok => {
-                self.last_ok = owner::clock_nanos();
+            Renewal::Ok(boot) => {
+                // The reading the record was stamped with (the same clock), else a fresh one.
+                self.last_ok = boot.unwrap_or_else(owner::clock_nanos);
                 self.displaced_since = None;
                 self.last_error = None;
                 Outcome::Renewed {
-                    next: now + interval,
+                    next: crate::heartbeat::aligned(now, interval),
+                    confirmed: self.last_ok,
                 }
             }
             Renewal::Lost(reason, new_owner) => lost(reason, new_owner, None),
@@ -136,7 +146,7 @@ impl Holding {
 
     /// Checks that the lease is still ours and rewrites its heartbeat, through the file we
     /// keep open (never by path), then checks that the path still names that file.
-    fn renew(&mut self, path: &Path) -> Renewal {
+    fn renew(&mut self, path: &dyn Fn() -> PathBuf) -> Renewal {
         // First our own file, through the handle: still linked, still the length we wrote? A
         // completed takeover unlinks it, so this cheap check sees every lasting loss.
         let (len, links) = match self.file.stat() {
@@ -144,15 +154,16 @@ impl Holding {
             Err(e) => return Renewal::Failed(e),
         };
         if links == 0 {
-            return lost_to_whatever_is_at(path, true);
+            return lost_to_whatever_is_at(&path(), true);
         }
         // The path itself (renamed away, replaced while our file lives on elsewhere) is looked
         // at every few beats, and at every beat while something looked wrong.
         self.beats = self.beats.wrapping_add(1);
         if self.beats.is_multiple_of(PATH_CHECK_EVERY) || self.displaced_since.is_some() {
-            match identity::names_ours(path, &self.file, &self.lease.owner_id, self.how) {
+            let path = path();
+            match identity::names_ours(&path, &self.file, &self.lease.owner_id, self.how) {
                 Ok(true) => {}
-                Ok(false) => return lost_to_whatever_is_at(path, false),
+                Ok(false) => return lost_to_whatever_is_at(&path, false),
                 Err(e) => return Renewal::Failed(e),
             }
         }
@@ -170,17 +181,24 @@ impl Holding {
         // checks, this lands in our own displaced file, harmlessly, and a later beat sees it.
         let old_len = self.written.len();
         self.lease.last_heartbeat_unix_nano = owner::unix_nanos(SystemTime::now());
+        let boot = sys::boot_nanos();
         if self.lease.heartbeat_boot_nano.is_some() {
-            self.lease.heartbeat_boot_nano = sys::boot_nanos();
+            self.lease.heartbeat_boot_nano = boot;
         }
-        if !lease::patch_heartbeat(&mut self.written, &self.lease) {
-            self.written = self.lease.encode();
+        if self.stamps.is_none() {
+            self.stamps = lease::Stamps::find(&self.written);
+        }
+        let patched = self
+            .stamps
+            .is_some_and(|s| s.patch(&mut self.written, &self.lease));
+        if !patched {
+            self.set_written(self.lease.encode());
         }
         if let Some(e) = crate::faults::error("heartbeat.write") {
             return Renewal::Failed(e);
         }
         match self.file.rewrite(&self.written, old_len) {
-            Ok(()) => Renewal::Ok,
+            Ok(()) => Renewal::Ok(boot),
             Err(e) => Renewal::Failed(e),
         }
     }
@@ -202,7 +220,7 @@ impl Holding {
                         let _ = std::fs::remove_file(&temp);
                         self.file = file;
                         self.lease = next;
-                        self.written = bytes;
+                        self.set_written(bytes);
                         return Ok(());
                     }
                     // Not ours any more: give the path its file back; the heartbeat will
@@ -225,8 +243,14 @@ impl Holding {
             .rewrite(&bytes, self.written.len())
             .map_err(|e| LockError::io("write", path, e))?;
         self.lease = next;
-        self.written = bytes;
+        self.set_written(bytes);
         Ok(())
+    }
+
+    /// A new record as written; where its heartbeat times are is looked up again.
+    fn set_written(&mut self, bytes: Vec<u8>) {
+        self.stamps = None;
+        self.written = bytes;
     }
 }
 

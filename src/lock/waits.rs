@@ -6,6 +6,7 @@
 use super::wait::Cancel;
 use super::{lock, Inner};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 struct Entry {
@@ -17,6 +18,9 @@ struct Entry {
 
 static WAITING: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 static ENDED: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+/// Whether `ENDED` has anything in it: every heartbeat and acquisition asks `group_ended`,
+/// and until an environment ends the answer needs no lock.
+static ANY_ENDED: AtomicBool = AtomicBool::new(false);
 
 /// A registered wait; dropping it takes it off the list.
 pub(super) struct Registered {
@@ -51,6 +55,7 @@ pub(super) fn cancel_lock(inner: &Inner) {
 pub(super) fn end_group(group: Option<u64>) {
     if let Some(g) = group {
         lock(&ENDED).insert(g);
+        ANY_ENDED.store(true, Ordering::Release);
     }
     for e in lock(&WAITING)
         .iter()
@@ -62,5 +67,5 @@ pub(super) fn end_group(group: Option<u64>) {
 
 /// Whether this group's environment has ended.
 pub(super) fn group_ended(group: u64) -> bool {
-    lock(&ENDED).contains(&group)
+    ANY_ENDED.load(Ordering::Acquire) && lock(&ENDED).contains(&group)
 }

@@ -199,12 +199,11 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
 /// symlink is not followed, and nothing else is even opened): the handle, the file's length
 /// and its permission bits (zero on Windows). `None` when nothing is there.
 pub fn open_appendable(path: &Path) -> Result<Option<(OwnedFile, u64, u32)>, PathError> {
-    let before = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    let kind = match platform::kind_at(path) {
+        Ok(kind) => kind,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let kind = platform::kind_of(&before);
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
@@ -263,10 +262,10 @@ const HELPER_STEM_MAX: usize = 160;
 /// The lock's file name as helper names carry it: whole when short, else its first bytes and a
 /// hash of all of it (FNV-1a, the same in every process, so contenders agree on the name of the
 /// takeover claim).
-fn helper_stem(path: &Path) -> String {
+fn helper_stem(path: &Path) -> std::borrow::Cow<'_, str> {
     let name = path
         .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
+        .map(|s| s.to_string_lossy())
         .unwrap_or_default();
     if name.len() <= HELPER_STEM_MAX {
         return name;
@@ -278,7 +277,7 @@ fn helper_stem(path: &Path) -> String {
     while !name.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}~{hash:016x}", &name[..cut])
+    format!("{}~{hash:016x}", &name[..cut]).into()
 }
 
 /// A fixed hidden name beside `path` for a helper file of that lock: `.<name>.<tag>`.

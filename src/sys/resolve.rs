@@ -12,6 +12,9 @@
 //! The directory found is kept open. On Linux every later operation names files through
 //! `/proc/self/fd/<fd>/<name>`: the kernel resolves that magic link straight to the open
 //! directory, so no component of the user's path is walked again between the check and the use.
+//! The calls an uncontended acquire and release make turn such a name back into a `*at` call on
+//! the descriptor itself ([`held_dir_name`]): the same directory, without the walk through
+//! `/proc`.
 //! Where `/proc` is missing (and on macOS) the physical path that was checked is used instead:
 //! it has no symlink left in it, and before each try of an acquire it must still lead to the
 //! open directory ([`LockDir::is_removed`]); a directory swapped in by someone allowed to write
@@ -419,6 +422,34 @@ fn components(p: &Path) -> std::collections::VecDeque<OsString> {
         .collect()
 }
 
+/// The prefix [`LockDir::join`] gives names in a directory held open (see [`via_proc`]).
+const HELD_PREFIX: &[u8] = b"/proc/self/fd/";
+
+/// `path` as the directory descriptor and the name it stands for, when it is one of
+/// [`LockDir::join`]'s `/proc/self/fd/<fd>/<name>` (`name` without a slash; `None` for the
+/// directory itself). The kernel resolves that magic link straight to descriptor `fd`, so a
+/// `*at` call on `fd` with `name` reaches exactly the same file - without first walking
+/// `/proc`, which is most of what such a call costs. `None` for every other path, which is
+/// then used as it is.
+pub fn held_dir_name(path: &Path) -> Option<(RawFd, Option<&OsStr>)> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let rest = path.as_os_str().as_bytes().strip_prefix(HELD_PREFIX)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 {
+        return None;
+    }
+    let fd: RawFd = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    match &rest[digits..] {
+        [] => Some((fd, None)),
+        [b'/', name @ ..] if !name.is_empty() && !name.contains(&b'/') => {
+            Some((fd, Some(OsStr::from_bytes(name))))
+        }
+        _ => None,
+    }
+}
+
 /// `/proc/self/fd/<fd>` when `/proc` is there to resolve it to this very directory. Whether it
 /// is is checked once per process (against the first directory opened), not per lock.
 #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 on every target
@@ -536,6 +567,33 @@ mod tests {
         let _ = std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777));
         assert!(open_lock_dir(&open, None, false).is_ok(), "sticky is fine");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn names_in_a_held_directory_become_at_arguments() {
+        let dir = temp("held");
+        let held = open_lock_dir(&dir, None, false).map_err(|e| format!("{e:?}"));
+        let Ok(held) = held else { return };
+        let joined = held.join(OsStr::new("x.lock"));
+        if cfg!(target_os = "linux") && joined.starts_with("/proc/self/fd") {
+            let fd = held.raw_fd();
+            assert_eq!(
+                held_dir_name(&joined),
+                Some((fd, Some(OsStr::new("x.lock"))))
+            );
+            let dir_only = PathBuf::from(format!("/proc/self/fd/{fd}"));
+            assert_eq!(held_dir_name(&dir_only), Some((fd, None)));
+        }
+        for other in [
+            "/proc/self/fd/",
+            "/proc/self/fd/3/a/b",
+            "/proc/self/fdx/3/a",
+            "/tmp/x.lock",
+            "/proc/self/fd/3x/a",
+        ] {
+            assert_eq!(held_dir_name(Path::new(other)), None, "{other}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -108,8 +108,15 @@ impl OwnedFile {
 
     /// The file's length and number of names, through the handle.
     pub fn stat(&self) -> io::Result<(u64, u64)> {
-        let m = self.file.metadata()?;
-        Ok((m.len(), m.nlink()))
+        use std::os::fd::AsRawFd;
+        // A plain fstat: every heartbeat makes this call, and it needs nothing `statx` adds.
+        // SAFETY: `st` is plain data filled by the call, on a descriptor we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(self.file.as_raw_fd(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        #[allow(clippy::unnecessary_cast)] // off_t and nlink_t differ per target
+        Ok((st.st_size as u64, st.st_nlink as u64))
     }
 }
 
@@ -118,12 +125,7 @@ impl OwnedFile {
 /// symlink swapped in since answers ELOOP, anything else swapped in is refused after the open
 /// (`O_NONBLOCK`, `O_NOCTTY`: opening a FIFO or a terminal neither waits nor adopts it).
 pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathError> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .append(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-    {
+    let file = match open_appending(path) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(PathError::NotRegular(FileKind::Symlink))
@@ -137,6 +139,55 @@ pub(super) fn open_append(path: &Path) -> Result<(OwnedFile, u64, u32), PathErro
     }
     let id = id_of(&meta);
     Ok((OwnedFile { file, id }, meta.len(), meta.mode()))
+}
+
+/// `open` for reading and appending, without following a symlink or waiting on a FIFO:
+/// `openat` for a name in a held directory (see `at_args`).
+fn open_appending(path: &Path) -> io::Result<File> {
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    #[cfg(target_os = "linux")]
+    if let Some((dir, name)) = at_args(path) {
+        use std::os::fd::FromRawFd;
+        let fd = loop {
+            // SAFETY: a NUL-terminated name that outlives the call.
+            let fd =
+                unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDWR | libc::O_APPEND | flags) };
+            let e = io::Error::last_os_error();
+            if fd >= 0 || e.kind() != io::ErrorKind::Interrupted {
+                break if fd >= 0 { Ok(fd) } else { Err(e) };
+            }
+        }?;
+        // SAFETY: just opened, owned by nobody else.
+        return Ok(unsafe { File::from_raw_fd(fd) });
+    }
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(flags)
+        .open(path)
+}
+
+/// The kind of file at `path`, without following a symlink: `fstatat` for a name in a held
+/// directory (see `at_args`).
+pub(super) fn kind_at(path: &Path) -> io::Result<FileKind> {
+    #[cfg(target_os = "linux")]
+    if let Some((dir, name)) = at_args(path) {
+        // SAFETY: `st` is plain data filled by the call; `name` outlives it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::Regular,
+            libc::S_IFLNK => FileKind::Symlink,
+            libc::S_IFDIR => FileKind::Directory,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFBLK | libc::S_IFCHR => FileKind::Device,
+            _ => FileKind::Other,
+        });
+    }
+    std::fs::symlink_metadata(path).map(|m| kind_of(&m))
 }
 
 /// Appends one byte to a file opened for appending and answers where that write ended: the
@@ -170,6 +221,25 @@ pub fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 /// The id of what is at `path` now, without following a symlink; `None` when nothing is.
 pub fn id_at(path: &Path) -> io::Result<Option<FileId>> {
+    #[cfg(target_os = "linux")]
+    if let Some((dir, name)) = at_args(path) {
+        // SAFETY: `st` is plain data filled by the call; `name` outlives it.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc == 0 {
+            #[allow(clippy::unnecessary_cast)] // dev_t and ino_t are not u64 on every target
+            return Ok(Some(FileId {
+                dev: st.st_dev as u64,
+                ino: st.st_ino as u64,
+            }));
+        }
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::NotFound {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(id_of(&m))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -196,13 +266,7 @@ fn write_new(
     if !named {
         // An anonymous file: nobody can see it before it is complete, and a crash leaves
         // nothing behind.
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(mode)
-            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-            .open(dir)
-        {
+        match open_anonymous(dir, mode) {
             Ok(mut file) => {
                 file.write_all(bytes)?;
                 let id = id_of(&file.metadata()?);
@@ -303,22 +367,83 @@ fn link_named(new: Unpublished, path: &Path) -> io::Result<OwnedFile> {
 #[cfg(target_os = "linux")]
 fn linkat_follow(from: &Path, to: &Path) -> io::Result<()> {
     let from = cstr(from)?;
-    let to = cstr(to)?;
+    let (dir, to) = match at_args(to) {
+        Some(held) => held,
+        None => (libc::AT_FDCWD, cstr(to)?),
+    };
     // SAFETY: both are valid NUL-terminated strings that outlive the call.
     let rc = unsafe {
         libc::linkat(
             libc::AT_FDCWD,
             from.as_ptr(),
-            libc::AT_FDCWD,
+            dir,
             to.as_ptr(),
             libc::AT_SYMLINK_FOLLOW,
         )
     };
+    cvt(rc)
+}
+
+/// An anonymous `O_TMPFILE` file in the directory `dir` (`openat` on a held directory's
+/// descriptor, see `at_args`).
+#[cfg(target_os = "linux")]
+fn open_anonymous(dir: &Path, mode: u32) -> io::Result<File> {
+    let flags = libc::O_RDWR | libc::O_TMPFILE | libc::O_CLOEXEC;
+    let Some((fd, None)) = super::resolve::held_dir_name(dir) else {
+        return OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(mode)
+            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+            .open(dir);
+    };
+    // SAFETY: a NUL-terminated name; the returned descriptor is new and ours alone.
+    let rc = unsafe { libc::openat(fd, c".".as_ptr(), flags, mode as libc::c_uint) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: just opened, owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(rc) })
+}
+
+/// A name in a directory held open (`/proc/self/fd/<fd>/<name>`, see
+/// `resolve::held_dir_name`) as the arguments of a `*at` call: that descriptor and the name.
+/// `None` for any other path, which the caller uses as it is.
+#[cfg(target_os = "linux")]
+fn at_args(path: &Path) -> Option<(libc::c_int, std::ffi::CString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let (fd, name) = super::resolve::held_dir_name(path)?;
+    Some((fd, std::ffi::CString::new(name?.as_bytes()).ok()?))
+}
+
+#[cfg(target_os = "linux")]
+fn cvt(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Renames `from` to `to`: `renameat` when both are names in one held directory.
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let (Some((a, from)), Some((b, to))) = (at_args(from), at_args(to)) {
+        // SAFETY: NUL-terminated names that outlive the call.
+        return cvt(unsafe { libc::renameat(a, from.as_ptr(), b, to.as_ptr()) });
+    }
+    std::fs::rename(from, to)
+}
+
+/// Removes the file `path`: `unlinkat` for a name in a held directory.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let Some((dir, name)) = at_args(path) {
+        // SAFETY: a NUL-terminated name that outlives the call.
+        return cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) });
+    }
+    std::fs::remove_file(path)
 }
 
 #[cfg(target_os = "linux")]

@@ -223,6 +223,11 @@ impl OwnedFile {
     }
 }
 
+/// The kind of file at `path`, without following a symlink.
+pub(super) fn kind_at(path: &Path) -> std::io::Result<FileKind> {
+    std::fs::symlink_metadata(path).map(|m| kind_of(&m))
+}
+
 /// Opens the regular file at `path` for appending (`FILE_APPEND_DATA`, no `FILE_WRITE_DATA`:
 /// every write lands at the end) and reading, without following a reparse point: the handle,
 /// its length and (Windows has none) zero permission bits.
@@ -482,4 +487,14 @@ pub fn at_exit(f: extern "C" fn()) {
     unsafe {
         libc::atexit(f);
     }
+}
+
+/// Renames `from` to `to` (the Unix side turns names in a held directory into `renameat`).
+pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+/// Removes the file `path`.
+pub fn remove_file(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
 }
