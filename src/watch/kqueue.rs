@@ -19,6 +19,8 @@
 //! a directory's descriptor removes its registration and any event still queued for it. So
 //! subscribers may close descriptors themselves; the thread only reads events.
 
+pub use super::pids::PidSub;
+use super::pids::{self, Watches};
 use super::{lock, Bell, DirId, Unwatched};
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -37,7 +39,8 @@ const WAKE: u64 = 0;
 struct Registry {
     kq: Option<OwnedFd>,
     dirs: BTreeMap<u64, Dir>,
-    pids: BTreeMap<u64, Pid>,
+    /// Watched processes (the kqueue filter is keyed by the pid itself).
+    pids: Watches<()>,
     next_id: u64,
 }
 
@@ -66,12 +69,6 @@ struct DirEntry {
 #[derive(Default)]
 struct DirState {
     gone: AtomicBool,
-}
-
-struct Pid {
-    pid: libc::pid_t,
-    bells: Vec<(u64, Arc<Bell>)>,
-    fired: Arc<AtomicBool>,
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -278,19 +275,6 @@ impl Drop for DirSub {
     }
 }
 
-pub struct PidSub {
-    entry: u64,
-    id: u64,
-    fired: Arc<AtomicBool>,
-}
-
-impl PidSub {
-    /// The process has exited (and the bell was rung for it).
-    pub fn has_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-}
-
 pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     let pid = match libc::pid_t::try_from(pid) {
         Ok(p) if p > 0 => p,
@@ -298,15 +282,8 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     };
     let mut reg = registry();
     let id = reg.id();
-    // Shared with the waiters already watching it; one that has exited is never shared.
-    let shared = reg
-        .pids
-        .iter_mut()
-        .find(|(_, p)| p.pid == pid && !p.fired.load(Ordering::Acquire));
-    if let Some((entry, p)) = shared {
-        p.bells.push((id, bell.clone()));
-        let (entry, fired) = (*entry, p.fired.clone());
-        return Ok(PidSub { entry, id, fired });
+    if let Some(sub) = pids::join(&mut reg.pids, pid.into(), id, bell) {
+        return Ok(sub);
     }
     let kq = reg.kq()?;
     // One shot: an exit is reported once, and the registration goes with it.
@@ -325,37 +302,20 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
             _ => refusal(e),
         });
     }
-    let fired = Arc::new(AtomicBool::new(false));
-    let p = Pid {
-        pid,
-        bells: vec![(id, bell.clone())],
-        fired: fired.clone(),
-    };
-    reg.pids.insert(id, p);
-    Ok(PidSub {
-        entry: id,
-        id,
-        fired,
-    })
+    Ok(pids::add(&mut reg.pids, pid.into(), (), id, bell))
 }
 
 impl Drop for PidSub {
     fn drop(&mut self) {
         let mut reg = registry();
-        let Some(p) = reg.pids.get_mut(&self.entry) else {
+        let Some(p) = pids::leave(&mut reg.pids, self) else {
             return;
         };
-        p.bells.retain(|(id, _)| *id != self.id);
-        if !p.bells.is_empty() {
-            return;
-        }
-        let (pid, fired) = (p.pid, p.fired.load(Ordering::Acquire));
-        reg.pids.remove(&self.entry);
-        if let (Some(kq), false) = (&reg.kq, fired) {
+        if let (Some(kq), false) = (&reg.kq, p.has_fired()) {
             // An error (it has just exited) leaves nothing registered.
             let _ = change(
                 kq.as_raw_fd(),
-                pid as usize,
+                p.pid as usize,
                 libc::EVFILT_PROC,
                 libc::EV_DELETE,
                 0,
@@ -411,8 +371,7 @@ fn dispatch(reg: &mut Registry, ev: &libc::kevent) {
     let key = ev.udata as usize as u64;
     if ev.filter == libc::EVFILT_PROC {
         if let Some(p) = reg.pids.get(&key) {
-            p.fired.store(true, Ordering::Release);
-            p.bells.iter().for_each(|(_, b)| b.ring());
+            p.fire(true);
         }
         return;
     }

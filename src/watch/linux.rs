@@ -11,6 +11,8 @@
 //! local disk; the caller only watches directories whose filesystem it trusts, so a hung
 //! network mount never stalls the mutex that other locks' waiters share.
 
+pub use super::pids::PidSub;
+use super::pids::{self, Watches};
 use super::{lock, Bell, Unwatched};
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
@@ -37,7 +39,8 @@ struct Registry {
     backend: Option<Backend>,
     /// By watch descriptor: inotify gives one per inode, whatever path reached it.
     dirs: BTreeMap<i32, Dir>,
-    pids: BTreeMap<u64, Pid>,
+    /// Watched processes, each through its pidfd.
+    pids: Watches<OwnedFd>,
     next_id: u64,
 }
 
@@ -65,15 +68,6 @@ struct DirEntry {
 #[derive(Default)]
 struct DirState {
     gone: AtomicBool,
-}
-
-/// One watched process, shared by every waiter of this process that waits for it.
-struct Pid {
-    pid: libc::pid_t,
-    fd: OwnedFd,
-    bells: Vec<(u64, Arc<Bell>)>,
-    /// Exited and rung; a pidfd stays readable after that, so it is polled no more.
-    fired: Arc<AtomicBool>,
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -219,20 +213,6 @@ impl Drop for DirSub {
     }
 }
 
-/// A waiter's interest in one process's exit.
-pub struct PidSub {
-    entry: u64,
-    id: u64,
-    fired: Arc<AtomicBool>,
-}
-
-impl PidSub {
-    /// The process has exited (and the bell was rung for it).
-    pub fn has_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-}
-
 pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return Err(Unwatched::Refused("EINVAL".into()));
@@ -241,17 +221,9 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
         return Err(Unwatched::Refused("EINVAL".into()));
     }
     let mut reg = registry();
-    // Shared with the waiters already watching this process. One that has exited is never
-    // shared: the pid may belong to a new process by now.
     let id = reg.id();
-    let shared = reg
-        .pids
-        .iter_mut()
-        .find(|(_, p)| p.pid == pid && !p.fired.load(Ordering::Acquire));
-    if let Some((entry, p)) = shared {
-        p.bells.push((id, bell.clone()));
-        let (entry, fired) = (*entry, p.fired.clone());
-        return Ok(PidSub { entry, id, fired });
+    if let Some(sub) = pids::join(&mut reg.pids, pid.into(), id, bell) {
+        return Ok(sub);
     }
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1. It
     // refers to the process that has the pid now; the caller proved just before that this
@@ -267,42 +239,21 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     // SAFETY: a fresh descriptor that nobody else owns (pidfd_open sets close-on-exec).
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     reg.backend()?.poke();
-    let fired = Arc::new(AtomicBool::new(false));
-    reg.pids.insert(
-        id,
-        Pid {
-            pid,
-            fd,
-            bells: vec![(id, bell.clone())],
-            fired: fired.clone(),
-        },
-    );
-    Ok(PidSub {
-        entry: id,
-        id,
-        fired,
-    })
+    Ok(pids::add(&mut reg.pids, pid.into(), fd, id, bell))
 }
 
 impl Drop for PidSub {
     fn drop(&mut self) {
         let mut reg = registry();
-        let Some(p) = reg.pids.get_mut(&self.entry) else {
-            return;
-        };
-        p.bells.retain(|(id, _)| *id != self.id);
-        if !p.bells.is_empty() {
-            return;
-        }
-        let Some(p) = reg.pids.remove(&self.entry) else {
+        let Some(p) = pids::leave(&mut reg.pids, self) else {
             return;
         };
         match &mut reg.backend {
             Some(b) => {
-                b.closing.push(p.fd);
+                b.closing.push(p.os);
                 b.poke();
             }
-            None => drop(p.fd),
+            None => drop(p.os),
         }
     }
 }
@@ -329,8 +280,8 @@ fn run(inotify: RawFd, wake: RawFd) {
             fds.push(pollfd(inotify));
             fds.push(pollfd(wake));
             let watched = reg.pids.iter();
-            for (id, p) in watched.filter(|(_, p)| !p.fired.load(Ordering::Acquire)) {
-                fds.push(pollfd(p.fd.as_raw_fd()));
+            for (id, p) in watched.filter(|(_, p)| !p.has_fired()) {
+                fds.push(pollfd(p.os.as_raw_fd()));
                 pid_ids.push(*id);
             }
         }
@@ -362,10 +313,7 @@ fn run(inotify: RawFd, wake: RawFd) {
             let reg = registry();
             for id in exited {
                 if let Some(p) = reg.pids.get(&id) {
-                    p.fired.store(true, Ordering::Release);
-                    if !dropped_by_fault() {
-                        p.bells.iter().for_each(|(_, b)| b.ring());
-                    }
+                    p.fire(!dropped_by_fault());
                 }
             }
         }

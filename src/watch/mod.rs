@@ -32,6 +32,9 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+mod pids;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

@@ -16,6 +16,8 @@
 //! list that did not fit (no bytes, or `ERROR_NOTIFY_ENUM_DIR`) rings every waiter of that
 //! directory.
 
+pub use super::pids::PidSub;
+use super::pids::{self, Watches};
 use super::windows_read::{last_error, new_event, refusal, DirRead, Read};
 use super::{lock, Bell, DirId, Unwatched};
 use std::collections::BTreeMap;
@@ -42,7 +44,8 @@ const START_WAIT: Duration = Duration::from_secs(1);
 struct Registry {
     backend: Option<Backend>,
     dirs: BTreeMap<u64, Dir>,
-    pids: BTreeMap<u64, Pid>,
+    /// Watched processes, each through a process handle.
+    pids: Watches<OwnedHandle>,
     next_id: u64,
 }
 
@@ -76,14 +79,6 @@ struct DirState {
     gone: AtomicBool,
     /// Rung by the thread once the first read is made (or has failed).
     started: Bell,
-}
-
-struct Pid {
-    pid: u32,
-    handle: OwnedHandle,
-    bells: Vec<(u64, Arc<Bell>)>,
-    /// Exited and rung; a process handle stays signalled after that, so it is waited on no more.
-    fired: Arc<AtomicBool>,
 }
 
 fn registry() -> MutexGuard<'static, Registry> {
@@ -232,20 +227,6 @@ impl Drop for DirSub {
     }
 }
 
-/// A waiter's interest in one process's exit.
-pub struct PidSub {
-    entry: u64,
-    id: u64,
-    fired: Arc<AtomicBool>,
-}
-
-impl PidSub {
-    /// The process has exited (and the bell was rung for it).
-    pub fn has_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
-    }
-}
-
 pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     let Ok(pid) = u32::try_from(pid) else {
         return Err(Unwatched::Refused("EINVAL".into()));
@@ -255,16 +236,8 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
     }
     let mut reg = registry();
     let id = reg.id();
-    // Shared with the waiters already watching it; one that has exited is never shared: the
-    // pid may belong to a new process by now.
-    let shared = reg
-        .pids
-        .iter_mut()
-        .find(|(_, p)| p.pid == pid && !p.fired.load(Ordering::Acquire));
-    if let Some((entry, p)) = shared {
-        p.bells.push((id, bell.clone()));
-        let (entry, fired) = (*entry, p.fired.clone());
-        return Ok(PidSub { entry, id, fired });
+    if let Some(sub) = pids::join(&mut reg.pids, pid.into(), id, bell) {
+        return Ok(sub);
     }
     if reg.full() {
         return Err(Unwatched::Refused("too many watches".into()));
@@ -285,42 +258,21 @@ pub fn watch_pid(pid: i64, bell: &Arc<Bell>) -> Result<PidSub, Unwatched> {
         return Err(Unwatched::Exited);
     }
     reg.backend()?.poke();
-    let fired = Arc::new(AtomicBool::new(false));
-    reg.pids.insert(
-        id,
-        Pid {
-            pid,
-            handle,
-            bells: vec![(id, bell.clone())],
-            fired: fired.clone(),
-        },
-    );
-    Ok(PidSub {
-        entry: id,
-        id,
-        fired,
-    })
+    Ok(pids::add(&mut reg.pids, pid.into(), handle, id, bell))
 }
 
 impl Drop for PidSub {
     fn drop(&mut self) {
         let mut reg = registry();
-        let Some(p) = reg.pids.get_mut(&self.entry) else {
-            return;
-        };
-        p.bells.retain(|(id, _)| *id != self.id);
-        if !p.bells.is_empty() {
-            return;
-        }
-        let Some(p) = reg.pids.remove(&self.entry) else {
+        let Some(p) = pids::leave(&mut reg.pids, self) else {
             return;
         };
         match &mut reg.backend {
             Some(b) => {
-                b.closing.push(p.handle);
+                b.closing.push(p.os);
                 b.poke();
             }
-            None => drop(p.handle),
+            None => drop(p.os),
         }
     }
 }
@@ -351,11 +303,8 @@ fn run() {
             }
             let reads = reg.dirs.values().filter(|d| d.read.is_pending());
             handles.extend(reads.map(|d| d.read.event()));
-            let live = reg
-                .pids
-                .values()
-                .filter(|p| !p.fired.load(Ordering::Acquire));
-            handles.extend(live.map(|p| p.handle.as_raw_handle() as HANDLE));
+            let live = reg.pids.values().filter(|p| !p.has_fired());
+            handles.extend(live.map(|p| p.os.as_raw_handle() as HANDLE));
             (retiring, closing)
         };
         if !retiring.is_empty() || !closing.is_empty() {
@@ -432,17 +381,10 @@ fn check_dirs(reg: &mut Registry) {
 }
 
 fn check_pids(reg: &Registry) {
-    for p in reg
-        .pids
-        .values()
-        .filter(|p| !p.fired.load(Ordering::Acquire))
-    {
+    for p in reg.pids.values().filter(|p| !p.has_fired()) {
         // SAFETY: our process handle; a zero timeout only asks whether it has ended.
-        if unsafe { WaitForSingleObject(p.handle.as_raw_handle() as HANDLE, 0) } == WAIT_OBJECT_0 {
-            p.fired.store(true, Ordering::Release);
-            if !dropped_by_fault() {
-                p.bells.iter().for_each(|(_, b)| b.ring());
-            }
+        if unsafe { WaitForSingleObject(p.os.as_raw_handle() as HANDLE, 0) } == WAIT_OBJECT_0 {
+            p.fire(!dropped_by_fault());
         }
     }
 }
