@@ -423,6 +423,7 @@ fn components(p: &Path) -> std::collections::VecDeque<OsString> {
 }
 
 /// The prefix [`LockDir::join`] gives names in a directory held open (see [`via_proc`]).
+#[cfg(target_os = "linux")]
 const HELD_PREFIX: &[u8] = b"/proc/self/fd/";
 
 /// `path` as the directory descriptor and the name it stands for, when it is one of
@@ -430,11 +431,9 @@ const HELD_PREFIX: &[u8] = b"/proc/self/fd/";
 /// directory itself). The kernel resolves that magic link straight to descriptor `fd`, so a
 /// `*at` call on `fd` with `name` reaches exactly the same file - without first walking
 /// `/proc`, which is most of what such a call costs. `None` for every other path, which is
-/// then used as it is.
+/// then used as it is. Linux only: elsewhere no name is made through `/proc`.
+#[cfg(target_os = "linux")]
 pub fn held_dir_name(path: &Path) -> Option<(RawFd, Option<&OsStr>)> {
-    if !cfg!(target_os = "linux") {
-        return None;
-    }
     let rest = path.as_os_str().as_bytes().strip_prefix(HELD_PREFIX)?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || digits > 9 {
@@ -570,6 +569,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn names_in_a_held_directory_become_at_arguments() {
         let dir = temp("held");
         let held = open_lock_dir(&dir, None, false).map_err(|e| format!("{e:?}"));
