@@ -3,10 +3,8 @@
 // plugins and the `leaselock` command record about the process that holds a lock.
 
 const nodePath = require('node:path')
-const { constants } = require('./native.js').binding
-
 /** The lease's cap on metadata, in bytes of JSON: the engine's own number (it refuses more). */
-const METADATA_LIMIT = constants().metadataLimit
+const { METADATA_LIMIT } = require('./constants.js')
 /** A command line longer than this is shortened in the lease (the command itself runs in full). */
 const COMMAND_LINE_MAX = 1000
 
