@@ -24,6 +24,10 @@ mod unix;
 use unix as platform;
 #[cfg(unix)]
 pub use unix::*;
+#[cfg(unix)]
+mod unix_process;
+#[cfg(unix)]
+pub use unix_process::*;
 
 #[cfg(unix)]
 mod resolve;
