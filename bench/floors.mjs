@@ -11,6 +11,15 @@ const BINARY = path.join(ROOT, 'target', 'release', 'examples', process.platform
 
 let built = false
 
+/** How many threads process `pid` has (1 where /proc cannot tell): a floor shaped like it has as many. */
+export function taskCount(pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).length
+  } catch {
+    return 1
+  }
+}
+
 /** Builds the floor program once per run; null where it measures nothing (not Linux). */
 export function floorBinary() {
   if (process.platform !== 'linux') return null
@@ -21,23 +30,28 @@ export function floorBinary() {
   return BINARY
 }
 
-/** `count` acquire+release pairs' worth of system calls in `dir`: each pair's time in ms. */
-export function safePairs(dir, count) {
+/**
+ * `count` acquire+release pairs' worth of system calls in `dir`: each pair's time in ms. With
+ * `threads`, the floor process has that many idle threads besides its own, as a Node process
+ * does (its descriptor table is then shared, which makes every call on a descriptor dearer).
+ */
+export function safePairs(dir, count, threads = 0) {
   const bin = floorBinary()
   if (!bin) return []
-  const out = execFileSync(bin, ['pair', dir, String(count)], { encoding: 'utf8' })
+  const out = execFileSync(bin, ['pair', dir, String(count), String(threads)], { encoding: 'utf8' })
   return JSON.parse(out).map((us) => us / 1000)
 }
 
 /**
- * A process that holds `n` open files in `dir` and renews each every `ms` as a heartbeat does;
- * resolves with its pid once ready, and `stop()` ends it. Null where there is no floor program.
+ * A process that holds `n` open files in `dir` and renews each every `ms` as a heartbeat does
+ * (with `threads` idle threads besides, as above); resolves with its pid once ready, and
+ * `stop()` ends it. Null where there is no floor program.
  */
-export async function renewalFloor(dir, n, ms) {
+export async function renewalFloor(dir, n, ms, threads = 0) {
   const bin = floorBinary()
   if (!bin) return null
   fs.mkdirSync(dir, { recursive: true })
-  const proc = spawn(bin, ['idle', dir, String(n), String(ms)], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const proc = spawn(bin, ['idle', dir, String(n), String(ms), String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] })
   proc.stdin.on('error', () => {})
   const exited = new Promise((resolve) => proc.on('exit', resolve))
   await new Promise((resolve, reject) => {

@@ -14,7 +14,7 @@ import path from 'node:path'
 import readline from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { summary, mean, stddev, formatValue, formatRange, formatMs, markdownTable } from './stats.mjs'
-import { safePairs, renewalFloor } from './floors.mjs'
+import { safePairs, renewalFloor, taskCount } from './floors.mjs'
 import { benchRedis } from './redis.mjs'
 
 const require = createRequire(import.meta.url)
@@ -298,20 +298,30 @@ async function benchSync() {
   // The safe floor, round by round between ours: the same system calls as our pair, from a
   // plain native loop (bench/floors.mjs).
   const times = new Map(variants.map(([name]) => [name, []]))
+  // Once single-threaded (the target's floor), once with as many threads as this process has
+  // (ours run here): see bench/README.md.
   const safe = []
+  const safeThreaded = []
+  const threads = taskCount(process.pid) - 1
   for (let r = 0; r < P.syncRounds; r++) {
     for (const [name, values] of await interleaved(variants, 1, P.syncBatch, false)) times.get(name).push(...values)
     safe.push(...safePairs(dir, P.syncBatch))
+    safeThreaded.push(...safePairs(dir, P.syncBatch, threads))
   }
   const floorName = variants[variants.length - 1][0]
   const floor = summary(times.get(floorName)).median
   const safeFloor = safe.length ? summary(safe).median : NaN
-  const ratios = (median) => `${(median / safeFloor).toFixed(2)}x safe floor, ${(median / floor).toFixed(2)}x open(wx) floor`
+  const threadedFloor = safeThreaded.length ? summary(safeThreaded).median : NaN
+  const ratios = (median) =>
+    `${(median / safeFloor).toFixed(2)}x safe floor (${(median / threadedFloor).toFixed(2)}x with threads), ${(median / floor).toFixed(2)}x open(wx) floor`
   const rows = variants.map(([name]) => {
     const s = summary(times.get(name))
     return { variant: name, unit: 'ms', stats: s, note: name === floorName ? '1.00x open(wx) floor (unsafe)' : ratios(s.median) }
   })
   if (safe.length) rows.push(row('safe floor: the same system calls, plain native loop', 'ms', safe, '1.00x safe floor'))
+  if (safeThreaded.length) {
+    rows.push(row(`safe floor with ${threads} idle threads, as many as this process has`, 'ms', safeThreaded, `${(threadedFloor / safeFloor).toFixed(2)}x safe floor`))
+  }
   const worst = Math.max(...rows.filter((r) => r.variant.startsWith('ours')).map((r) => r.stats.median / safeFloor))
   if (busy) rows[0].note += `; ${busy} spurious ELOCKBUSY retried`
   return {
@@ -483,17 +493,22 @@ async function benchIdle() {
   const slices = 10
   const samples = counts.map(() => [])
   const held = []
-  // The renewal floor: 1000 open files renewed like heartbeats by a plain native loop.
-  const floorSamples = []
-  let floor = null
+  // The renewal floor: 1000 open files renewed like heartbeats by a plain native loop; once
+  // single-threaded, once with as many threads as the child holding 1000 locks has.
+  const floors = []
+  let threads = 0
   try {
     await Promise.all(kids.map((k) => k.expect('READY', 60_000)))
-    floor = await renewalFloor(tmpDir('idle-floor'), 1000, 250)
+    threads = taskCount(kids[kids.length - 1].proc.pid) - 1
+    for (const t of [0, threads]) {
+      const proc = await renewalFloor(tmpDir(`idle-floor-${t}`), 1000, 250, t)
+      if (proc) floors.push({ threads: t, proc, samples: [] })
+    }
     await sleep(1000) // past the acquisitions and the first heartbeats
     // Sampled from outside (/proc), so that measuring costs the children nothing.
     const sampleAll = () => {
       kids.forEach((k, i) => samples[i].push(procSample(k.proc.pid)))
-      if (floor) floorSamples.push(procSample(floor.pid))
+      for (const f of floors) f.samples.push(procSample(f.proc.pid))
     }
     sampleAll()
     for (let s = 0; s < slices; s++) {
@@ -504,7 +519,7 @@ async function benchIdle() {
     for (const k of kids) held.push(Number(await k.expect('HELD')))
   } finally {
     await stopAll(kids)
-    if (floor) await floor.stop()
+    for (const f of floors) await f.proc.stop()
   }
   const rows = []
   const result = {}
@@ -526,16 +541,19 @@ async function benchIdle() {
     result[n] = { cpu: summary(cpu).median, rss: summary(rssAbove).median, held: held[i] }
   })
   const k = result[1000]
-  const floorCpu = []
-  for (let s = 1; s < floorSamples.length; s++) {
-    const [a, b] = [floorSamples[s - 1], floorSamples[s]]
-    floorCpu.push(((b.cpuNs - a.cpuNs) / 1e6 / (b.at - a.at)) * 100)
-  }
-  // Ours above the baseline process (Node and the addon doing nothing), against the floor.
-  const ratio = floorCpu.length ? (k.cpu - result[0].cpu) / summary(floorCpu).median : NaN
-  if (floorCpu.length) {
-    rows.push(row('renewal floor: 1000 files, fstat+pwrite every 250 ms (fstatat of the name every 4th), plain native loop: CPU', '%', floorCpu, `1000 locks above baseline: ${ratio.toFixed(2)}x this floor`))
-  }
+  // Ours above the baseline process (Node and the addon doing nothing), against each floor.
+  const ratios = floors.map((f) => {
+    const cpu = []
+    for (let s = 1; s < f.samples.length; s++) {
+      const [a, b] = [f.samples[s - 1], f.samples[s]]
+      cpu.push(((b.cpuNs - a.cpuNs) / 1e6 / (b.at - a.at)) * 100)
+    }
+    const r = (k.cpu - result[0].cpu) / summary(cpu).median
+    const shape = f.threads ? `, with ${f.threads} idle threads as the holder has` : ''
+    rows.push(row(`renewal floor: 1000 files, fstat+pwrite every 250 ms (fstatat of the name every 4th), plain native loop${shape}: CPU`, '%', cpu, `1000 locks above baseline: ${r.toFixed(2)}x this floor`))
+    return r
+  })
+  const ratio = ratios.length ? ratios[0] : NaN
   return {
     title: `Idle cost of holding N locks (${IDLE_SECONDS} s in ${slices} slices; CPU in % of one core)`,
     rows,

@@ -1,10 +1,17 @@
 //! The benchmark's floors: the system calls a lock makes, issued by a plain native loop with no
 //! lock logic, no JavaScript and no N-API around them (see bench/README.md).
 //!
-//!   syscall_floor pair <dir> <count>      one acquire+release's calls per pair; prints each
+//!   syscall_floor pair <dir> <count> [threads]
+//!                                         one acquire+release's calls per pair; prints each
 //!                                         pair's time in microseconds, one JSON array
-//!   syscall_floor idle <dir> <n> <ms>     holds n open files and renews each every <ms> as a
+//!   syscall_floor idle <dir> <n> <ms> [threads]
+//!                                         holds n open files and renews each every <ms> as a
 //!                                         heartbeat does; prints READY, runs until stdin closes
+//!
+//! With `threads`, that many idle threads exist meanwhile. A process with more than one thread
+//! shares its descriptor table, and then the kernel takes and drops a reference on every
+//! descriptor a call uses, which a single-threaded process skips; a Node process always has
+//! several threads, so the bench reports the floor both ways.
 //!
 //! The calls are the ones `strace` shows for `acquireSync()` + `releaseSync()` on Linux: the
 //! lock's directory resolved from `/` one component at a time (`openat` with `O_PATH` and
@@ -20,21 +27,35 @@
 #[cfg(target_os = "linux")]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: syscall_floor pair <dir> <count> | idle <dir> <n> <ms>";
+    let usage = "usage: syscall_floor pair <dir> <count> [threads] | idle <dir> <n> <ms> [threads]";
     match args.get(1).map(String::as_str) {
-        Some("pair") if args.len() == 4 => {
+        Some("pair") if args.len() == 4 || args.len() == 5 => {
             let count = args[3].parse().expect(usage);
+            idle_threads(args.get(4), usage);
             linux::pairs(std::path::Path::new(&args[2]), count);
         }
-        Some("idle") if args.len() == 5 => {
+        Some("idle") if args.len() == 5 || args.len() == 6 => {
             let n = args[3].parse().expect(usage);
             let ms = args[4].parse().expect(usage);
+            idle_threads(args.get(5), usage);
             linux::idle(std::path::Path::new(&args[2]), n, ms);
         }
         _ => {
             eprintln!("{usage}");
             std::process::exit(2);
         }
+    }
+}
+
+/// Starts `count` threads that only exist (parked until the process exits), so that the calls
+/// are made by a process with a shared descriptor table, as in Node.
+#[cfg(target_os = "linux")]
+fn idle_threads(count: Option<&String>, usage: &str) {
+    let count: usize = count.map_or(0, |t| t.parse().expect(usage));
+    for _ in 0..count {
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
     }
 }
 
