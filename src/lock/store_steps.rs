@@ -238,6 +238,7 @@ fn renew_in(
         None => current.clone(),
     }
     .with_heartbeat(now, boot);
+    crate::faults::point("store.renew.before-write");
     let mut holding = Holding::new(file, current, written);
     holding.how = HOW;
     match holding.replace(at, fresh, opts.file_mode) {
@@ -296,6 +297,7 @@ fn remove_in(at: &Path, owner_id: &str) -> Result<bool, LockError> {
         if !carries_at(at, owner_id)? {
             return Ok(false);
         }
+        crate::faults::point("store.remove.before-move");
         let private = sys::private_name(at, "release");
         match sys::rename(at, &private) {
             Ok(()) => {}
