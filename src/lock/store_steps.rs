@@ -133,6 +133,10 @@ fn claim_in(
     let name = at.file_name().unwrap_or_default();
     for _ in 0..opts.retry_limit.max(1) {
         lease.token = counter.advance()?;
+        // Stamped now, not when the caller made the record (perhaps before a long wait): a
+        // lease must never reach the path already old.
+        let now = owner::unix_nanos(SystemTime::now());
+        *lease = lease.with_heartbeat(now, sys::boot_nanos());
         let bytes = lease.encode();
         match sys::publish_creating_parents(at, &bytes, opts.file_mode, opts.dir_mode) {
             Ok(file) => match confirmed(&mut counter, at, file, lease, bytes, opts)? {

@@ -197,6 +197,29 @@ fn a_go_lease_is_read_and_respected_until_it_is_stale() {
 }
 
 #[test]
+fn a_claim_stamps_its_heartbeat_when_it_publishes_not_when_its_record_was_made() {
+    runtime().block_on(async {
+        let path = temp_dir("stamp").join("s.lock");
+        let k = key(&path);
+        let store = FileStore::new(lock::Options::default());
+        // A record made before a long wait.
+        let old = record_of("waited", TTL * 10);
+        assert!(matches!(
+            store.claim(&k, "waited", &old, TTL).await.unwrap(),
+            Claim::Granted { .. }
+        ));
+        let other = record_of("other", Duration::ZERO);
+        match store.claim(&k, "other", &other, TTL).await.unwrap() {
+            Claim::Held { holder } => {
+                assert_eq!(holder.owner_id, "waited");
+                assert!(holder.ttl_left.is_some_and(|t| t > TTL / 2));
+            }
+            Claim::Granted { .. } => panic!("a lease just published was taken as expired"),
+        }
+    });
+}
+
+#[test]
 fn content_that_is_not_a_lease_is_held_and_never_touched() {
     runtime().block_on(async {
         let dir = temp_dir("foreign");
