@@ -50,6 +50,10 @@ impl Found {
             left: None,
         }
     }
+
+    fn is_foreign(&self) -> bool {
+        self.lease.is_none() && self.limit.is_none()
+    }
 }
 
 /// The outcome of [`claim`].
@@ -157,7 +161,7 @@ fn claim_in(
             continue;
         };
         let (expired, found) = judged(&snap, opts);
-        if found.lease.is_none() && found.limit.is_none() {
+        if found.is_foreign() {
             // Somebody's data: left alone, with nothing new beside it.
             counter.discard_if_new();
             return Ok(Claimed::Held(found));

@@ -103,7 +103,8 @@ pub trait Watch: Send {
 
 /// Where leases live. Every method is one atomic step on the store, and every write compares
 /// the owner first, so a late holder can never extend or delete a newer owner's lease.
-/// Expiry is the store's own: no client compares clocks with another.
+/// Expiry is the store's own: no client compares clocks with another. (The file store has no
+/// server: there a lease expires by its age as each claimant judges it; see [`file`].)
 pub trait LeaseStore: Send + Sync + 'static {
     type Watch: Watch + 'static;
 
