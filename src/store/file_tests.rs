@@ -455,3 +455,123 @@ fn a_waiter_is_woken_by_a_release_through_the_directory_not_by_its_poll() {
         }
     });
 }
+
+/// Set in a child process started by the test below: `<role>|<lock path>|<log path>|<rounds>`.
+const CHILD_ENV: &str = "LEASELOCK_FILESTORE_CHILD";
+
+/// Runs only inside a child started by the test below (otherwise it passes at once): takes the
+/// lock `rounds` times - through the file store's session (`store`) or the engine's `Lock`
+/// (`engine`) - and logs each holding to the shared log, one append at entry, one at exit.
+#[test]
+fn child_holder() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let (role, path, log, rounds) = (parts[0], parts[1], parts[2], parts[3]);
+    let rounds: usize = rounds.parse().unwrap();
+    let append = |line: String| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+        f.write_all(line.as_bytes()).unwrap();
+    };
+    let me = std::process::id();
+    let long = Duration::from_secs(60);
+    // All children start together: the test creates the gate once every one is running.
+    let gate = Path::new(log).with_extension("go");
+    while !gate.exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Held for a moment, so that the others are waiting meanwhile.
+    let hold = || std::thread::sleep(Duration::from_millis(2));
+    match role {
+        "store" => runtime().block_on(async {
+            let store = Arc::new(FileStore::new(lock::Options::default()));
+            let on_store = StoreLock::new(
+                store,
+                path.to_string(),
+                StoreOptions {
+                    ttl: Duration::from_secs(3),
+                    renew_every: Duration::from_millis(250),
+                },
+            );
+            for _ in 0..rounds {
+                let until = Instant::now() + long;
+                let got = on_store
+                    .acquire(Deadline::At(until), None, None, None)
+                    .await;
+                let token = got.unwrap().token;
+                append(format!("enter {me} {token}\n"));
+                hold();
+                append(format!("leave {me} {token}\n"));
+                assert!(on_store.release().await.unwrap());
+            }
+        }),
+        _ => {
+            let engine = lock::Lock::new(PathBuf::from(path), lock::Options::default(), 0);
+            for _ in 0..rounds {
+                let wait = Wait::for_duration(Some(long), None);
+                engine.acquire(&wait, None, None, None).unwrap();
+                let token = engine.token().unwrap();
+                append(format!("enter {me} {token}\n"));
+                hold();
+                append(format!("leave {me} {token}\n"));
+                assert!(engine.release().unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn processes_on_the_store_and_on_the_engine_never_hold_one_path_together() {
+    const ROUNDS: usize = 20;
+    let dir = temp_dir("processes");
+    let path = dir.join("shared.lock");
+    let log = dir.join("log");
+    std::fs::write(&log, b"").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = ["store", "engine", "store", "engine"]
+        .iter()
+        .map(|role| {
+            let spec = format!("{role}|{}|{}|{ROUNDS}", path.display(), log.display());
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "store::file_tests::child_holder",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, spec)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::fs::write(log.with_extension("go"), b"").unwrap();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4 * ROUNDS * 2);
+    let mut last_token = 0u64;
+    for pair in lines.chunks(2) {
+        let enter: Vec<&str> = pair[0].split(' ').collect();
+        let leave: Vec<&str> = pair[1].split(' ').collect();
+        // Nobody entered between a holder's entry and its exit.
+        assert_eq!(enter[0], "enter", "{pair:?}");
+        assert_eq!(leave[0], "leave", "{pair:?}");
+        assert_eq!(enter[1..], leave[1..], "{pair:?}");
+        let token: u64 = enter[2].parse().unwrap();
+        assert!(token > last_token, "{token} after {last_token}");
+        last_token = token;
+    }
+    // The holders took turns (one process after another would change holder 3 times).
+    let holders: Vec<&str> = lines
+        .iter()
+        .step_by(2)
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
+    let turns = holders.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(turns >= 8, "only {turns} changes of holder");
+    let _ = std::fs::remove_dir_all(&dir);
+}
