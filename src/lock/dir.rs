@@ -47,28 +47,33 @@ impl Inner {
 
     /// `e` with the path the user gave in place of the held directory's prefix.
     pub(super) fn shown(&self, e: LockError) -> LockError {
-        let guard = lock(&self.dir);
-        let Some(d) = guard.as_ref() else {
-            return e;
-        };
-        let user_dir = sys::parent_dir(&self.path);
-        let fix = |p: PathBuf| d.relative(&p).map_or(p.clone(), |r| user_dir.join(r));
-        match e {
-            LockError::Io { op, path, source } => LockError::Io {
-                op,
-                path: fix(path),
-                source,
-            },
-            LockError::NotACounter { path, why } => LockError::NotACounter {
-                path: fix(path),
-                why,
-            },
-            LockError::NotMovable(mut b) => {
-                b.path = fix(b.path);
-                LockError::NotMovable(b)
-            }
-            other => other,
+        match lock(&self.dir).as_ref() {
+            Some(d) => shown(d, &self.path, e),
+            None => e,
         }
+    }
+}
+
+/// `e` with the directory of `user_path` (the lock path the user gave) in place of the prefix of
+/// the held directory `d`.
+pub(super) fn shown(d: &LockDir, user_path: &Path, e: LockError) -> LockError {
+    let user_dir = sys::parent_dir(user_path);
+    let fix = |p: PathBuf| d.relative(&p).map_or(p.clone(), |r| user_dir.join(r));
+    match e {
+        LockError::Io { op, path, source } => LockError::Io {
+            op,
+            path: fix(path),
+            source,
+        },
+        LockError::NotACounter { path, why } => LockError::NotACounter {
+            path: fix(path),
+            why,
+        },
+        LockError::NotMovable(mut b) => {
+            b.path = fix(b.path);
+            LockError::NotMovable(b)
+        }
+        other => other,
     }
 }
 

@@ -7,7 +7,8 @@
 //! [`identity`] (recognising files by inode or by content), [`exit`] (release at the end of
 //! the process or a worker, bounded), [`dir`] (the lock's directory, held open), [`inspect`]
 //! (reading without taking), [`token`] (fencing tokens, and why they follow the order of
-//! holders), [`options`] and [`error`]. The heartbeat threads are
+//! holders), [`store_steps`] (the same files as a lease store: one claim, renewal, removal or
+//! read at a time), [`options`] and [`error`]. The heartbeat threads are
 //! [`crate::heartbeat`]; a lock is one of the things they beat ([`beat`]).
 
 mod beat;
@@ -21,6 +22,7 @@ mod judge;
 mod options;
 mod release;
 mod renew;
+pub mod store_steps;
 mod takeover;
 #[cfg(test)]
 mod tests;
@@ -36,7 +38,7 @@ pub use inspect::{inspect, Inspected};
 pub use judge::{Assessment, Holder, Thresholds};
 pub use options::{Options, METADATA_LIMIT};
 pub use renew::LossHandler;
-pub use wait::{Cancel, Wait, SAFETY_POLL};
+pub use wait::{notifications_trusted, Cancel, Wait, SAFETY_POLL, WAIT_POLL};
 
 use crate::heartbeat::{self, Heartbeats};
 use crate::lease::Lease;

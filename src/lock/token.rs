@@ -49,6 +49,7 @@
 
 use super::error::LockError;
 use super::identity::{self, Recognise};
+use super::options::Options;
 use super::renew::Holding;
 use super::{release, Assessment, Attempt, Inner};
 use crate::sys::{self, FileKind, OwnedFile, PathError};
@@ -342,23 +343,39 @@ impl Inner {
         &self,
         path: &Path,
         slot: &mut Option<Counter>,
-        mut holding: Box<Holding>,
+        holding: Box<Holding>,
         reclaimed: Option<Box<Assessment>>,
         how: Recognise,
     ) -> Result<Attempt, LockError> {
-        let mode = self.opts.file_mode;
-        let confirmed = match slot.as_mut() {
-            Some(counter) => confirm(counter, path, &mut holding, how, mode),
-            None => Ok(true),
-        };
-        if let Ok(true) = confirmed {
-            *slot = None;
-            return Ok(Attempt::Acquired(holding, reclaimed));
+        match confirm_or_give_up(slot.as_mut(), path, holding, how, &self.opts)? {
+            Some(holding) => {
+                *slot = None;
+                Ok(Attempt::Acquired(holding, reclaimed))
+            }
+            None => Ok(Attempt::Contended { pause: true }),
         }
-        holding.how = how;
-        let _ = release::release(path, holding, &self.opts);
-        confirmed.map(|_| Attempt::Contended { pause: true })
     }
+}
+
+/// Confirms the token of a lease just published at `path` (see [`confirm`]; no counter: no
+/// token to confirm), or releases the lease again. `None`: given up.
+pub(super) fn confirm_or_give_up(
+    counter: Option<&mut Counter>,
+    path: &Path,
+    mut holding: Box<Holding>,
+    how: Recognise,
+    opts: &Options,
+) -> Result<Option<Box<Holding>>, LockError> {
+    let confirmed = match counter {
+        Some(counter) => confirm(counter, path, &mut holding, how, opts.file_mode),
+        None => Ok(true),
+    };
+    if let Ok(true) = confirmed {
+        return Ok(Some(holding));
+    }
+    holding.how = how;
+    let _ = release::release(path, holding, opts);
+    confirmed.map(|_| None)
 }
 
 /// `e`, after letting go of the counter - and removing it if this try created it beside a

@@ -183,7 +183,7 @@ const FRESH_LIMIT: u32 = 3;
 /// Whether change notifications on the filesystem of `path` can be trusted: only on a local
 /// disk do they report what every process does, and only there is setting up a watch sure to
 /// be quick (it resolves the path under a mutex that all waiters of the process share).
-fn notifications_trusted(path: &Path) -> bool {
+pub fn notifications_trusted(path: &Path) -> bool {
     crate::sys::fskind::of_path(crate::sys::parent_dir(path)).is_ok_and(|i| i.kind.is_local())
 }
 

@@ -1,11 +1,14 @@
-//! Lease stores: a place other than a lock file where a lease can live (a Redis or Valkey
-//! server today; etcd or the file store itself could follow).
+//! Lease stores: where a lease can live - a Redis or Valkey server ([`redis`]), or lock files
+//! ([`file`], the files the engine's `Lock` uses); etcd could follow.
 //!
 //! A store only keeps leases and answers five atomic questions about them ([`LeaseStore`]);
 //! everything a lock *does* with them - waiting, proving a holder dead, renewing, knowing its
 //! own deadline, reporting a loss - is in [`session`], written once for every store. Nothing
 //! here knows about JavaScript; `binding` wraps [`session::StoreLock`] for Node.
 
+pub mod file;
+#[cfg(test)]
+mod file_tests;
 mod keep;
 pub mod redis;
 pub mod session;
@@ -100,7 +103,8 @@ pub trait Watch: Send {
 
 /// Where leases live. Every method is one atomic step on the store, and every write compares
 /// the owner first, so a late holder can never extend or delete a newer owner's lease.
-/// Expiry is the store's own: no client compares clocks with another.
+/// Expiry is the store's own: no client compares clocks with another. (The file store has no
+/// server: there a lease expires by its age as each claimant judges it; see [`file`].)
 pub trait LeaseStore: Send + Sync + 'static {
     type Watch: Watch + 'static;
 

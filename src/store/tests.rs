@@ -1,6 +1,7 @@
-//! The lock logic over an in-memory store: a second implementation of [`LeaseStore`], which
-//! also shows what another store (etcd, the file engine) has to provide. Faults are switched
-//! on per test: every call failing, or hanging.
+//! The lock logic over an in-memory store (an implementation of [`LeaseStore`] small enough
+//! to show what a store has to provide; faults are switched on per test: every call failing,
+//! or hanging) and, where the behaviour is the store's to give, over the file store too: those
+//! tests are generic over a [`Fixture`] and run once per store.
 
 use super::session::{Cancel, Deadline, LossReason, Lost, StoreLock, StoreLockError, StoreOptions};
 use super::{Claim, LeaseStore, Renewal, StoreError, Stored, Token, Watch};
@@ -79,6 +80,23 @@ impl MemoryStore {
             ..Stored::default()
         }
     }
+}
+
+/// What a behaviour test needs of a store besides the trait: a fresh one with a key, and a
+/// way to change what is under the key behind the holder's back.
+pub(super) trait Fixture: LeaseStore + Sized {
+    fn fresh() -> (Arc<Self>, String);
+    /// Puts a lease of `owner` (a live process, never expiring by itself within a test) under
+    /// `key`, replacing whatever is there.
+    fn set(&self, key: &str, owner: &str);
+    /// Removes whatever is under `key`.
+    fn clear(&self, key: &str);
+}
+
+impl Fixture for MemoryStore {
+    fn fresh() -> (Arc<Self>, String) {
+        (MemoryStore::new(), "k".into())
+    }
 
     fn set(&self, key: &str, owner: &str) {
         let mut g = self.leases.lock().unwrap();
@@ -99,6 +117,25 @@ impl MemoryStore {
         self.leases.lock().unwrap().0.remove(key);
     }
 }
+
+/// Runs a generic behaviour test once per store.
+macro_rules! for_each_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[test] fn $name() { super::$name::<super::MemoryStore>() })*
+        }
+        mod file {
+            $(#[test] fn $name() { super::$name::<crate::store::file::FileStore>() })*
+        }
+    };
+}
+
+for_each_store!(
+    tokens_rise_and_a_second_instance_is_refused_with_the_holder,
+    a_waiter_is_woken_by_the_release_and_can_be_cancelled,
+    a_lease_removed_or_taken_is_reported_with_its_reason,
+    a_holder_that_releases_is_never_told_of_a_loss,
+);
 
 struct MemoryWatch(broadcast::Receiver<String>, String);
 
@@ -233,12 +270,11 @@ fn on_lost() -> (
     )
 }
 
-#[test]
-fn tokens_rise_and_a_second_instance_is_refused_with_the_holder() {
+fn tokens_rise_and_a_second_instance_is_refused_with_the_holder<S: Fixture>() {
     runtime().block_on(async {
-        let store = MemoryStore::new();
-        let a = StoreLock::new(store.clone(), "k".into(), opts());
-        let b = StoreLock::new(store.clone(), "k".into(), opts());
+        let (store, key) = S::fresh();
+        let a = StoreLock::new(store.clone(), key.clone(), opts());
+        let b = StoreLock::new(store.clone(), key, opts());
         let first = a.acquire(Deadline::Once, None, None, None).await.unwrap();
         assert!(a.held());
         match b.acquire(Deadline::Once, None, None, None).await {
@@ -253,12 +289,11 @@ fn tokens_rise_and_a_second_instance_is_refused_with_the_holder() {
     });
 }
 
-#[test]
-fn a_waiter_is_woken_by_the_release_and_can_be_cancelled() {
+fn a_waiter_is_woken_by_the_release_and_can_be_cancelled<S: Fixture>() {
     runtime().block_on(async {
-        let store = MemoryStore::new();
-        store.set("k", "someone");
-        let a = StoreLock::new(store.clone(), "k".into(), opts());
+        let (store, key) = S::fresh();
+        store.set(&key, "someone");
+        let a = StoreLock::new(store.clone(), key.clone(), opts());
         let cancel = Arc::new(Cancel::default());
         let waiting = {
             let (a, cancel) = (a.clone(), cancel.clone());
@@ -276,7 +311,7 @@ fn a_waiter_is_woken_by_the_release_and_can_be_cancelled() {
             tokio::spawn(async move { a.acquire(Deadline::Never, None, None, None).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(store.remove("k", "someone").await.unwrap());
+        assert!(store.remove(&key, "someone").await.unwrap());
         assert!(waiting.await.unwrap().is_ok());
         assert!(a.held());
     });
@@ -308,16 +343,15 @@ fn renewal_failing_ends_the_holding_before_the_lease_could_expire() {
     });
 }
 
-#[test]
-fn a_lease_removed_or_taken_is_reported_with_its_reason() {
+fn a_lease_removed_or_taken_is_reported_with_its_reason<S: Fixture>() {
     runtime().block_on(async {
-        let store = MemoryStore::new();
+        let (store, key) = S::fresh();
         let (handler, mut lost) = on_lost();
-        let a = StoreLock::new(store.clone(), "k".into(), opts());
+        let a = StoreLock::new(store.clone(), key.clone(), opts());
         a.acquire(Deadline::Once, None, None, Some(handler))
             .await
             .unwrap();
-        store.clear("k");
+        store.clear(&key);
         assert_eq!(lost.recv().await.unwrap().0.reason, LossReason::Removed);
         assert!(!a.held());
 
@@ -325,7 +359,7 @@ fn a_lease_removed_or_taken_is_reported_with_its_reason() {
         a.acquire(Deadline::Once, None, None, Some(handler))
             .await
             .unwrap();
-        store.set("k", "intruder");
+        store.set(&key, "intruder");
         let (notice, _) = lost.recv().await.unwrap();
         assert_eq!(notice.reason, LossReason::OwnerChanged);
         assert_eq!(
@@ -336,8 +370,24 @@ fn a_lease_removed_or_taken_is_reported_with_its_reason() {
     });
 }
 
+fn a_holder_that_releases_is_never_told_of_a_loss<S: Fixture>() {
+    runtime().block_on(async {
+        let (store, key) = S::fresh();
+        let (handler, mut lost) = on_lost();
+        let a = StoreLock::new(store.clone(), key.clone(), opts());
+        a.acquire(Deadline::Once, None, None, Some(handler))
+            .await
+            .unwrap();
+        assert!(a.release().await.unwrap());
+        // Somebody else's lease under the key now: a renewal still running would call it a loss.
+        store.set(&key, "intruder");
+        tokio::time::sleep(TTL * 2).await;
+        assert!(lost.try_recv().is_err());
+    });
+}
+
 #[test]
-fn a_holder_that_releases_is_never_told_of_a_loss() {
+fn a_holder_that_releases_is_never_told_of_a_loss_even_by_a_failing_store() {
     runtime().block_on(async {
         let store = MemoryStore::new();
         let (handler, mut lost) = on_lost();

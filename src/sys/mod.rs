@@ -218,6 +218,25 @@ pub fn open_appendable(path: &Path) -> Result<Option<(OwnedFile, u64, u32)>, Pat
     }
 }
 
+/// Opens the regular file at `path` for reading and rewriting in place, refusing anything but
+/// a regular file untouched (a symlink is not followed, and nothing else is even opened).
+/// `None` when nothing is there.
+pub fn open_rewritable(path: &Path) -> Result<Option<OwnedFile>, PathError> {
+    let kind = match platform::kind_at(path) {
+        Ok(kind) => kind,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    match platform::open_rewritable(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Publishes a complete file under `path`. On Unix the lock's directory was opened, and
 /// created where missing, by the resolver through its checks (`resolve.rs`): a directory
 /// missing now is an error, never created again by path - that would walk the user's path

@@ -59,6 +59,13 @@ fn regular(opened: io::Result<File>) -> Result<(File, std::fs::Metadata, FileId)
     Ok((file, meta, id))
 }
 
+/// Opens a regular file for reading and for writing in place (not appending), without
+/// following a symlink: a renewal writes through the very handle whose content it verified.
+pub(super) fn open_rewritable(path: &Path) -> Result<OwnedFile, PathError> {
+    let (file, _, id) = regular(open_nofollow(path, true))?;
+    Ok(OwnedFile { file, id })
+}
+
 /// Reads at most `READ_CAP` bytes from the start of an open lock file.
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
     super::read_capped_with(len_hint, |buf, at| file.read_at(buf, at))

@@ -181,6 +181,18 @@ pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, File
     Ok((file, meta, id))
 }
 
+/// Opens a regular file for reading and for writing in place, without following a reparse
+/// point: a renewal writes through the very handle whose content it verified.
+pub(super) fn open_rewritable(path: &Path) -> Result<OwnedFile, PathError> {
+    let file = open_nofollow(path, true)?;
+    let kind = kind_of(&file.metadata()?);
+    if kind != FileKind::Regular {
+        return Err(PathError::NotRegular(kind));
+    }
+    let id = id_of_file(&file)?;
+    Ok(OwnedFile { file, id })
+}
+
 /// Reads the record under a shared range lock, so never in the middle of a rewrite.
 pub fn read_capped(file: &File, len_hint: u64) -> io::Result<(Vec<u8>, bool)> {
     let _shared = RangeLock::take(file, false)?;

@@ -67,6 +67,8 @@ use none as backend;
 pub struct Bell {
     rings: Mutex<u64>,
     cv: Condvar,
+    /// An async task woken by every ring too (a waiter on the file lease store).
+    task: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Bell {
@@ -74,9 +76,20 @@ impl Bell {
         Arc::new(Bell::default())
     }
 
+    /// A bell that also wakes `task`: a ring while nobody awaits it is kept for the next await.
+    pub fn waking(task: Arc<tokio::sync::Notify>) -> Arc<Bell> {
+        Arc::new(Bell {
+            task: Some(task),
+            ..Bell::default()
+        })
+    }
+
     pub fn ring(&self) {
         *lock(&self.rings) += 1;
         self.cv.notify_all();
+        if let Some(task) = &self.task {
+            task.notify_one();
+        }
     }
 
     /// How many times it has rung so far.
