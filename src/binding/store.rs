@@ -260,7 +260,7 @@ pub struct NativeStoreLock {
     pub(super) group: u64,
     outcomes: Outcomes,
     /// The state of operations on the JS thread's own connection ([`super::store_direct`]).
-    pub(super) direct: Mutex<Direct>,
+    pub(super) direct: Arc<Mutex<Direct>>,
 }
 
 #[napi]
@@ -287,7 +287,7 @@ impl NativeStoreLock {
             lock: StoreLock::new(store, key, opts),
             group: watch_environment(&env),
             outcomes: Outcomes::to(done)?,
-            direct: Mutex::new(Direct::default()),
+            direct: Arc::default(),
         })
     }
 
@@ -330,11 +330,14 @@ impl NativeStoreLock {
         let cancel = cancel.map(|c| c.inner.clone());
         let (lock, group) = (self.lock.clone(), self.group);
         let orphan = self.direct().orphan.take();
+        let direct = self.direct.clone();
         self.outcomes.start(id, async move {
             if let Some(owner_id) = orphan {
                 // A claim sent on the JS thread's connection got no answer and may have been
-                // granted: deleted first, so that we never wait for ourselves.
+                // granted: deleted first, so that we never wait for ourselves (and kept for the
+                // next acquisition while that cannot be done).
                 if let Err(e) = lock.remove_lease(&owner_id).await {
+                    Direct::lock(&direct).orphan = Some(owner_id);
                     return failed(e);
                 }
             }

@@ -12,7 +12,7 @@ use crate::owner;
 use crate::store::redis::{direct, RedisStore, RESPONSE_TIMEOUT};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use std::sync::MutexGuard;
+use std::sync::{Mutex, MutexGuard};
 
 /// What the fast path of one lock has in flight, or left for the store thread to finish.
 #[derive(Default)]
@@ -47,9 +47,15 @@ fn text(request: Vec<u8>) -> Option<String> {
     String::from_utf8(request).ok()
 }
 
+impl Direct {
+    pub fn lock(direct: &Mutex<Direct>) -> MutexGuard<'_, Direct> {
+        direct.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl NativeStoreLock {
     pub(super) fn direct(&self) -> MutexGuard<'_, Direct> {
-        self.direct.lock().unwrap_or_else(|p| p.into_inner())
+        Direct::lock(&self.direct)
     }
 }
 
