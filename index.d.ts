@@ -95,10 +95,10 @@ export declare class NativeStoreLock {
   static directRoute(url: string): DirectRoute | null
   /**
    * The request of a first claim, to be written at once; `null` when this acquisition must
-   * take the store thread's path (a holding to forget first, a cancelled wait, a metadata
-   * error to report). The request's send time is taken here, before the write.
+   * take the store thread's path (a holding to forget first, a metadata error to report).
+   * The request's send time is taken here, before the write.
    */
-  directClaim(metadata?: string | undefined | null, cancel?: StoreCancelToken | undefined | null): string | null
+  directClaim(metadata?: string | undefined | null): string | null
   /**
    * The reply to the claim of [`Self::direct_claim`] (`null`: none came). A granted lease is
    * held from here on and its fencing token returned; `null` otherwise, and then the

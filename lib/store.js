@@ -99,6 +99,29 @@ function failure(out) {
   return out.failure ? { ...out.failure, holder: record(out.holder) } : null
 }
 
+/**
+ * Cancels a waiting acquisition. The native token is made only for the store thread's path (an
+ * acquisition answered on the fast path never needs it, and making one costs more than the rest
+ * of the call).
+ */
+class Cancel {
+  #native = null
+  cancelled = false
+
+  cancel() {
+    this.cancelled = true
+    this.#native?.cancel()
+  }
+
+  native() {
+    if (this.#native === null) {
+      this.#native = new StoreCancelToken()
+      if (this.cancelled) this.#native.cancel()
+    }
+    return this.#native
+  }
+}
+
 /** The native store lock, driven by `PidLock` exactly like the native file lock. */
 class StoreBackend {
   #native
@@ -118,7 +141,7 @@ class StoreBackend {
   }
 
   newCancelToken() {
-    return new StoreCancelToken()
+    return new Cancel()
   }
 
   /** Answers as the file engine does: an outcome `{ reclaimed, token, failure }`. */
@@ -128,7 +151,7 @@ class StoreBackend {
       : null
     // The first claim goes on this environment's own connection when it can (store-direct.js).
     const conn = direct.connection(this.#url)
-    const request = conn === null ? null : this.#native.directClaim(metadata, cancel)
+    const request = conn === null || cancel?.cancelled ? null : this.#native.directClaim(metadata)
     if (request === null) return this.#acquire(timeout, metadata, cancel, lost)
     return conn.request(request).then((reply) => {
       const token = this.#native.directClaimed(reply, lost)
@@ -142,7 +165,7 @@ class StoreBackend {
   }
 
   #acquire(timeout, metadata, cancel, lost) {
-    return call((id) => this.#native.acquire(id, timeout, metadata, cancel, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
+    return call((id) => this.#native.acquire(id, timeout, metadata, cancel?.native() ?? null, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
   }
 
   /** Answers as the file engine does: whether our lease was removed, or the failure. */

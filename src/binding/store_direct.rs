@@ -5,7 +5,7 @@
 //! `acquire` ([`StoreLock::adopt`]). Whatever is not plain - a held lock, an error, no answer -
 //! makes the JS side run the operation again on the store thread, as it always did.
 
-use super::store::{loss_handler, track_held, NativeStoreLock, StoreCancelToken, StoreLostInfo};
+use super::store::{loss_handler, track_held, NativeStoreLock, StoreLostInfo};
 use super::store_thread::runtime;
 use crate::lease::Lease;
 use crate::owner;
@@ -76,15 +76,11 @@ impl NativeStoreLock {
     }
 
     /// The request of a first claim, to be written at once; `null` when this acquisition must
-    /// take the store thread's path (a holding to forget first, a cancelled wait, a metadata
-    /// error to report). The request's send time is taken here, before the write.
+    /// take the store thread's path (a holding to forget first, a metadata error to report).
+    /// The request's send time is taken here, before the write.
     #[napi]
-    pub fn direct_claim(
-        &self,
-        metadata: Option<String>,
-        cancel: Option<&StoreCancelToken>,
-    ) -> Option<String> {
-        if self.lock.holding() || cancel.is_some_and(|c| c.inner.is_cancelled()) {
+    pub fn direct_claim(&self, metadata: Option<String>) -> Option<String> {
+        if self.lock.holding() {
             return None;
         }
         let mut direct = self.direct();

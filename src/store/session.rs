@@ -78,7 +78,7 @@ impl Cancel {
         self.notify.notify_waiters();
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    fn is_cancelled(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
 
