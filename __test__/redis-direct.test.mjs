@@ -52,6 +52,8 @@ test('an uncontended acquire and release take the fast path; tokens, held, inspe
   assert.equal(seen.pid, process.pid)
   assert.equal(seen.token, first.token)
   assert.deepEqual(seen.metadata, { n: 1 })
+  await lock.update({ n: 2 })
+  assert.deepEqual((await PidLock.inspect('fast', { store: srv.url })).metadata, { n: 2 })
   assert.equal(await lock.release(), true)
   assert.equal(direct.counts.releases, before.releases + 1)
   assert.equal(lock.held, false)
@@ -175,9 +177,10 @@ test('a server restarted between operations: answered by the other path, then th
   await warm(lock)
 })
 
-test('no handle keeps the process alive once the lock is released', opts, async (t) => {
+test('no handle keeps the process alive: it ends by itself once released, or while holding (and the lease is deleted then)', opts, async (t) => {
   const srv = await startRedis(t)
-  const child = script(t, `
+  for (const mode of ['release', 'hold']) {
+    const child = script(t, `
     import { createRequire } from 'node:module'
     const direct = createRequire(import.meta.url)(${JSON.stringify(require.resolve('../lib/store-direct.js'))})
     const lock = new PidLock('fast-exit', { store: args[0] })
@@ -186,10 +189,13 @@ test('no handle keeps the process alive once the lock is released', opts, async 
       await lock.release()
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
+    if (args[1] === 'hold') await lock.acquire()
     console.log('DONE ' + JSON.stringify(direct.counts))
-  `, { args: [srv.url] })
-  const counts = await child.line('DONE')
-  assert.ok(counts.claims >= 3 && counts.releases >= 3, JSON.stringify(counts))
-  const ended = await Promise.race([child.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))])
-  assert.deepEqual(ended, { code: 0, signal: null })
+  `, { args: [srv.url, mode] })
+    const counts = await child.line('DONE')
+    assert.ok(counts.claims >= 3 && counts.releases >= 3, JSON.stringify(counts))
+    const ended = await Promise.race([child.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))])
+    assert.deepEqual(ended, { code: 0, signal: null })
+    assert.equal(await PidLock.inspect('fast-exit', { store: srv.url }), null, mode)
+  }
 })
