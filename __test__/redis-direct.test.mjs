@@ -161,6 +161,25 @@ test('a server paused past the reply timeout: reported unreachable, and a claim 
   assert.equal(await PidLock.inspect('fast-late', { store: srv.url }), null)
 })
 
+test('a release while the server is paused: holding ends at once, no loss is reported, and the lease is deleted once it resumes', opts, async (t) => {
+  const srv = await startRedis(t)
+  const lost = []
+  const lock = new PidLock('fast-release-paused', { store: srv.url, onLeaseLost: (n) => lost.push(n) })
+  await warm(lock)
+  await lock.acquire()
+  srv.pause()
+  const releasing = lock.release().catch((err) => err.code)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(lock.held, false)
+  // The remove got no answer in time: the store thread's path tries again and reports.
+  const fallbacks = direct.counts.fallbacks
+  assert.equal(await releasing, 'ELOCKSTOREUNREACHABLE')
+  assert.equal(direct.counts.fallbacks, fallbacks + 1)
+  srv.resume()
+  await waitUntil(async () => (await PidLock.inspect('fast-release-paused', { store: srv.url })) === null, { what: 'the lease deleted' })
+  assert.deepEqual(lost, [])
+})
+
 test('a server restarted between operations: answered by the other path, then the fast path again', opts, async (t) => {
   const srv = await startRedis(t)
   const lock = new PidLock('fast-restart', { store: srv.url })
