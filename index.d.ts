@@ -91,6 +91,30 @@ export declare class NativeStoreLock {
   lease(): StoreHolder | null
   /** Who holds `key` on the store at `url`, without taking it; the outcome goes to `done`. */
   static inspect(id: number, url: string, key: string, done: (outcome: StoreOutcome) => void): void
+  /** The fast-path route to the store at `url`; `null` when it has none (TLS). */
+  static directRoute(url: string): DirectRoute | null
+  /**
+   * The request of a first claim, to be written at once; `null` when this acquisition must
+   * take the store thread's path (a holding to forget first, a metadata error to report).
+   * The request's send time is taken here, before the write.
+   */
+  directClaim(metadata?: string | undefined | null): string | null
+  /**
+   * The reply to the claim of [`Self::direct_claim`] (`null`: none came). A granted lease is
+   * held from here on and its fencing token returned; `null` otherwise, and then the
+   * acquisition is to be run on the store thread.
+   */
+  directClaimed(reply: Buffer | null, onLost: ((info: StoreLostInfo) => void) | null): string | null
+  /**
+   * Stops holding at once (renewal ends, no loss is reported any more) and gives the remove
+   * request to write; `null` when nothing is held (then `release` answers).
+   */
+  directRelease(): string | null
+  /**
+   * The reply to the remove of [`Self::direct_release`] (`null`: none came): whether it
+   * deleted our lease, or `null` when `release` is to finish it on the store thread.
+   */
+  directReleased(reply?: Buffer | undefined | null): boolean | null
 }
 
 /**
@@ -162,6 +186,19 @@ export interface Defaults {
   leaseStaleThreshold: number
   /** `'refuse'` or `'reclaim'`. */
   invalidContent: string
+}
+
+/** Where the JS side connects for the fast path, and what it sends first. */
+export interface DirectRoute {
+  host?: string
+  port?: number
+  path?: string
+  /** `AUTH` / `SELECT` to send first (may be empty). */
+  hello: Buffer
+  /** How many replies `hello` gets; each must be `+OK`. */
+  replies: number
+  /** Milliseconds a reply (or the connection) may take before it is given up. */
+  timeout: number
 }
 
 /** The filesystem a lock lives on (see `PidLock.filesystem`). */

@@ -2,9 +2,12 @@
 // Locks on a lease store (Redis/Valkey) instead of a lock file: `new PidLock(key, { store })`.
 // This file adapts the native store lock to the shape `PidLock` drives for file locks (the
 // same outcomes, records and notices), so `PidLock` keeps one code path. Every store call is a
-// promise settled from the native runtime; nothing here blocks the JS thread on the network.
+// promise settled from the native runtime, or, for an uncontended acquire and a release, from
+// this environment's own connection (store-direct.js); nothing here blocks the JS thread on
+// the network.
 
 const { NativeStoreLock, StoreCancelToken } = require('./native.js').binding
+const direct = require('./store-direct.js')
 
 const SCHEMES = ['redis:', 'rediss:', 'valkey:', 'valkeys:', 'unix:', 'redis+unix:', 'valkey+unix:']
 const KEY_LIMIT = 512
@@ -96,11 +99,36 @@ function failure(out) {
   return out.failure ? { ...out.failure, holder: record(out.holder) } : null
 }
 
+/**
+ * Cancels a waiting acquisition. The native token is made only for the store thread's path (an
+ * acquisition answered on the fast path never needs it, and making one costs more than the rest
+ * of the call).
+ */
+class Cancel {
+  #native = null
+  cancelled = false
+
+  cancel() {
+    this.cancelled = true
+    this.#native?.cancel()
+  }
+
+  native() {
+    if (this.#native === null) {
+      this.#native = new StoreCancelToken()
+      if (this.cancelled) this.#native.cancel()
+    }
+    return this.#native
+  }
+}
+
 /** The native store lock, driven by `PidLock` exactly like the native file lock. */
 class StoreBackend {
   #native
+  #url
 
   constructor(url, key, heartbeatInterval, staleThreshold) {
+    this.#url = url
     try {
       this.#native = new NativeStoreLock(url, key, { heartbeatInterval, staleThreshold }, settle)
     } catch (err) {
@@ -113,7 +141,7 @@ class StoreBackend {
   }
 
   newCancelToken() {
-    return new StoreCancelToken()
+    return new Cancel()
   }
 
   /** Answers as the file engine does: an outcome `{ reclaimed, token, failure }`. */
@@ -121,11 +149,42 @@ class StoreBackend {
     const lost = onLost
       ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
       : null
-    return call((id) => this.#native.acquire(id, timeout, metadata, cancel, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
+    // The first claim goes on this environment's own connection when it can (store-direct.js).
+    const conn = direct.connection(this.#url)
+    const request = conn === null || cancel?.cancelled ? null : this.#native.directClaim(metadata)
+    if (request === null) return this.#acquire(timeout, metadata, cancel, lost)
+    return conn.request(request).then((reply) => {
+      const token = this.#native.directClaimed(reply, lost)
+      if (token === null) {
+        direct.counts.fallbacks++
+        return this.#acquire(timeout, metadata, cancel, lost)
+      }
+      direct.counts.claims++
+      return { reclaimed: null, token, failure: null }
+    })
+  }
+
+  #acquire(timeout, metadata, cancel, lost) {
+    return call((id) => this.#native.acquire(id, timeout, metadata, cancel?.native() ?? null, lost)).then((out) => ({ reclaimed: out.failure ? null : record(out.holder), token: out.token, failure: failure(out) }))
   }
 
   /** Answers as the file engine does: whether our lease was removed, or the failure. */
   release() {
+    const conn = direct.connection(this.#url)
+    const request = conn === null ? null : this.#native.directRelease()
+    if (request === null) return this.#release()
+    return conn.request(request).then((reply) => {
+      const removed = this.#native.directReleased(reply)
+      if (removed === null) {
+        direct.counts.fallbacks++
+        return this.#release()
+      }
+      direct.counts.releases++
+      return removed
+    })
+  }
+
+  #release() {
     return call((id) => this.#native.release(id)).then((out) => failure(out) ?? out.removed)
   }
 

@@ -63,6 +63,7 @@ export const EXPECTED_FILES = [
   'lib/sanitize.js',
   'lib/spawn.js',
   'lib/stop-requests.js',
+  'lib/store-direct.js',
   'lib/store.js',
   'lib/vite-coexist.js',
   'lib/vite.d.mts',

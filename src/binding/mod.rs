@@ -6,6 +6,7 @@
 mod process;
 mod records;
 mod store;
+mod store_direct;
 mod store_thread;
 
 use crate::lock::{

@@ -5,6 +5,7 @@
 
 use super::env_group;
 use super::records::{epoch_ms, lease_record, ms, LeaseRecord, NativeFailure};
+use super::store_direct::Direct;
 use super::store_thread::Outcomes;
 use crate::owner;
 use crate::store::redis::RedisStore;
@@ -155,7 +156,7 @@ pub(super) fn internal_failure() -> StoreOutcome {
     )))
 }
 
-fn lost_info(l: Lost) -> StoreLostInfo {
+pub(super) fn lost_info(l: Lost) -> StoreLostInfo {
     StoreLostInfo {
         reason: l.reason.as_str().into(),
         new_owner: l.new_owner.as_ref().map(store_holder),
@@ -164,7 +165,7 @@ fn lost_info(l: Lost) -> StoreLostInfo {
     }
 }
 
-fn loss_handler(tsfn: StoreLostFn) -> LossHandler {
+pub(super) fn loss_handler(tsfn: StoreLostFn) -> LossHandler {
     Arc::new(move |lost: Lost| {
         // Closing (the environment is gone) or a full queue: nobody is left to tell.
         let _ = tsfn.call(lost_info(lost), ThreadsafeFunctionCallMode::NonBlocking);
@@ -203,6 +204,16 @@ fn release_for_exit(group: Option<u64>) {
     }
 }
 
+/// Registers `lock`, now held, for its release at the end of environment `group` (one entry per
+/// lock however often it is acquired; dropped locks leave).
+pub(super) fn track_held(lock: &StoreLock<RedisStore>, group: u64) {
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    held.retain(|(_, w)| w.alive());
+    if !held.iter().any(|(_, w)| w.is(lock)) {
+        held.push((group, lock.downgrade()));
+    }
+}
+
 fn watch_environment(env: &Env) -> u64 {
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
@@ -223,7 +234,7 @@ fn watch_environment(env: &Env) -> u64 {
 /// Cancels one waiting store `acquire`.
 #[napi]
 pub struct StoreCancelToken {
-    inner: Arc<Cancel>,
+    pub(super) inner: Arc<Cancel>,
 }
 
 #[napi]
@@ -245,9 +256,11 @@ impl StoreCancelToken {
 /// The native half of a `PidLock` on a store; use `PidLock` from the package instead.
 #[napi]
 pub struct NativeStoreLock {
-    lock: StoreLock<RedisStore>,
-    group: u64,
+    pub(super) lock: StoreLock<RedisStore>,
+    pub(super) group: u64,
     outcomes: Outcomes,
+    /// The state of operations on the JS thread's own connection ([`super::store_direct`]).
+    pub(super) direct: Arc<Mutex<Direct>>,
 }
 
 #[napi]
@@ -274,6 +287,7 @@ impl NativeStoreLock {
             lock: StoreLock::new(store, key, opts),
             group: watch_environment(&env),
             outcomes: Outcomes::to(done)?,
+            direct: Arc::default(),
         })
     }
 
@@ -315,15 +329,21 @@ impl NativeStoreLock {
         };
         let cancel = cancel.map(|c| c.inner.clone());
         let (lock, group) = (self.lock.clone(), self.group);
+        let orphan = self.direct().orphan.take();
+        let direct = self.direct.clone();
         self.outcomes.start(id, async move {
+            if let Some(owner_id) = orphan {
+                // A claim sent on the JS thread's connection got no answer and may have been
+                // granted: deleted first, so that we never wait for ourselves (and kept for the
+                // next acquisition while that cannot be done).
+                if let Err(e) = lock.remove_lease(&owner_id).await {
+                    Direct::lock(&direct).orphan = Some(owner_id);
+                    return failed(e);
+                }
+            }
             match lock.acquire(deadline, cancel, metadata, on_lost).await {
                 Ok(a) => {
-                    // One entry per lock however often it is acquired; dropped locks leave.
-                    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-                    held.retain(|(_, w)| w.alive());
-                    if !held.iter().any(|(_, w)| w.is(&lock)) {
-                        held.push((group, lock.downgrade()));
-                    }
+                    track_held(&lock, group);
                     StoreOutcome {
                         token: Some(a.token.to_string()),
                         holder: a.reclaimed.as_deref().map(store_holder),
@@ -338,8 +358,14 @@ impl NativeStoreLock {
     #[napi]
     pub fn release(&self, id: u32) -> Result<()> {
         let lock = self.lock.clone();
+        let releasing = self.direct().releasing.take();
         self.outcomes.start(id, async move {
-            match lock.release().await {
+            let released = match releasing {
+                // Already stopped holding; its remove on the JS thread's connection failed.
+                Some(owner_id) => lock.remove_lease(&owner_id).await,
+                None => lock.release().await,
+            };
+            match released {
                 Ok(removed) => StoreOutcome {
                     removed,
                     ..outcome()

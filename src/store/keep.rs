@@ -13,7 +13,7 @@ use super::{LeaseStore, Renewal, Stored, Token};
 use crate::lease::Lease;
 use crate::owner;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Pause between renewal attempts after one failed (the connection is reopened each time).
@@ -96,26 +96,72 @@ impl Deadline {
     }
 }
 
-/// Records a granted lease (claimed by a request sent at `sent`) and starts renewing it.
+/// Records a granted lease (claimed by a request sent at `sent`) and has it renewed on
+/// `runtime`.
+///
+/// One renewal task per lock serves each of its acquisitions in turn, and ends when it finds
+/// nothing held: an acquisition while it runs only records its lease, so that a lock acquired
+/// and released again and again does not start (and wake the runtime's thread for) a task
+/// each time. The task never sleeps past a new holding's first renewal, as each holding's is
+/// `renew_every` after its grant and the task's next wake-up is at most that after an earlier
+/// one.
 pub fn hold<S: LeaseStore>(
     inner: &Arc<Inner<S>>,
     lease: Lease,
     token: Token,
     sent: u64,
     on_lost: Option<LossHandler>,
+    runtime: tokio::runtime::Handle,
 ) {
     inner.deadline.confirm(sent, inner.opts.ttl);
-    let mut state = inner.state();
-    let owner_id = lease.owner_id.clone();
-    let runtime = tokio::runtime::Handle::current();
-    let renewer = runtime.spawn(renew(inner.clone(), owner_id)).abort_handle();
-    *state = Some(Holding {
+    *inner.state() = Some(Holding {
         lease,
         token,
         on_lost,
-        renewer: Some(renewer),
-        runtime,
+        first_renewal: Instant::now() + inner.opts.renew_every,
+        runtime: runtime.clone(),
     });
+    if !inner.renewing.swap(true, Ordering::SeqCst) {
+        runtime.spawn(renewer(Arc::downgrade(inner)));
+    }
+}
+
+/// The current holding's owner id and first renewal.
+fn current<S>(inner: &Inner<S>) -> Option<(String, Instant)> {
+    let state = inner.state();
+    state
+        .as_ref()
+        .map(|h| (h.lease.owner_id.clone(), h.first_renewal))
+}
+
+fn is_current<S>(inner: &Inner<S>, owner_id: &str) -> bool {
+    inner
+        .state()
+        .as_ref()
+        .is_some_and(|h| h.lease.owner_id == owner_id)
+}
+
+/// The renewal task of one lock: renews each holding in turn until nothing is held. Keeps the
+/// lock only weakly while nothing is to be renewed.
+async fn renewer<S: LeaseStore>(lock: Weak<Inner<S>>) {
+    loop {
+        let Some(inner) = lock.upgrade() else { return };
+        let Some((owner_id, first)) = current(&inner) else {
+            inner.renewing.store(false, Ordering::SeqCst);
+            // A holding recorded just before the flag was cleared found it set and relies on
+            // this task; one recorded after it started its own.
+            if inner.state().is_none() || inner.renewing.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            continue;
+        };
+        drop(inner);
+        tokio::time::sleep_until(first.into()).await;
+        let Some(inner) = lock.upgrade() else { return };
+        if is_current(&inner, &owner_id) {
+            renew(&inner, &owner_id, first).await;
+        }
+    }
 }
 
 /// Ends the holding of `owner_id` (if it is still the current one) and reports why, once.
@@ -143,7 +189,8 @@ pub fn lose<S>(
     }
 }
 
-/// The renewal loop of one acquisition; aborted by release, ends by itself on a loss.
+/// The renewals of one acquisition, the first at `first`; returns once it is lost, or no
+/// longer the current one here (released, abandoned, or replaced by a newer acquisition).
 ///
 /// A silence is the store's only while this process runs on time. Woken after the lease may
 /// already have expired on the store (frozen by SIGSTOP, suspended, starved), the notice can no
@@ -152,45 +199,65 @@ pub fn lose<S>(
 /// `LATE_ANSWER` to say whether the lease was taken, removed or is still ours; `held` is false
 /// all along, as the deadline has passed. Woken late by less than that, the notice still comes
 /// in time, and is given at once.
-async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
+async fn renew<S: LeaseStore>(inner: &Arc<Inner<S>>, owner_id: &str, first: Instant) {
     let (ttl, every) = (inner.opts.ttl, inner.opts.renew_every);
-    let mut next = Instant::now() + every;
+    let mut next = first;
     let mut last_error: Option<String> = None;
     // Whether the one late question since the last confirmed renewal has been asked.
     let mut asked_late = false;
     loop {
         tokio::time::sleep_until(next.into()).await;
+        let ended = inner.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if !is_current(inner, owner_id) {
+            return;
+        }
         let left = inner.deadline.left(ttl);
         let late = left.is_zero();
         if late && last_error.is_some() && (asked_late || !inner.deadline.overslept(ttl)) {
             let reason = LossReason::StoreUnreachable;
-            return lose(&inner, &owner_id, reason, None, last_error);
+            return lose(inner, owner_id, reason, None, last_error);
         }
         asked_late |= late;
         let bound = if late { LATE_ANSWER } else { left };
         let sent = owner::clock_nanos();
         let started = Instant::now();
-        let request = inner.store.renew(&inner.key, &owner_id, ttl, None);
+        let request = inner.store.renew(&inner.key, owner_id, ttl, None);
         tokio::pin!(request);
-        let mut answer = tokio::time::timeout(bound, &mut request).await;
-        if answer.is_err() && !asked_late && inner.deadline.overslept(ttl) {
-            // The timer fired after the lease may have expired: this process was not running.
-            asked_late = true;
-            answer = tokio::time::timeout(LATE_ANSWER, &mut request).await;
-        }
+        let answer = async {
+            let mut answer = tokio::time::timeout(bound, &mut request).await;
+            if answer.is_err() && !asked_late && inner.deadline.overslept(ttl) {
+                // The timer fired after the lease may have expired: this process was not running.
+                asked_late = true;
+                answer = tokio::time::timeout(LATE_ANSWER, &mut request).await;
+            }
+            answer
+        };
+        let answer = tokio::select! {
+            answer = answer => answer,
+            // Ended here while the renewal was in flight: its answer no longer matters.
+            _ = &mut ended => return,
+        };
         match answer {
             Ok(Ok(Renewal::Renewed)) => {
+                // Confirmed only for the current holding: a newer one has its own deadline.
+                let state = inner.state();
+                if state.as_ref().is_none_or(|h| h.lease.owner_id != owner_id) {
+                    return;
+                }
                 inner.deadline.confirm(sent, ttl);
+                drop(state);
                 last_error = None;
                 asked_late = false;
                 next = started + every;
             }
             Ok(Ok(Renewal::Removed)) => {
-                return lose(&inner, &owner_id, LossReason::Removed, None, None);
+                return lose(inner, owner_id, LossReason::Removed, None, None);
             }
             Ok(Ok(Renewal::OwnerChanged { holder })) => {
                 let reason = LossReason::OwnerChanged;
-                return lose(&inner, &owner_id, reason, Some(*holder), None);
+                return lose(inner, owner_id, reason, Some(*holder), None);
             }
             Ok(Err(e)) => {
                 last_error = Some(e.to_string());
@@ -203,7 +270,7 @@ async fn renew<S: LeaseStore>(inner: Arc<Inner<S>>, owner_id: String) {
                     last_error.as_deref().unwrap_or("the store did not reply")
                 );
                 let reason = LossReason::StoreUnreachable;
-                return lose(&inner, &owner_id, reason, None, Some(error));
+                return lose(inner, owner_id, reason, None, Some(error));
             }
         }
     }

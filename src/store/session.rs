@@ -97,7 +97,8 @@ pub(super) struct Holding {
     pub lease: Lease,
     pub token: Token,
     pub on_lost: Option<LossHandler>,
-    pub renewer: Option<tokio::task::AbortHandle>,
+    /// When its first renewal is due.
+    pub first_renewal: std::time::Instant,
     /// The runtime the lock was acquired on, for a release started outside of it.
     pub runtime: tokio::runtime::Handle,
 }
@@ -108,6 +109,11 @@ pub(super) struct Inner<S> {
     pub opts: StoreOptions,
     pub state: Mutex<Option<Holding>>,
     pub deadline: LeaseDeadline,
+    /// Whether this lock's renewal task runs (see [`keep::hold`]).
+    pub renewing: AtomicBool,
+    /// Told when a holding ends here (release, abandon), so that a renewal in flight for it is
+    /// dropped at once.
+    pub ended: Notify,
 }
 
 impl<S> Inner<S> {
@@ -115,6 +121,14 @@ impl<S> Inner<S> {
     /// the state is one assignment, so it is still consistent.
     pub fn state(&self) -> MutexGuard<'_, Option<Holding>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the current holding here, if any: from now on it is not renewed and no loss is
+    /// reported for it.
+    pub fn end_holding(&self) -> Option<Holding> {
+        let old = self.state().take()?;
+        self.ended.notify_waiters();
+        Some(old)
     }
 }
 
@@ -200,6 +214,8 @@ impl<S: LeaseStore> StoreLock<S> {
                 opts,
                 state: Mutex::new(None),
                 deadline: LeaseDeadline::default(),
+                renewing: AtomicBool::new(false),
+                ended: Notify::new(),
             }),
         }
     }
@@ -210,6 +226,14 @@ impl<S: LeaseStore> StoreLock<S> {
 
     pub fn store(&self) -> &Arc<S> {
         &self.inner.store
+    }
+
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    pub fn options(&self) -> StoreOptions {
+        self.inner.opts
     }
 
     /// Whether this instance holds the lock and its lease cannot have expired yet. No I/O.
@@ -228,6 +252,33 @@ impl<S: LeaseStore> StoreLock<S> {
             .state()
             .as_ref()
             .map(|h| (h.lease.clone(), h.token))
+    }
+
+    /// Whether this instance has a holding (current or with its deadline passed); `acquire`
+    /// first forgets such a stale one.
+    pub fn holding(&self) -> bool {
+        self.inner.state().is_some()
+    }
+
+    /// A new lease for a claim made by the caller on a connection of its own, and its record
+    /// as stored: see [`StoreLock::adopt`].
+    pub fn prepare(&self, metadata: Option<String>) -> Result<(Lease, String), StoreLockError> {
+        let lease = owner::new_lease(compact_metadata(metadata)?);
+        let record = record_text(&lease);
+        Ok((lease, record))
+    }
+
+    /// Holds a lease the caller claimed itself (granted with `token` for a request sent at
+    /// `sent`), exactly as `acquire` holds one: renewed on `runtime` from now on.
+    pub fn adopt(
+        &self,
+        lease: Lease,
+        token: Token,
+        sent: u64,
+        on_lost: Option<LossHandler>,
+        runtime: tokio::runtime::Handle,
+    ) {
+        keep::hold(&self.inner, lease, token, sent, on_lost, runtime);
     }
 
     /// Acquires: claims the key, or waits (woken by a release, or by a poll at the holder's
@@ -254,7 +305,8 @@ impl<S: LeaseStore> StoreLock<S> {
             let sent = owner::clock_nanos();
             let holder = match store.claim(key, &lease.owner_id, &record, ttl).await? {
                 Claim::Granted { token } => {
-                    keep::hold(&self.inner, lease, token, sent, on_lost);
+                    let runtime = tokio::runtime::Handle::current();
+                    keep::hold(&self.inner, lease, token, sent, on_lost, runtime);
                     return Ok(Acquired { token, reclaimed });
                 }
                 Claim::Held { holder } => holder,
@@ -293,11 +345,7 @@ impl<S: LeaseStore> StoreLock<S> {
     /// A holding whose deadline passed without a verdict yet (or that was abandoned): stop
     /// renewing it and remove its lease if it is still ours, so we never wait for ourselves.
     async fn forget_stale_holding(&self) {
-        let old = self.inner.state().take();
-        if let Some(old) = old {
-            if let Some(r) = old.renewer {
-                r.abort();
-            }
+        if let Some(old) = self.inner.end_holding() {
             let _ = self
                 .inner
                 .store
@@ -309,17 +357,21 @@ impl<S: LeaseStore> StoreLock<S> {
     /// Releases: stops renewing at once, then deletes the lease if it is still ours. `true`
     /// when it deleted it; `false` when nothing of ours was there.
     pub async fn release(&self) -> Result<bool, StoreLockError> {
-        let Some(old) = self.inner.state().take() else {
-            return Ok(false);
-        };
-        if let Some(r) = old.renewer {
-            r.abort();
+        match self.stop_holding() {
+            Some(owner_id) => self.remove_lease(&owner_id).await,
+            None => Ok(false),
         }
-        Ok(self
-            .inner
-            .store
-            .remove(&self.inner.key, &old.lease.owner_id)
-            .await?)
+    }
+
+    /// The first half of a release: stops holding and renewing at once (no loss is reported
+    /// for this holding from now on), and gives the owner id whose lease is to be deleted.
+    pub fn stop_holding(&self) -> Option<String> {
+        Some(self.inner.end_holding()?.lease.owner_id)
+    }
+
+    /// The second half of a release: deletes the lease of `owner_id` if it is still there.
+    pub async fn remove_lease(&self, owner_id: &str) -> Result<bool, StoreLockError> {
+        Ok(self.inner.store.remove(&self.inner.key, owner_id).await?)
     }
 
     /// Stops holding at once without waiting: renewal ends now and the lease is deleted in the
@@ -327,10 +379,7 @@ impl<S: LeaseStore> StoreLock<S> {
     /// a JS environment or process, which cannot wait for the network; they may wait a bounded
     /// time on the returned receiver, which gets a message (or disconnects) when it is done.
     pub fn abandon(&self) -> Option<std::sync::mpsc::Receiver<()>> {
-        let old = self.inner.state().take()?;
-        if let Some(r) = old.renewer {
-            r.abort();
-        }
+        let old = self.inner.end_holding()?;
         let inner = self.inner.clone();
         let (done, finished) = std::sync::mpsc::channel();
         // On a runtime already shut down the task is dropped at once, and with it `done`.

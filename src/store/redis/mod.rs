@@ -2,6 +2,7 @@
 //! first use and opened again after it breaks; one pub/sub connection per waiting acquisition.
 //! All I/O runs on the tokio runtime of the caller.
 
+pub mod direct;
 mod scripts;
 
 use super::{Claim, LeaseStore, Renewal, StoreError, Stored, Watch};
@@ -175,6 +176,29 @@ fn malformed(what: &str, v: &Value) -> StoreError {
     StoreError::Server(scripts::unexpected(what, v))
 }
 
+/// What the claim script's reply `v` says.
+fn claim_reply(v: &Value) -> Result<Claim, StoreError> {
+    match scripts::split(v) {
+        Some((1, [t, ..])) => scripts::token(t)
+            .map(|token| Claim::Granted { token })
+            .ok_or_else(|| malformed("claim", v)),
+        Some((0, rest)) => scripts::stored(rest)
+            .map(|holder| Claim::Held {
+                holder: Box::new(holder),
+            })
+            .ok_or_else(|| malformed("claim", v)),
+        _ => Err(malformed("claim", v)),
+    }
+}
+
+/// What the remove script's reply `v` says: whether it deleted.
+fn remove_reply(v: &Value) -> Result<bool, StoreError> {
+    match v {
+        Value::Int(n) => Ok(*n == 1),
+        other => Err(malformed("remove", other)),
+    }
+}
+
 fn ms(d: Duration) -> String {
     d.as_millis().max(1).to_string()
 }
@@ -198,17 +222,7 @@ impl LeaseStore for RedisStore {
                 &[owner_id, record, &ttl],
             )
             .await?;
-        match scripts::split(&v) {
-            Some((1, [t, ..])) => scripts::token(t)
-                .map(|token| Claim::Granted { token })
-                .ok_or_else(|| malformed("claim", &v)),
-            Some((0, rest)) => scripts::stored(rest)
-                .map(|holder| Claim::Held {
-                    holder: Box::new(holder),
-                })
-                .ok_or_else(|| malformed("claim", &v)),
-            _ => Err(malformed("claim", &v)),
-        }
+        claim_reply(&v)
     }
 
     async fn renew(
@@ -244,10 +258,7 @@ impl LeaseStore for RedisStore {
         let v = self
             .run(scripts::remove(), &[&lease], &[owner_id, &channel])
             .await?;
-        match v {
-            Value::Int(n) => Ok(n == 1),
-            other => Err(malformed("remove", &other)),
-        }
+        remove_reply(&v)
     }
 
     async fn read(&self, key: &str) -> Result<Option<Stored>, StoreError> {
