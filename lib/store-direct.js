@@ -10,7 +10,6 @@
 //
 // The socket never keeps Node alive by itself: it is unref'd while no request is in flight.
 
-const net = require('node:net')
 const { NativeStoreLock } = require('./native.js').binding
 
 /** How long a connection that failed is left alone before the next attempt. */
@@ -76,6 +75,8 @@ class Connection {
   #open() {
     if (this.#socket !== null || Date.now() < this.#retryAt) return
     const r = this.#route
+    // Loaded here, not with the package: `node:net` alone costs a few ms of every require().
+    const net = require('node:net')
     const socket = r.path != null ? net.connect({ path: r.path }) : net.connect({ host: r.host, port: r.port })
     this.#socket = socket
     socket.setNoDelay(true)
