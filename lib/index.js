@@ -130,13 +130,19 @@ class PidLock {
     return out === null || typeof out === 'string' || !out.failure
   }
 
+  /**
+   * Runs `run` after the calls queued before it. The count goes down in the first reaction to
+   * the result, so that it is down before any caller's continuation runs (and without the two
+   * extra promise jobs a `finally` would add to every call).
+   */
   #enqueue(run) {
     this.#pending++
-    const result = this.#tail.then(run)
-    this.#tail = result.then(noop, noop)
-    return result.finally(() => {
+    const settled = () => {
       this.#pending--
-    })
+    }
+    const result = this.#tail.then(run)
+    this.#tail = result.then(settled, settled)
+    return result
   }
 
   /** A sync call must not overtake (or wait for) async calls still queued on this instance. */
