@@ -4,7 +4,7 @@
 
 use super::file::FileStore;
 use super::session::{Deadline, StoreLock, StoreLockError, StoreOptions};
-use super::tests::Fixture;
+use super::tests::{runtime, Fixture};
 use super::{Claim, LeaseStore, Renewal};
 use crate::lock::{self, LockError, Wait};
 use crate::owner;
@@ -33,14 +33,6 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 fn key(path: &Path) -> String {
     path.to_str().unwrap().to_string()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A lease record of this process under `owner` (alive, so never proven dead), written

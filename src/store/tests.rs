@@ -250,7 +250,8 @@ fn opts() -> StoreOptions {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A runtime like the store thread's (also used by `file_tests.rs`).
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

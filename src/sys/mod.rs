@@ -203,25 +203,22 @@ pub fn snapshot(path: &Path) -> Result<Option<Snapshot>, PathError> {
 /// symlink is not followed, and nothing else is even opened): the handle, the file's length
 /// and its permission bits (zero on Windows). `None` when nothing is there.
 pub fn open_appendable(path: &Path) -> Result<Option<(OwnedFile, u64, u32)>, PathError> {
-    let kind = match platform::kind_at(path) {
-        Ok(kind) => kind,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if kind != FileKind::Regular {
-        return Err(PathError::NotRegular(kind));
-    }
-    match platform::open_append(path) {
-        Ok(found) => Ok(Some(found)),
-        Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    open_if_regular(path, platform::open_append)
 }
 
 /// Opens the regular file at `path` for reading and rewriting in place, refusing anything but
 /// a regular file untouched (a symlink is not followed, and nothing else is even opened).
 /// `None` when nothing is there.
 pub fn open_rewritable(path: &Path) -> Result<Option<OwnedFile>, PathError> {
+    open_if_regular(path, platform::open_rewritable)
+}
+
+/// `open` applied to `path` only when it is a regular file (a symlink is not followed, and
+/// nothing else is even opened); `None` when nothing is there, before or during the open.
+fn open_if_regular<T>(
+    path: &Path,
+    open: impl FnOnce(&Path) -> Result<T, PathError>,
+) -> Result<Option<T>, PathError> {
     let kind = match platform::kind_at(path) {
         Ok(kind) => kind,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -230,8 +227,8 @@ pub fn open_rewritable(path: &Path) -> Result<Option<OwnedFile>, PathError> {
     if kind != FileKind::Regular {
         return Err(PathError::NotRegular(kind));
     }
-    match platform::open_rewritable(path) {
-        Ok(file) => Ok(Some(file)),
+    match open(path) {
+        Ok(found) => Ok(Some(found)),
         Err(PathError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
