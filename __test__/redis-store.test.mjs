@@ -131,6 +131,12 @@ test('a value some other program stored under the lease key is never overwritten
   assert.equal(err?.code, 'ELOCKHELD')
   assert.equal(err.holder.valid, false)
   assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nnot ours')
+  // Put there while we hold the lock: release reports it not removed and leaves it.
+  await redisCommand(srv, 'DEL', 'leaselock:{foreign}:lease')
+  await lock.acquire()
+  await redisCommand(srv, 'SET', 'leaselock:{foreign}:lease', 'replaced')
+  assert.equal(await lock.release(), false)
+  assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nreplaced')
 })
 
 test('wrong password, no password and an unreachable server fail fast with clear codes', opts, async (t) => {

@@ -25,7 +25,6 @@ const {
 const { tokenOf, holderFromRecord, nativeError, cancelledByRelease, abortReason } = require('./records.js')
 
 const noop = () => {}
-const ALREADY_HELD = Object.freeze({ reclaimed: null })
 const kDispose = Symbol('dispose')
 
 function warn(what, err) {
@@ -236,9 +235,6 @@ class PidLock {
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)
       const { onLost, alive } = this.#callbacks()
-      // Already held by this instance: the file engine answers at once with the current token
-      // (the store is asked here), and the current acquisition keeps its onLeaseLost.
-      if (this.#onStore && this.#native.held) return ALREADY_HELD
       // A release() called after this acquire() but before it ran cancels its wait: it still
       // takes effect in call order, as a single try.
       const wait = waitState.byRelease ? null : timeout
@@ -246,7 +242,9 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        if (out === ALREADY_HELD) return { reclaimed: null, token: this.token }
+        // Already held by this instance: both engines answer at once, and the current
+        // acquisition keeps its onLeaseLost; the store backend says so without a token.
+        if (out === store.ALREADY_HELD) return { reclaimed: null, token: this.token }
         if (PidLock.#succeeded(out)) return this.#acquired(out)
         if (out.failure.code === 'ABORT_ERR' && waitState.byRelease) throw cancelledByRelease()
         if (out.failure.code === 'ABORT_ERR' && signal) throw abortReason(signal)

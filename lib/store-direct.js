@@ -24,21 +24,43 @@ const COLON = 0x3a
 const DOLLAR = 0x24
 const STAR = 0x2a
 
-/** The end of the RESP2 reply starting at `pos` in `buf`, -1 when it is not all there yet. */
+const CR = 0x0d
+const LF = 0x0a
+const ZERO = 0x30
+
+/** The index of the CR of the first CRLF at or after `pos`, -1 when there is none yet. */
+function lineEnd(buf, pos) {
+  const last = buf.length - 1
+  for (let i = pos; i < last; i++) if (buf[i] === CR && buf[i + 1] === LF) return i
+  return -1
+}
+
+/** The end of the RESP2 reply starting at `pos` in `buf`, -1 when it is not all there yet.
+ * Read byte by byte: the replies are a few bytes, and the Buffer methods that search and
+ * decode cost more per call than the whole loop. */
 function replyEnd(buf, pos) {
-  const eol = buf.indexOf('\r\n', pos)
+  const eol = lineEnd(buf, pos + 1)
   if (eol < 0) return -1
   const type = buf[pos]
   if (type === PLUS || type === MINUS || type === COLON) return eol + 2
-  const n = Number(buf.toString('latin1', pos + 1, eol))
-  if (!Number.isInteger(n)) throw new Error('not a RESP2 reply')
+  if (type !== DOLLAR && type !== STAR) throw new Error('not a RESP2 reply')
+  let i = pos + 1
+  const negative = buf[i] === MINUS
+  if (negative) i++
+  if (i === eol || eol - i > 15) throw new Error('not a RESP2 reply')
+  let n = 0
+  for (; i < eol; i++) {
+    const digit = buf[i] - ZERO
+    if (digit < 0 || digit > 9) throw new Error('not a RESP2 reply')
+    n = n * 10 + digit
+  }
+  if (negative) n = -n
   if (type === DOLLAR) {
     const end = n < 0 ? eol + 2 : eol + 4 + n
     return end <= buf.length ? end : -1
   }
-  if (type !== STAR) throw new Error('not a RESP2 reply')
   let at = eol + 2
-  for (let i = 0; i < n && at >= 0; i++) at = replyEnd(buf, at)
+  for (let k = 0; k < n && at >= 0; k++) at = replyEnd(buf, at)
   return at
 }
 

@@ -122,6 +122,9 @@ class Cancel {
   }
 }
 
+/** What `StoreBackend#acquire` answers when this instance already holds the lock. */
+const ALREADY_HELD = Object.freeze({ reclaimed: null })
+
 /** The native store lock, driven by `PidLock` exactly like the native file lock. */
 class StoreBackend {
   #native
@@ -146,12 +149,14 @@ class StoreBackend {
 
   /** Answers as the file engine does: an outcome `{ reclaimed, token, failure }`. */
   acquire(timeout, metadata, cancel, onLost) {
+    // The first claim goes on this environment's own connection when it can (store-direct.js);
+    // none is made while this instance holds the lock.
+    const conn = direct.connection(this.#url)
+    const request = conn === null || cancel?.cancelled ? null : this.#native.directClaim(metadata)
+    if (request === null && this.#native.held) return ALREADY_HELD
     const lost = onLost
       ? (info) => onLost({ reason: info.reason, newOwner: record(info.newOwner), error: info.error ?? null, at: info.at })
       : null
-    // The first claim goes on this environment's own connection when it can (store-direct.js).
-    const conn = direct.connection(this.#url)
-    const request = conn === null || cancel?.cancelled ? null : this.#native.directClaim(metadata)
     if (request === null) return this.#acquire(timeout, metadata, cancel, lost)
     return conn.request(request).then((reply) => {
       const token = this.#native.directClaimed(reply, lost)
@@ -208,4 +213,4 @@ function inspectStore(url, key) {
   }).then((out) => ({ holder: out.failure ? null : record(out.holder), failure: failure(out) }))
 }
 
-module.exports = { StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }
+module.exports = { ALREADY_HELD, StoreBackend, storeUrl, storeKey, syncError, inspectStore, HELD_TEXT }

@@ -10,6 +10,7 @@ use super::store_thread::runtime;
 use crate::lease::Lease;
 use crate::owner;
 use crate::store::redis::{direct, RedisStore, RESPONSE_TIMEOUT};
+use direct::Requests;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::sync::{Mutex, MutexGuard};
@@ -25,6 +26,8 @@ pub struct Direct {
     /// The owner id of a released lease whose remove failed or got no answer: `release` on
     /// the store thread deletes it.
     pub releasing: Option<String>,
+    /// This lock's requests, made at its first fast-path claim.
+    requests: Option<Requests>,
 }
 
 /// Where the JS side connects for the fast path, and what it sends first.
@@ -41,15 +44,13 @@ pub struct DirectRoute {
     pub timeout: f64,
 }
 
-/// A request as text (a JS string is much cheaper to make than a Buffer; the request is UTF-8,
-/// as its record and names are, and is written as such).
-fn text(request: Vec<u8>) -> Option<String> {
-    String::from_utf8(request).ok()
-}
-
 impl Direct {
     pub fn lock(direct: &Mutex<Direct>) -> MutexGuard<'_, Direct> {
         direct.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn requests(&mut self, key: &str) -> &Requests {
+        self.requests.get_or_insert_with(|| Requests::new(key))
     }
 }
 
@@ -88,10 +89,12 @@ impl NativeStoreLock {
             return None;
         }
         let (lease, record) = self.lock.prepare(metadata).ok()?;
-        let opts = self.lock.options();
-        let request = direct::claim_request(self.lock.key(), &lease.owner_id, &record, opts.ttl);
+        let ttl = self.lock.options().ttl;
+        let request = direct
+            .requests(self.lock.key())
+            .claim(&lease.owner_id, &record, ttl);
         direct.claim = Some((lease, owner::clock_nanos()));
-        text(request)
+        Some(request)
     }
 
     /// The reply to the claim of [`Self::direct_claim`] (`null`: none came). A granted lease is
@@ -139,9 +142,9 @@ impl NativeStoreLock {
             return None;
         }
         let owner_id = self.lock.stop_holding()?;
-        let request = direct::remove_request(self.lock.key(), &owner_id);
+        let request = direct.requests(self.lock.key()).remove(&owner_id);
         direct.releasing = Some(owner_id);
-        text(request)
+        Some(request)
     }
 
     /// The reply to the remove of [`Self::direct_release`] (`null`: none came): whether it

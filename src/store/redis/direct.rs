@@ -5,9 +5,9 @@
 //! loaded, an error) the caller runs the operation again through [`RedisStore`], which stays
 //! the one place that waits, retries and loads scripts.
 
-use super::{claim_reply, ms, remove_reply, scripts, RedisStore};
-use crate::store::{Claim, Token};
-use redis::{ConnectionAddr, Value};
+use super::{ms, scripts, RedisStore};
+use crate::store::Token;
+use redis::ConnectionAddr;
 use std::time::Duration;
 
 /// Where the caller connects, and what it sends first.
@@ -56,51 +56,112 @@ impl RedisStore {
     }
 }
 
-/// The claim script for `owner_id` (see [`crate::store::LeaseStore::claim`]), as sent.
-pub fn claim_request(key: &str, owner_id: &str, record: &str, ttl: Duration) -> Vec<u8> {
-    let [lease, counter, _] = scripts::names(key);
-    redis::cmd("EVALSHA")
-        .arg(scripts::claim().get_hash())
-        .arg(2)
-        .arg(lease)
-        .arg(counter)
-        .arg(owner_id)
-        .arg(record)
-        .arg(ms(ttl))
-        .get_packed_command()
+/// The two requests of one lock, as sent: what does not change between acquisitions (the
+/// script hashes, the key names) is written once, the owner id, record and TTL per request.
+/// Text, not bytes: every part is UTF-8, and a JS string is much cheaper to make than a Buffer.
+pub struct Requests {
+    /// `EVALSHA <claim> 2 <lease> <counter>`, without the array header.
+    claim: String,
+    /// `EVALSHA <remove> 1 <lease>`, without the array header.
+    remove: String,
+    /// The release channel, as the remove's last argument.
+    channel: String,
 }
 
-/// The remove script for `owner_id` (see [`crate::store::LeaseStore::remove`]), as sent.
-pub fn remove_request(key: &str, owner_id: &str) -> Vec<u8> {
-    let [lease, _, channel] = scripts::names(key);
-    redis::cmd("EVALSHA")
-        .arg(scripts::remove().get_hash())
-        .arg(1)
-        .arg(lease)
-        .arg(owner_id)
-        .arg(channel)
-        .get_packed_command()
+impl Requests {
+    pub fn new(key: &str) -> Requests {
+        let [lease, counter, channel] = scripts::names(key);
+        let mut claim = String::new();
+        for part in [
+            "EVALSHA",
+            scripts::claim().get_hash(),
+            "2",
+            &lease,
+            &counter,
+        ] {
+            bulk(&mut claim, part);
+        }
+        let mut remove = String::new();
+        for part in ["EVALSHA", scripts::remove().get_hash(), "1", &lease] {
+            bulk(&mut remove, part);
+        }
+        let mut last = String::new();
+        bulk(&mut last, &channel);
+        Requests {
+            claim,
+            remove,
+            channel: last,
+        }
+    }
+
+    /// The claim script for `owner_id` (see [`crate::store::LeaseStore::claim`]).
+    pub fn claim(&self, owner_id: &str, record: &str, ttl: Duration) -> String {
+        let ttl = ms(ttl);
+        let mut out = String::with_capacity(self.claim.len() + record.len() + 64);
+        out.push_str("*8\r\n");
+        out.push_str(&self.claim);
+        for part in [owner_id, record, &ttl] {
+            bulk(&mut out, part);
+        }
+        out
+    }
+
+    /// The remove script for `owner_id` (see [`crate::store::LeaseStore::remove`]).
+    pub fn remove(&self, owner_id: &str) -> String {
+        let mut out = String::with_capacity(self.remove.len() + self.channel.len() + 48);
+        out.push_str("*6\r\n");
+        out.push_str(&self.remove);
+        bulk(&mut out, owner_id);
+        out.push_str(&self.channel);
+        out
+    }
 }
 
-fn parse(reply: &[u8]) -> Option<Value> {
-    redis::parse_redis_value(reply).ok()
+/// Appends `part` as a RESP bulk string.
+fn bulk(out: &mut String, part: &str) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "${}\r\n{part}\r\n", part.len());
 }
 
 /// The token of a claim granted by `reply` (one whole reply); `None` for any other reply.
+///
+/// Only the exact shape of a grant is read (`*2 :1 $n <digits>`, what [`claim_reply`] takes as
+/// granted): anything else goes to the store thread's path, whose parser reads every reply.
+/// The general parser costs more here than the rest of the call.
 pub fn granted(reply: &[u8]) -> Option<Token> {
-    match claim_reply(&parse(reply)?) {
-        Ok(Claim::Granted { token }) => Some(token),
-        _ => None,
+    let rest = reply.strip_prefix(b"*2\r\n:1\r\n$")?;
+    let (len, rest) = line(rest)?;
+    let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
+    let (digits, tail) = line(rest)?;
+    if digits.len() != len || !tail.is_empty() {
+        return None;
     }
+    let token = std::str::from_utf8(digits).ok()?;
+    if !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// Whether the remove answered by `reply` deleted; `None` for an error or another reply.
 pub fn removed(reply: &[u8]) -> Option<bool> {
-    remove_reply(&parse(reply)?).ok()
+    match reply {
+        b":1\r\n" => Some(true),
+        b":0\r\n" => Some(false),
+        _ => None,
+    }
+}
+
+/// The bytes before the first CRLF of `bytes`, and those after it.
+fn line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = bytes.windows(2).position(|w| w == b"\r\n")?;
+    Some((&bytes[..at], &bytes[at + 2..]))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{claim_reply, remove_reply};
     use super::*;
 
     #[test]
@@ -112,17 +173,48 @@ mod tests {
         assert_eq!(removed(b":1\r\n"), Some(true));
         assert_eq!(removed(b":0\r\n"), Some(false));
         assert_eq!(removed(b"-ERR boom\r\n"), None);
+        assert_eq!(granted(b"*2\r\n:1\r\n$3\r\n42\r\n"), None);
+        assert_eq!(granted(b"*2\r\n:1\r\n$2\r\n42\r\n:1\r\n"), None);
+        assert_eq!(granted(b"*2\r\n:1\r\n$2\r\n-4\r\n"), None);
+        assert_eq!(
+            granted(b"*2\r\n:1\r\n$20\r\n99999999999999999999\r\n"),
+            None
+        );
+        assert_eq!(
+            granted(b"*2\r\n:1\r\n$16\r\n1796092031788734\r\n"),
+            Some(1796092031788734)
+        );
+        assert_eq!(removed(b":2\r\n"), None);
+        // Every reply the fast path reads as plain, the store thread's parser reads the same.
+        for reply in [&b"*2\r\n:1\r\n$2\r\n42\r\n"[..], b":1\r\n", b":0\r\n"] {
+            let v = redis::parse_redis_value(reply).unwrap();
+            assert!(claim_reply(&v).is_ok() || remove_reply(&v).is_ok());
+        }
     }
 
     #[test]
-    fn requests_name_the_scripts_by_hash() {
-        let claim = claim_request("k", "o", "{}", Duration::from_secs(5));
-        let text = String::from_utf8_lossy(&claim);
-        assert!(text.starts_with("*8\r\n$7\r\nEVALSHA\r\n$40\r\n"));
-        assert!(text.contains(scripts::claim().get_hash()));
-        assert!(text.contains("leaselock:{k}:lease") && text.ends_with("$4\r\n5000\r\n"));
-        let rm = String::from_utf8_lossy(&remove_request("k", "o")).into_owned();
-        assert!(rm.contains(scripts::remove().get_hash()) && rm.contains("leaselock:{k}:released"));
+    fn requests_are_the_commands_the_store_sends() {
+        let requests = Requests::new("k");
+        let [lease, counter, channel] = scripts::names("k");
+        let claim = redis::cmd("EVALSHA")
+            .arg(scripts::claim().get_hash())
+            .arg(2)
+            .arg(&lease)
+            .arg(counter)
+            .arg("o")
+            .arg("{\"a\":\"\u{e9}\"}")
+            .arg(5000)
+            .get_packed_command();
+        let ours = requests.claim("o", "{\"a\":\"\u{e9}\"}", Duration::from_secs(5));
+        assert_eq!(ours.as_bytes(), &claim[..]);
+        let remove = redis::cmd("EVALSHA")
+            .arg(scripts::remove().get_hash())
+            .arg(1)
+            .arg(lease)
+            .arg("o")
+            .arg(channel)
+            .get_packed_command();
+        assert_eq!(requests.remove("o").as_bytes(), &remove[..]);
     }
 
     #[test]
