@@ -234,7 +234,7 @@ fn renew_in(
         sys::read_capped(&file.file, 0).map_err(|e| LockError::io("read", at, e))?;
     let current = match crate::lease::parse(&written) {
         Ok(l) if !oversized && l.owner_id == owner_id => l,
-        _ => return found_at(at, opts),
+        _ => return not_ours(sys::snapshot(at), at, opts),
     };
     let now = owner::unix_nanos(SystemTime::now());
     let boot = sys::boot_nanos();
@@ -270,20 +270,19 @@ fn still_ours(at: &Path, owner_id: &str, opts: &Options) -> Result<Renewed, Lock
             }
         }
         if since.elapsed() >= DISPLACED_GRACE {
-            return Ok(match found {
-                Ok(Some(s)) => Renewed::OwnerChanged(judged(&s, opts).1),
-                Ok(None) => Renewed::Removed,
-                Err(PathError::NotRegular(_)) => Renewed::OwnerChanged(Found::foreign()),
-                Err(PathError::Io(e)) => return Err(LockError::io("read", at, e)),
-            });
+            return not_ours(found, at, opts);
         }
         std::thread::sleep(DISPLACED_GRACE / 5);
     }
 }
 
-/// What is at `at`, for a renewal that found the lease not ours.
-fn found_at(at: &Path, opts: &Options) -> Result<Renewed, LockError> {
-    Ok(match sys::snapshot(at) {
+/// A renewal's answer when `found`, read at `at`, is not our lease.
+fn not_ours(
+    found: Result<Option<Snapshot>, PathError>,
+    at: &Path,
+    opts: &Options,
+) -> Result<Renewed, LockError> {
+    Ok(match found {
         Ok(Some(s)) => Renewed::OwnerChanged(judged(&s, opts).1),
         Ok(None) => Renewed::Removed,
         Err(PathError::NotRegular(_)) => Renewed::OwnerChanged(Found::foreign()),

@@ -85,6 +85,14 @@ impl FileStore {
             opts: Arc::new(opts),
         }
     }
+
+    /// The store's options with a claimant's stale threshold.
+    fn with_ttl(&self, ttl: Duration) -> Options {
+        Options {
+            stale_threshold: ttl,
+            ..(*self.opts).clone()
+        }
+    }
 }
 
 /// An engine failure, as a store reports it.
@@ -152,10 +160,7 @@ impl LeaseStore for FileStore {
     ) -> Result<Claim, StoreError> {
         let path = lock_path(key)?;
         let lease = own_record(record, owner_id)?;
-        let opts = Options {
-            stale_threshold: ttl,
-            ..(*self.opts).clone()
-        };
+        let opts = self.with_ttl(ttl);
         match step(move || store_steps::claim(&path, lease, &opts)).await? {
             // A user who may not use the counter (another user's, in a sticky directory) gets
             // no token: 0, which every fenced resource refuses as older than anything.
@@ -177,10 +182,7 @@ impl LeaseStore for FileStore {
     ) -> Result<Renewal, StoreError> {
         let path = lock_path(key)?;
         let next = record.map(|r| own_record(r, owner_id)).transpose()?;
-        let opts = Options {
-            stale_threshold: ttl,
-            ..(*self.opts).clone()
-        };
+        let opts = self.with_ttl(ttl);
         let owner_id = owner_id.to_string();
         match step(move || store_steps::renew(&path, &owner_id, next, &opts)).await? {
             Renewed::Renewed => Ok(Renewal::Renewed),
