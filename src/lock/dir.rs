@@ -77,6 +77,21 @@ pub(super) fn shown(d: &LockDir, user_path: &Path, e: LockError) -> LockError {
     }
 }
 
+/// The directory of the lock at `path`, opened without creating it, and the lock's name in it;
+/// `None` when the directory does not exist.
+pub(super) fn locate(path: &Path, trust: bool) -> Result<Option<(LockDir, PathBuf)>, LockError> {
+    match open_dir(path, None, trust) {
+        Ok(dir) => {
+            let at = dir.join(path.file_name().unwrap_or_default());
+            Ok(Some((dir, at)))
+        }
+        Err(LockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the directory of the lock at `path` (see [`sys::open_lock_dir`]).
 pub(super) fn open_dir(
     path: &Path,

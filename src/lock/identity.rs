@@ -51,12 +51,17 @@ pub(super) fn names_ours(
 ) -> io::Result<bool> {
     match how {
         Recognise::ByInode => Ok(sys::id_at(path)? == Some(file.id)),
-        Recognise::ByContent => Ok(match sys::snapshot(path) {
-            Ok(Some(s)) => !s.oversized && carries_owner(&s.bytes, owner_id),
-            Ok(None) | Err(sys::PathError::NotRegular(_)) => false,
-            Err(sys::PathError::Io(e)) => return Err(e),
-        }),
+        Recognise::ByContent => carries_at(path, owner_id),
     }
+}
+
+/// Whether the regular file at `path` is a lease of `owner_id` (read by path).
+pub(super) fn carries_at(path: &Path, owner_id: &str) -> io::Result<bool> {
+    Ok(match sys::snapshot(path) {
+        Ok(Some(s)) => !s.oversized && carries_owner(&s.bytes, owner_id),
+        Ok(None) | Err(sys::PathError::NotRegular(_)) => false,
+        Err(sys::PathError::Io(e)) => return Err(e),
+    })
 }
 
 /// Whether `path` names `file`, whose content is exactly `record` (a file we just wrote).

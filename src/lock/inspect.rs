@@ -1,10 +1,9 @@
 //! Reading a lock without taking it: what is at the path, judged as acquire judges it, and what
 //! would stop this process taking it over.
 
-use super::dir::open_dir;
+use super::dir::locate;
 use super::{judge, takeover, Assessment, Blocked, LockError, Thresholds};
 use crate::sys::{self, PathError, Snapshot};
-use std::io;
 use std::path::Path;
 
 /// Reads what is at `path` without following or opening anything but a regular file: `None`
@@ -30,15 +29,10 @@ pub fn inspect(
     limits: Thresholds,
     trust: bool,
 ) -> Result<Option<Inspected>, LockError> {
-    let dir = match open_dir(path, None, trust) {
-        Ok(d) => d,
-        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
-        Err(e) => return Err(e),
+    let Some((dir, at)) = locate(path, trust)? else {
+        return Ok(None);
     };
     let name = path.file_name().unwrap_or_default();
-    let at = dir.join(name);
     let found = match look(&at) {
         Ok(found) => found,
         Err(LockError::Io { op, source, .. }) => return Err(LockError::io(op, path, source)),

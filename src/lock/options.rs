@@ -41,6 +41,12 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The pause between tries of a contended lock: the retry delay, but never zero, so that a
+    /// zero delay never spins.
+    pub fn retry_pause(&self) -> Duration {
+        self.retry_delay.max(Duration::from_millis(1))
+    }
+
     /// The ages at which a lease or a file that is not one may be taken over.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {

@@ -48,20 +48,29 @@ pub(super) fn release(
         }
     }
     crate::faults::point("release.before-claim");
+    let moved = move_aside(path, |private| {
+        crate::faults::point("release.after-claim");
+        identity::names_ours(private, &h.file, &h.lease.owner_id, h.how).unwrap_or(false)
+    });
+    moved.map_err(|e| (h, LockError::io("rename", path, e)))
+}
+
+/// Moves the lock at `path` to a private name - atomic, so exactly one file moves - and
+/// deletes it there if `ours` says the moved file is ours. `Ok(true)` when it deleted it;
+/// `Ok(false)` when nothing was there, or what moved was not ours: then a takeover slipped in
+/// between the caller's check and the move, and that lease goes back without replacing
+/// anything; if the path was taken meanwhile it stays at the private name - never deleted.
+pub(super) fn move_aside(path: &Path, ours: impl FnOnce(&Path) -> bool) -> io::Result<bool> {
     let private = sys::private_name(path, "release");
-    if let Err(e) = sys::rename(path, &private) {
-        if e.kind() == io::ErrorKind::NotFound {
-            return Ok(false);
-        }
-        return Err((h, LockError::io("rename", path, e)));
+    match sys::rename(path, &private) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
     }
-    crate::faults::point("release.after-claim");
-    if identity::names_ours(&private, &h.file, &h.lease.owner_id, h.how).unwrap_or(false) {
+    if ours(&private) {
         let _ = sys::remove_file(&private);
         return Ok(true);
     }
-    // A takeover slipped in between our check and our claim: that lock is not ours. It goes
-    // back; if the path was taken meanwhile it stays at the private name - never deleted.
     if std::fs::hard_link(&private, path).is_ok() {
         let _ = sys::remove_file(&private);
     }

@@ -5,19 +5,19 @@
 //! uses, so that the two exclude each other on one path. Why each step is race-free is argued
 //! in `crate::store::file`, next to the trait it implements.
 
-use super::dir::{open_dir, shown};
+use super::dir::{locate, open_dir, shown};
 use super::error::LockError;
 use super::identity::{self, Recognise};
 use super::inspect::look;
 use super::judge::{self, Assessment};
 use super::options::Options;
 use super::renew::{carries_owner, Holding, DISPLACED_GRACE};
-use super::{takeover, token};
+use super::{release, takeover, token};
 use crate::lease::Lease;
 use crate::owner;
 use crate::sys::{self, LockDir, OwnedFile, PathError, Snapshot};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The store keeps no file open between steps, and some filesystems make inode numbers up per
@@ -72,24 +72,6 @@ pub enum Renewed {
     OwnerChanged(Found),
 }
 
-/// The lock's directory (created where `create`) and the name of the lock in it; `None` when
-/// the directory does not exist.
-fn place(
-    path: &Path,
-    opts: &Options,
-    create: bool,
-) -> Result<Option<(LockDir, PathBuf)>, LockError> {
-    let create = create.then_some(opts.dir_mode);
-    match open_dir(path, create, opts.allow_untrusted_parents) {
-        Ok(dir) => {
-            let at = dir.join(path.file_name().unwrap_or_default());
-            Ok(Some((dir, at)))
-        }
-        Err(LockError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// Judges `snap` by age alone: whether its holder lives is the caller's question (the store
 /// session proves holders dead itself). `(may be taken over now, what it is)`.
 fn judged(snap: &Snapshot, opts: &Options) -> (bool, Found) {
@@ -119,10 +101,8 @@ fn judged(snap: &Snapshot, opts: &Options) -> (bool, Found) {
 /// torn lease older than the invalid-content threshold). Contention (another claimant's
 /// takeover in flight) is retried up to the retry limit, `opts.retry_delay` apart.
 pub fn claim(path: &Path, mut lease: Lease, opts: &Options) -> Result<Claimed, LockError> {
-    let Some((dir, at)) = place(path, opts, true)? else {
-        let gone = io::Error::from(io::ErrorKind::NotFound);
-        return Err(LockError::io("open", sys::parent_dir(path), gone));
-    };
+    let dir = open_dir(path, Some(opts.dir_mode), opts.allow_untrusted_parents)?;
+    let at = dir.join(path.file_name().unwrap_or_default());
     claim_in(&dir, &at, &mut lease, opts).map_err(|e| shown(&dir, path, e))
 }
 
@@ -133,7 +113,7 @@ fn claim_in(
     opts: &Options,
 ) -> Result<Claimed, LockError> {
     let mut counter = token::Counter::open(at, opts.file_mode)?;
-    let pause = opts.retry_delay.max(Duration::from_millis(1));
+    let pause = opts.retry_pause();
     let name = at.file_name().unwrap_or_default();
     for _ in 0..opts.retry_limit.max(1) {
         lease.token = counter.advance()?;
@@ -157,8 +137,14 @@ fn claim_in(
             }
             Err(e) => return Err(LockError::io("create", at, e)),
         }
-        let Some(snap) = look(at)? else {
-            continue;
+        // Something that is not a file at the path: refused, with nothing new left beside it.
+        let snap = match look(at) {
+            Ok(Some(snap)) => snap,
+            Ok(None) => continue,
+            Err(e) => {
+                counter.discard_if_new();
+                return Err(e);
+            }
         };
         let (expired, found) = judged(&snap, opts);
         if found.is_foreign() {
@@ -197,8 +183,7 @@ fn confirmed(
     bytes: Vec<u8>,
     opts: &Options,
 ) -> Result<Option<Option<u64>>, LockError> {
-    let mut holding = Holding::new(file, lease.clone(), bytes);
-    holding.how = HOW;
+    let holding = Holding::new(file, lease.clone(), bytes);
     let kept = token::confirm_or_give_up(Some(counter), at, holding, HOW, opts)?;
     Ok(kept.map(|h| h.lease.token))
 }
@@ -211,7 +196,7 @@ pub fn renew(
     next: Option<Lease>,
     opts: &Options,
 ) -> Result<Renewed, LockError> {
-    let Some((dir, at)) = place(path, opts, false)? else {
+    let Some((dir, at)) = locate(path, opts.allow_untrusted_parents)? else {
         return Ok(Renewed::Removed);
     };
     renew_in(&at, owner_id, next, opts).map_err(|e| shown(&dir, path, e))
@@ -292,7 +277,7 @@ fn not_ours(
 
 /// Removes `owner_id`'s lease at `path`, and nothing else. `true` when it removed it.
 pub fn remove(path: &Path, owner_id: &str, opts: &Options) -> Result<bool, LockError> {
-    let Some((dir, at)) = place(path, opts, false)? else {
+    let Some((dir, at)) = locate(path, opts.allow_untrusted_parents)? else {
         return Ok(false);
     };
     remove_in(&at, owner_id).map_err(|e| shown(&dir, path, e))
@@ -305,21 +290,12 @@ fn remove_in(at: &Path, owner_id: &str) -> Result<bool, LockError> {
             return Ok(false);
         }
         crate::faults::point("store.remove.before-move");
-        let private = sys::private_name(at, "release");
-        match sys::rename(at, &private) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        let ours = |moved: &Path| identity::carries_at(moved, owner_id).unwrap_or(false);
+        match release::move_aside(at, ours) {
+            Ok(true) => return Ok(true),
+            // Not ours after all (a takeover slipped in): it went back; look again.
+            Ok(false) => {}
             Err(e) => return Err(LockError::io("rename", at, e)),
-        }
-        if carries_at(&private, owner_id).unwrap_or(false) {
-            let _ = sys::remove_file(&private);
-            return Ok(true);
-        }
-        // A takeover slipped in between the look and the move: that lease is not ours. It
-        // goes back without replacing anything; if the path was taken meanwhile it stays at
-        // the private name - never deleted.
-        if std::fs::hard_link(&private, at).is_ok() {
-            let _ = sys::remove_file(&private);
         }
     }
     Ok(false)
@@ -327,17 +303,13 @@ fn remove_in(at: &Path, owner_id: &str) -> Result<bool, LockError> {
 
 /// Whether the regular file at `at` is a lease of `owner_id`.
 fn carries_at(at: &Path, owner_id: &str) -> Result<bool, LockError> {
-    match sys::snapshot(at) {
-        Ok(Some(s)) => Ok(!s.oversized && carries_owner(&s.bytes, owner_id)),
-        Ok(None) | Err(PathError::NotRegular(_)) => Ok(false),
-        Err(PathError::Io(e)) => Err(LockError::io("read", at, e)),
-    }
+    identity::carries_at(at, owner_id).map_err(|e| LockError::io("read", at, e))
 }
 
 /// What is at `path`, judged by age against `opts` (`None`: nothing). Something that is not a
 /// regular file is an error, as for `inspect`.
 pub fn read(path: &Path, opts: &Options) -> Result<Option<Found>, LockError> {
-    let Some((dir, at)) = place(path, opts, false)? else {
+    let Some((dir, at)) = locate(path, opts.allow_untrusted_parents)? else {
         return Ok(None);
     };
     let snap = look(&at).map_err(|e| shown(&dir, path, e))?;

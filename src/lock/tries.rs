@@ -40,7 +40,7 @@ impl Tries {
                 if self.transient >= TRANSIENT_LIMIT {
                     return Err(LockError::io("create", &inner.path, e));
                 }
-                Ok(Next::Retry(opts.retry_delay.max(Duration::from_millis(1))))
+                Ok(Next::Retry(opts.retry_pause()))
             }
             Attempt::Contended { pause } => {
                 self.contended += 1;
@@ -54,7 +54,7 @@ impl Tries {
                 // zero retry delay never spins (on the JS thread least of all, where a pause
                 // moves the wait to a worker thread).
                 Ok(Next::Retry(if pause {
-                    opts.retry_delay.max(Duration::from_millis(1))
+                    opts.retry_pause()
                 } else {
                     Duration::ZERO
                 }))

@@ -113,7 +113,7 @@ async fn step<T: Send + 'static>(
 /// The key as a lock path: it must name a file.
 fn lock_path(key: &str) -> Result<PathBuf, StoreError> {
     let path = PathBuf::from(key);
-    if key.is_empty() || path.file_name().is_none() {
+    if path.file_name().is_none() {
         return Err(StoreError::Server(format!(
             "{key:?} is not a lock file path (it names no file)"
         )));

@@ -239,6 +239,22 @@ fn content_that_is_not_a_lease_is_held_and_never_touched() {
     });
 }
 
+#[test]
+fn a_directory_at_the_lock_path_is_refused_with_nothing_left_beside_it() {
+    runtime().block_on(async {
+        let dir = temp_dir("not-a-file");
+        let path = dir.join("d.lock");
+        std::fs::create_dir(&path).unwrap();
+        let store = FileStore::new(lock::Options::default());
+        let record = record_of("claimant", Duration::ZERO);
+        let claimed = store.claim(&key(&path), "claimant", &record, TTL).await;
+        assert!(claimed.is_err(), "a directory is not a lock");
+        assert!(path.is_dir());
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1, "no token counter made for it");
+    });
+}
+
 /// One claim from a thread of its own, on a runtime of its own.
 fn claim_blocking(store: &FileStore, k: &str, owner: &str, ttl: Duration) -> Claim {
     let rt = tokio::runtime::Builder::new_current_thread()

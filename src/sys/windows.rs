@@ -171,7 +171,22 @@ fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
 
 /// Opens a regular file for reading without following a reparse point: handle, metadata, id.
 pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, FileId), PathError> {
-    let file = open_nofollow(path, false)?;
+    open_regular_with(path, false)
+}
+
+/// Opens a regular file for reading and for writing in place, without following a reparse
+/// point: a renewal writes through the very handle whose content it verified.
+pub(super) fn open_rewritable(path: &Path) -> Result<OwnedFile, PathError> {
+    let (file, _, id) = open_regular_with(path, true)?;
+    Ok(OwnedFile { file, id })
+}
+
+/// [`open_regular`], for writing too where `write`.
+fn open_regular_with(
+    path: &Path,
+    write: bool,
+) -> Result<(File, std::fs::Metadata, FileId), PathError> {
+    let file = open_nofollow(path, write)?;
     let meta = file.metadata()?;
     let kind = kind_of(&meta);
     if kind != FileKind::Regular {
@@ -179,18 +194,6 @@ pub(super) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata, File
     }
     let id = id_of_file(&file)?;
     Ok((file, meta, id))
-}
-
-/// Opens a regular file for reading and for writing in place, without following a reparse
-/// point: a renewal writes through the very handle whose content it verified.
-pub(super) fn open_rewritable(path: &Path) -> Result<OwnedFile, PathError> {
-    let file = open_nofollow(path, true)?;
-    let kind = kind_of(&file.metadata()?);
-    if kind != FileKind::Regular {
-        return Err(PathError::NotRegular(kind));
-    }
-    let id = id_of_file(&file)?;
-    Ok(OwnedFile { file, id })
 }
 
 /// Reads the record under a shared range lock, so never in the middle of a rewrite.

@@ -60,67 +60,74 @@ impl RedisStore {
 /// script hashes, the key names) is written once, the owner id, record and TTL per request.
 /// Text, not bytes: every part is UTF-8, and a JS string is much cheaper to make than a Buffer.
 pub struct Requests {
-    /// `EVALSHA <claim> 2 <lease> <counter>`, without the array header.
-    claim: String,
-    /// `EVALSHA <remove> 1 <lease>`, without the array header.
-    remove: String,
-    /// The release channel, as the remove's last argument.
+    /// `EVALSHA <claim> 2 <lease> <counter>`.
+    claim: Prefix,
+    /// `EVALSHA <remove> 1 <lease>`.
+    remove: Prefix,
+    /// The release channel, the remove's last argument.
     channel: String,
+}
+
+/// The first parts of a command, written as RESP bulk strings (the array header, which counts
+/// the parts still to come, is written with the request).
+struct Prefix {
+    parts: usize,
+    text: String,
+}
+
+impl Prefix {
+    fn new(parts: &[&str]) -> Prefix {
+        let mut text = String::new();
+        for part in parts {
+            bulk(&mut text, part);
+        }
+        Prefix {
+            parts: parts.len(),
+            text,
+        }
+    }
+
+    /// The whole command: this prefix, then `rest`.
+    fn with(&self, rest: &[&str]) -> String {
+        use std::fmt::Write;
+        let more: usize = rest.iter().map(|p| p.len() + 16).sum();
+        let mut out = String::with_capacity(self.text.len() + more + 8);
+        // Writing to a String cannot fail.
+        let _ = write!(out, "*{}\r\n", self.parts + rest.len());
+        out.push_str(&self.text);
+        for part in rest {
+            bulk(&mut out, part);
+        }
+        out
+    }
 }
 
 impl Requests {
     pub fn new(key: &str) -> Requests {
         let [lease, counter, channel] = scripts::names(key);
-        let mut claim = String::new();
-        for part in [
-            "EVALSHA",
-            scripts::claim().get_hash(),
-            "2",
-            &lease,
-            &counter,
-        ] {
-            bulk(&mut claim, part);
-        }
-        let mut remove = String::new();
-        for part in ["EVALSHA", scripts::remove().get_hash(), "1", &lease] {
-            bulk(&mut remove, part);
-        }
-        let mut last = String::new();
-        bulk(&mut last, &channel);
+        let claim_hash = scripts::claim().get_hash();
+        let remove_hash = scripts::remove().get_hash();
         Requests {
-            claim,
-            remove,
-            channel: last,
+            claim: Prefix::new(&["EVALSHA", claim_hash, "2", &lease, &counter]),
+            remove: Prefix::new(&["EVALSHA", remove_hash, "1", &lease]),
+            channel,
         }
     }
 
     /// The claim script for `owner_id` (see [`crate::store::LeaseStore::claim`]).
     pub fn claim(&self, owner_id: &str, record: &str, ttl: Duration) -> String {
-        let ttl = ms(ttl);
-        let mut out = String::with_capacity(self.claim.len() + record.len() + 64);
-        out.push_str("*8\r\n");
-        out.push_str(&self.claim);
-        for part in [owner_id, record, &ttl] {
-            bulk(&mut out, part);
-        }
-        out
+        self.claim.with(&[owner_id, record, &ms(ttl)])
     }
 
     /// The remove script for `owner_id` (see [`crate::store::LeaseStore::remove`]).
     pub fn remove(&self, owner_id: &str) -> String {
-        let mut out = String::with_capacity(self.remove.len() + self.channel.len() + 48);
-        out.push_str("*6\r\n");
-        out.push_str(&self.remove);
-        bulk(&mut out, owner_id);
-        out.push_str(&self.channel);
-        out
+        self.remove.with(&[owner_id, &self.channel])
     }
 }
 
 /// Appends `part` as a RESP bulk string.
 fn bulk(out: &mut String, part: &str) {
     use std::fmt::Write;
-    // Writing to a String cannot fail.
     let _ = write!(out, "${}\r\n{part}\r\n", part.len());
 }
 
