@@ -115,7 +115,11 @@ fn claim_in(
     let mut counter = token::Counter::open(at, opts.file_mode)?;
     let pause = opts.retry_pause();
     let name = at.file_name().unwrap_or_default();
+    // The last try's transient create error: when the tries end on one, it is reported (a real
+    // permission problem looks the same), as the engine does.
+    let mut transient = None;
     for _ in 0..opts.retry_limit.max(1) {
+        transient = None;
         lease.token = counter.advance()?;
         // Stamped now, not when the caller made the record (perhaps before a long wait): a
         // lease must never reach the path already old.
@@ -132,6 +136,7 @@ fn claim_in(
             },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) if sys::is_transient_create_error(&e) => {
+                transient = Some(e);
                 std::thread::sleep(pause);
                 continue;
             }
@@ -168,8 +173,11 @@ fn claim_in(
         }
         std::thread::sleep(pause);
     }
-    Err(LockError::RetryBudgetExhausted {
-        attempts: opts.retry_limit.max(1),
+    Err(match transient {
+        Some(e) => LockError::io("create", at, e),
+        None => LockError::RetryBudgetExhausted {
+            attempts: opts.retry_limit.max(1),
+        },
     })
 }
 
