@@ -83,10 +83,11 @@ mod linux {
         }
     }
 
-    /// A record as long as ours with identity fields and a token (what `acquireSync` writes).
-    fn record() -> Vec<u8> {
+    /// A record as long as ours with identity fields and a token (what `acquireSync` writes);
+    /// `seq` makes its owner id, as each lock's lease has an owner id of its own.
+    fn record(seq: usize) -> Vec<u8> {
         let mut r = format!(
-            "{{\"version\":1,\"ownerID\":\"{}-1796000000000000000-1\",\"pid\":{}",
+            "{{\"version\":1,\"ownerID\":\"{}-1796000000000000000-{seq}\",\"pid\":{}",
             std::process::id(),
             std::process::id()
         );
@@ -121,7 +122,7 @@ mod linux {
     }
 
     pub fn pairs(dir: &Path, count: usize) {
-        let bytes = record();
+        let bytes = record(1);
         let mut out = Vec::with_capacity(count);
         let mut buf = vec![0u8; bytes.len() + 1];
         let dir = std::fs::canonicalize(dir).expect("an existing directory");
@@ -230,7 +231,6 @@ mod linux {
     }
 
     pub fn idle(dir: &Path, n: usize, interval_ms: u64) {
-        let bytes = record();
         let mut files = Vec::with_capacity(n);
         let dfd = walk(&std::fs::canonicalize(dir).expect("an existing directory"));
         for i in 0..n {
@@ -244,12 +244,17 @@ mod linux {
                 )
             };
             check(fd as _, "open");
+            let bytes = record(i + 1);
             // SAFETY: as above.
             check(
                 unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), 0) } as _,
                 "pwrite",
             );
-            files.push((fd, c(Path::new(&format!("idle-{i}.lock")))));
+            let stamps = [
+                find(&bytes, b"lastHeartbeatUnixNano\":").expect("a heartbeat stamp"),
+                find(&bytes, b"heartbeatBootNano\":").expect("a boot-clock stamp"),
+            ];
+            files.push((fd, c(Path::new(&format!("idle-{i}.lock"))), bytes, stamps));
         }
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
@@ -263,7 +268,6 @@ mod linux {
         println!("READY");
         let _ = std::io::stdout().flush();
         let interval = Duration::from_millis(interval_ms);
-        let mut record = bytes;
         let mut beat: u64 = 0;
         let mut next = Instant::now() + interval;
         loop {
@@ -272,12 +276,13 @@ mod linux {
                 _ => return,
             }
             beat += 1;
-            // A new timestamp of the same width, as a heartbeat patches it in place.
-            let stamp = format!("{:019}", 1_796_000_000_000_000_000u64 + beat);
-            if let Some(at) = find(&record, b"lastHeartbeatUnixNano\":") {
-                record[at..at + 19].copy_from_slice(stamp.as_bytes());
-            }
-            for (fd, name) in &files {
+            // New timestamps of the same widths, patched in place into each lease's own record
+            // as a heartbeat does (every lock writes its own bytes, not one shared buffer).
+            let unix = format!("{:019}", 1_796_000_000_000_000_000u64 + beat);
+            let boot = format!("{:013}", 1_234_567_890_123u64 + beat);
+            for (fd, name, record, [at_unix, at_boot]) in &mut files {
+                record[*at_unix..*at_unix + unix.len()].copy_from_slice(unix.as_bytes());
+                record[*at_boot..*at_boot + boot.len()].copy_from_slice(boot.as_bytes());
                 // SAFETY: as above.
                 unsafe {
                     let mut st: libc::stat = std::mem::zeroed();
