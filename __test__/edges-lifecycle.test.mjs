@@ -211,6 +211,28 @@ test('releaseSync() while an acquire() of the same instance waits cancels the wa
   await a.release()
 })
 
+test('releaseSync() (and `using`) right after acquire() leaves the lock free: the queued acquire never takes it', async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const a = new PidLock(p)
+  const queued = a.acquire()
+  assert.equal(a.releaseSync(), false)
+  const acquired = await settlesWithin(queued, 3000, 'the queued acquire()')
+  assert.equal(acquired.error?.name, 'AbortError', String(acquired.error))
+  assert.equal(a.held, false)
+  assert.equal(exists(p), false, 'no lock file left behind')
+  if (typeof Symbol.dispose === 'symbol') {
+    const b = new PidLock(p)
+    const pending = b.acquire().then((value) => ({ value }), (error) => ({ error }))
+    b[Symbol.dispose]()
+    assert.equal((await pending).error?.name, 'AbortError')
+    assert.equal(b.held, false)
+    assert.equal(exists(p), false)
+  }
+  // Usable afterwards.
+  await a.acquire()
+  assert.equal(a.releaseSync(), true)
+})
+
 test('a processAppearsAlive that calls release() on its own lock does not deadlock it', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   const a = new PidLock(p)

@@ -109,6 +109,36 @@ test('await using releases; using stops holding at once and deletes the lease in
   const other = new PidLock('dispose', { store: srv.url })
   await other.acquire({ timeout: 5000 })
   await other.release()
+  // `using` right after an acquire() that has not run yet: that acquire never takes the lock.
+  const early = new PidLock('dispose', { store: srv.url })
+  const queued = early.acquire().then((value) => ({ value }), (error) => ({ error }))
+  early[Symbol.dispose]()
+  assert.equal((await queued).error?.name, 'AbortError')
+  assert.equal(early.held, false)
+  assert.equal(await PidLock.inspect('dispose', { store: srv.url }), null)
+  // ... nor one whose claim is already on the wire (granted after `using`): given up at once.
+  for (const ticks of [1, 2, 3]) {
+    const late = new PidLock('dispose', { store: srv.url })
+    const claimed = late.acquire().then((value) => ({ value }), (error) => ({ error }))
+    for (let i = 0; i < ticks; i++) await null
+    late[Symbol.dispose]()
+    assert.equal((await claimed).error?.name, 'AbortError', `after ${ticks} ticks`)
+    assert.equal(late.held, false)
+    const next = new PidLock('dispose', { store: srv.url })
+    await next.acquire({ timeout: 5000 })
+    await next.release()
+  }
+})
+
+test('acquire() then release() in one go: the acquire makes its single try, in call order, as on a file', opts, async (t) => {
+  const srv = await startRedis(t)
+  const lock = new PidLock('order', { store: srv.url })
+  const acquired = lock.acquire()
+  const released = lock.release()
+  assert.equal(typeof (await acquired).token, 'bigint')
+  assert.equal(await released, true)
+  assert.equal(lock.held, false)
+  assert.equal(await PidLock.inspect('order', { store: srv.url }), null)
 })
 
 test('a unix socket URL works; bad URLs and keys are argument errors', opts, async (t) => {

@@ -341,7 +341,7 @@ export declare class PidLock {
    * at the latest, even if it releases before `onLeaseLost` could reach it.
    */
   release(): Promise<boolean>
-  /** As `release()`; acquires of this instance still waiting are cancelled, other queued calls make it throw `ELOCKBUSY`. */
+  /** As `release()`; acquires of this instance not yet finished are cancelled (they reject with an `AbortError`, holding nothing), other queued calls make it throw `ELOCKBUSY`. */
   releaseSync(): boolean
   /** Replaces the metadata while held; rejects with `ELOCKNOTHELD` otherwise. */
   update(metadata: LockMetadata | null): Promise<void>

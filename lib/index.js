@@ -224,7 +224,10 @@ class PidLock {
     if (signal && signal.aborted) return Promise.reject(abortReason(signal))
     // Cancelled by the signal, or by release() on this instance.
     const token = this.#onStore ? this.#native.newCancelToken() : new CancelToken()
-    const waitState = { token, byRelease: false }
+    // byRelease: a release() or releaseSync() came after this call; bySync: releaseSync(), which
+    // cannot wait its turn, so this acquire ends without trying (one already trying is
+    // cancelled natively: a lease it takes meanwhile is given back at once).
+    const waitState = { token, byRelease: false, bySync: false }
     this.#waits.add(waitState)
     const onAbort = () => token.cancel()
     if (signal) signal.addEventListener('abort', onAbort, { once: true })
@@ -234,14 +237,21 @@ class PidLock {
     }
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)
+      if (waitState.bySync) throw cancelledByRelease()
       const { onLost, alive } = this.#callbacks()
       // A release() called after this acquire() but before it ran cancels its wait: it still
-      // takes effect in call order, as a single try.
-      const wait = waitState.byRelease ? null : timeout
-      return this.#native.acquire(wait, this.#metadata, token, onLost, alive)
+      // takes effect in call order, as a single try (which nothing cancels).
+      if (waitState.byRelease) return this.#native.acquire(null, this.#metadata, null, onLost, alive)
+      return this.#native.acquire(timeout, this.#metadata, token, onLost, alive)
     }).then(
       (out) => {
         settle()
+        // A lock on a store can be granted after a `using` ended it (its claim was on the
+        // wire): given up at once, as if the claim had come too late.
+        if (waitState.bySync && this.#onStore && out !== store.ALREADY_HELD && PidLock.#succeeded(out)) {
+          this.#native.abandon()
+          throw cancelledByRelease()
+        }
         // Already held by this instance: both engines answer at once, and the current
         // acquisition keeps its onLeaseLost; the store backend says so without a token.
         if (out === store.ALREADY_HELD) return { reclaimed: null, token: this.token }
@@ -299,7 +309,7 @@ class PidLock {
     // Waiting acquires are cancelled; any other call still queued makes this ELOCKBUSY.
     if (this.#pending > this.#waits.size) this.#checkIdle()
     this.#generation++
-    this.#cancelWaits()
+    this.#cancelWaits(true)
     const out = this.#native.releaseSync()
     if (typeof out === 'boolean') return out
     throw nativeError(out, this.#path, this.#heldError)
@@ -315,14 +325,15 @@ class PidLock {
       return
     }
     this.#generation++
-    this.#cancelWaits()
+    this.#cancelWaits(true)
     this.#native.abandon()
   }
 
   /** Cancels every acquire of this instance that has not finished yet. */
-  #cancelWaits() {
+  #cancelWaits(bySync = false) {
     for (const wait of this.#waits) {
       wait.byRelease = true
+      wait.bySync ||= bySync
       wait.token.cancel()
     }
   }
