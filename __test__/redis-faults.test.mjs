@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PidLock } from '../lib/index.mjs'
-import { Child, sleep } from './helpers/util.mjs'
+import { Child, sleep, waitUntil } from './helpers/util.mjs'
 import { startRedis, redisOrSkip, redisCommand } from './helpers/redis-server.mjs'
 
 const opts = redisOrSkip()
@@ -91,6 +91,42 @@ test('SIGSTOP of a holder past its TTL: another takes over; the frozen one is to
   assert.deepEqual(await a.line('RELEASED'), { removed: false })
   b.send('held')
   assert.equal((await b.line('HELD')).held, true)
+})
+
+test('SIGSTOP of a holder past its TTL that calls acquire() the moment it wakes: the loss is still told, once', opts, async (t) => {
+  const srv = await startRedis(t)
+  const options = { leaseStaleThreshold: 1000, leaseHeartbeatInterval: 100 }
+  // Taken over meanwhile: told owner-changed, and the new acquire is refused.
+  const a = holder(t, { url: srv.url, key: 'k', options })
+  await a.line('ACQUIRED')
+  const b = holder(t, { url: srv.url, key: 'k', acquireOptions: { timeout: 20_000 } })
+  await b.line('READY')
+  a.signal('SIGSTOP')
+  const second = await b.line('ACQUIRED')
+  // Waiting in its stdin: read as soon as it runs again, racing its renewal's timer.
+  a.send('acquire')
+  a.signal('SIGCONT')
+  const lost = await a.line('LOST')
+  assert.equal(lost.reason, 'owner-changed')
+  assert.equal(lost.newOwner.token, second.token)
+  assert.equal((await a.line('FAILED')).code, 'ELOCKHELD')
+  b.send('release')
+  await b.line('RELEASED')
+  // Expired with nobody else: told removed, and the new acquire gets a higher token.
+  a.send('acquire')
+  const again = await a.line('ACQUIRED')
+  assert.ok(BigInt(again.token) > BigInt(second.token))
+  a.signal('SIGSTOP')
+  t.after(() => a.signal('SIGCONT'))
+  const lease = () => redisCommand(srv, 'EXISTS', 'leaselock:{k}:lease')
+  await waitUntil(async () => (await lease()) === ':0', { what: 'the frozen holder\'s lease to expire' })
+  a.send('acquire')
+  a.signal('SIGCONT')
+  assert.equal((await a.line('LOST')).reason, 'removed')
+  assert.ok(BigInt((await a.line('ACQUIRED')).token) > BigInt(again.token))
+  await sleep(300)
+  a.send('held')
+  assert.equal((await a.line('HELD')).held, true)
 })
 
 test('SIGSTOP of a holder while a renewal awaits its reply: on waking it is told owner-changed, not store-unreachable', opts, async (t) => {

@@ -342,15 +342,35 @@ impl<S: LeaseStore> StoreLock<S> {
         }
     }
 
-    /// A holding whose deadline passed without a verdict yet (or that was abandoned): stop
-    /// renewing it and remove its lease if it is still ours, so we never wait for ourselves.
+    /// A holding still here when a new acquisition starts is one whose deadline passed before
+    /// its fate was known (a freeze, a store too slow to answer; released and abandoned ones
+    /// are gone): it is renewed no more, and the store is asked now what became of it. Lost, the
+    /// loss is told once, as its renewal would have told it; still ours, its lease is removed,
+    /// so we never wait for ourselves.
     async fn forget_stale_holding(&self) {
-        if let Some(old) = self.inner.end_holding() {
-            let _ = self
-                .inner
-                .store
-                .remove(&self.inner.key, &old.lease.owner_id)
-                .await;
+        let Some(old) = self.inner.end_holding() else {
+            return;
+        };
+        let (store, key, owner_id) = (&self.inner.store, &self.inner.key, &old.lease.owner_id);
+        let (reason, new_owner, error) = match store
+            .renew(key, owner_id, self.inner.opts.ttl, None)
+            .await
+        {
+            Ok(Renewal::Renewed) => {
+                let _ = store.remove(key, owner_id).await;
+                return;
+            }
+            Ok(Renewal::Removed) => (LossReason::Removed, None, None),
+            Ok(Renewal::OwnerChanged { holder }) => (LossReason::OwnerChanged, Some(*holder), None),
+            Err(e) => (LossReason::StoreUnreachable, None, Some(e.to_string())),
+        };
+        if let Some(report) = old.on_lost {
+            report(Lost {
+                reason,
+                new_owner,
+                error,
+                at: SystemTime::now(),
+            });
         }
     }
 
