@@ -173,9 +173,10 @@ test('stop and run --replace: SIGTERM to the proven holder, then the lock is fre
   // `leaselock run` itself passes SIGTERM on and keeps the lock while its command runs.
   const timedOut = await run(t, ['stop', '--timeout', '500ms', lock])
   assert.equal(timedOut.code, 75, timedOut.out)
-  assert.match(timedOut.out, /still holds .* after SIGTERM \(--force sends SIGKILL\)/)
-  const forced = await run(t, ['stop', '--timeout', '1s', '--force', lock])
+  assert.match(timedOut.out, /still holds .* 500ms after SIGTERM \(--force sends SIGKILL\)/)
+  const forced = await run(t, ['stop', '--timeout', '1500ms', '--force', lock])
   assert.equal(forced.code, 0, forced.out)
+  assert.match(forced.out, /did not exit within 1\.5s; sending SIGKILL/)
   assert.equal((await stubborn.exit()).signal, 'SIGKILL')
   // SIGKILL reaches the holder, `leaselock run`, which cannot pass it on: its command is left
   // running without the lock (as after any SIGKILL of `run`; documented).

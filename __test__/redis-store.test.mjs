@@ -159,13 +159,22 @@ test('a value some other program stored under the lease key is never overwritten
   const lock = new PidLock('foreign', { store: srv.url })
   const err = await lock.acquire().then(() => null, (e) => e)
   assert.equal(err?.code, 'ELOCKHELD')
-  assert.equal(err.holder.valid, false)
+  // As for a lock file's content that is not a lease: no holder to show.
+  assert.equal(err.holder, null)
+  assert.match(err.message, /\(owner unavailable\)/)
+  assert.equal((await PidLock.inspect('foreign', { store: srv.url })).valid, false)
   assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nnot ours')
-  // Put there while we hold the lock: release reports it not removed and leaves it.
+  // Put there while we hold the lock: the loss is 'removed' (not another owner's lease), and
+  // release reports it not removed and leaves it.
   await redisCommand(srv, 'DEL', 'leaselock:{foreign}:lease')
-  await lock.acquire()
+  const lost = []
+  const held = new PidLock('foreign', { store: srv.url, leaseHeartbeatInterval: 100, onLeaseLost: (info) => lost.push(info) })
+  await held.acquire()
   await redisCommand(srv, 'SET', 'leaselock:{foreign}:lease', 'replaced')
-  assert.equal(await lock.release(), false)
+  await waitUntil(() => lost.length > 0, { what: 'the loss to be told' })
+  assert.equal(lost[0].reason, 'removed')
+  assert.equal(lost[0].newOwner, null)
+  assert.equal(await held.release(), false)
   assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nreplaced')
 })
 

@@ -37,8 +37,9 @@ function stateOf(holder) {
 /** Free by the rules, but not for this user: a file in the way that it may not move. */
 const blocked = (h) => Boolean(h && h.canTakeOver === false)
 const head = (h) => (blocked(h) ? 'blocked' : 'free')
+// The engine's message says who owns what: "this user cannot take the lock over: ...".
 const takes = (h) =>
-  blocked(h) ? `but this user cannot take it over: ${shown(h.blockedBy ? h.blockedBy.message : 'a file in the way', 4096)}` : 'the next acquire takes it over'
+  blocked(h) ? `but ${shown(h.blockedBy ? h.blockedBy.message : 'this user cannot take it over: a file is in the way', 4096)}` : 'the next acquire takes it over'
 
 const STATUS_TEXT = {
   free: (path) => `free: ${path}\n`,
@@ -49,6 +50,8 @@ const STATUS_TEXT = {
       ? `${head(h)}: ${path}\n  the lease of pid ${shown(h.pid)} has had no heartbeat since ${ago(h.lastHeartbeat)}; ${takes(h)}\n`
       : `${head(h)}: ${path}\n  its content is not a lease and it is old enough to be reclaimed; ${takes(h)}\n`,
   invalid: (path, h) => `held: ${path}\n  its content is not a lease (${h.size} bytes); it counts as held until it is older than the invalid-content threshold\n`,
+  // On a store: another program's value under the lease key, never expired or touched by us.
+  foreign: (key) => `held: ${key}\n  the value under its key is not a lease; it counts as held, and leaselock never overwrites or deletes it\n`,
 }
 
 async function status(args, io) {
@@ -59,11 +62,14 @@ async function status(args, io) {
   try {
     holder = await PidLock.inspect(path, storeOptions)
   } catch (err) {
+    // A store URL or key the lock refuses is bad usage, as for `run`.
+    if (err.code === 'ERR_INVALID_ARG_VALUE' || err.code === 'ERR_INVALID_ARG_TYPE') throw new UsageError(err.message)
     return errorExit(err, io.stderr)
   }
   const [state, free] = stateOf(holder)
   const code = free === EXIT.FREE && blocked(holder) ? EXIT.HELD : free
-  io.stdout.write(values.json ? `${safeJson({ state, path, holder: holderJson(holder) })}\n` : STATUS_TEXT[state](path, holder))
+  const text = state === 'invalid' && storeOptions.store !== undefined ? STATUS_TEXT.foreign : STATUS_TEXT[state]
+  io.stdout.write(values.json ? `${safeJson({ state, path, holder: holderJson(holder) })}\n` : text(path, holder))
   return code
 }
 

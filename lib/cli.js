@@ -16,9 +16,10 @@ Runs <command> while holding <lockfile>; refuses (75) when another live process 
 leaselock's options come before the command: everything from the command's first word on (or
 after --) belongs to the command, so \`leaselock run x.lock node app.js --help\` runs it.
 Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2) are passed to the command; the lock is
-released when it ends. In a terminal, Ctrl+C already reaches the command itself, so leaselock
-does not send it a second SIGINT. The command gets LEASELOCK_LOCKFILE=<absolute lock path> and
-LEASELOCK_TOKEN=<the acquisition's fencing token>.
+released when it ends. When stdin is a terminal, SIGINT and SIGQUIT are not passed on (Ctrl+C
+already reaches the command itself; send SIGTERM to stop it from another program). The
+command gets LEASELOCK_LOCKFILE=<absolute lock path> and LEASELOCK_TOKEN=<the acquisition's
+fencing token>.
 
 Options:
   --wait <duration>    wait up to this long for the lock ("Infinity": until free; default: try
@@ -37,6 +38,7 @@ Options:
   --on-lost <policy>   when the lock is lost while the command runs: "warn" (default) or
                        "term" (send SIGTERM to the command)
   -q, --quiet          no waiting or replacing messages
+  --allow-other-owner  with --replace, as root: accept a lock file owned by another user
   --store <url>        keep the lock on a Redis/Valkey server (redis://[:password@]host:port/db,
                        rediss://, unix:///path.sock): <lockfile> is then a key there; not
                        with --replace
@@ -45,7 +47,8 @@ Exit codes: the command's exit code, or 128 + the signal number when a signal en
 75 the lock is held by another process (refused); 77 --replace: the holder is not proven, so
 it was not signalled; 64 bad usage; 73 the lock file cannot be created, or <lockfile> is not a
 lock (another file is there; it is left untouched); 126/127 the command cannot be run / is not
-found; 69 the store (--store) cannot be reached or refused the credentials; 70 another error.
+found; 69 the store (--store) cannot be reached, refused the credentials or answered with an
+error; 70 another error.
 ${DURATION}
 
 Example (package.json):
@@ -91,7 +94,7 @@ ${DURATION}
 
 const MAIN_HELP = `Usage:
   leaselock run [options] <lockfile> [--] <command> [args...]
-  leaselock status [--json] <lockfile>
+  leaselock status [--json] [--store <url>] <lockfile>
   leaselock list [--json]
   leaselock stop [options] <lockfile>
   leaselock <command> --help | leaselock --help | --version

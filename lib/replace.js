@@ -77,9 +77,9 @@ function* stopSteps(path, { timeout = STOP_TIMEOUT, force = false, allowOtherOwn
         say(`leaselock: pid ${holder.pid} has let go of the lock.`)
         return { stopped: holder }
       }
-      const secs = Math.round(timeout / 1000)
-      if (!force) throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} ${secs}s after ${ASK} (--force sends ${KILL})`, path, holder)
-      say(`leaselock: pid ${holder.pid} did not exit within ${secs}s; sending ${KILL} (--force).`)
+      const within = timeout < 1000 ? `${timeout}ms` : `${+(timeout / 1000).toFixed(1)}s`
+      if (!force) throw stopError('ELOCKSTOPTIMEOUT', `pid ${holder.pid} still holds ${path} ${within} after ${ASK} (--force sends ${KILL})`, path, holder)
+      say(`leaselock: pid ${holder.pid} did not exit within ${within}; sending ${KILL} (--force).`)
     }
     if (!handle.signal('SIGKILL')) return { stopped: holder }
     if (yield* waitGone(path, holder.ownerId, timeout)) return { stopped: holder }

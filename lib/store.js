@@ -94,9 +94,14 @@ function record(h) {
   return { ...h.record, token: h.token ?? null, ttlLeft: h.ttlLeft ?? null }
 }
 
-/** A store failure in the shape of a file lock failure (the holder, with its token, inside). */
+/**
+ * A store failure in the shape of a file lock failure (the holder, with its token, inside; none
+ * for a value that is not a lease, as for a lock file's content).
+ */
 function failure(out) {
-  return out.failure ? { ...out.failure, holder: record(out.holder) } : null
+  if (!out.failure) return null
+  const holder = record(out.holder)
+  return { ...out.failure, holder: holder?.valid ? holder : null }
 }
 
 /**

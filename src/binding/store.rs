@@ -63,7 +63,7 @@ pub struct StoreLostInfo {
 }
 
 fn store_holder(s: &Stored) -> StoreHolder {
-    let record = match &s.record {
+    let record = match s.record.as_ref().filter(|_| s.is_lease()) {
         Some(l) => {
             let mut r = lease_record(l, owner::liveness(l), false);
             if let Some(t) = session::last_renewed(s, SystemTime::now()) {

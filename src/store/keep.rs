@@ -164,6 +164,16 @@ async fn renewer<S: LeaseStore>(lock: Weak<Inner<S>>) {
     }
 }
 
+/// Why a lease whose key now holds `holder` is lost: another owner's lease, or - replaced by
+/// something that is not a lease - removed, with no new owner to show.
+pub fn displaced_by(holder: Stored) -> (LossReason, Option<Stored>) {
+    if holder.is_lease() {
+        (LossReason::OwnerChanged, Some(holder))
+    } else {
+        (LossReason::Removed, None)
+    }
+}
+
 /// Ends the holding of `owner_id` (if it is still the current one) and reports why, once.
 pub fn lose<S>(
     inner: &Inner<S>,
@@ -256,8 +266,8 @@ async fn renew<S: LeaseStore>(inner: &Arc<Inner<S>>, owner_id: &str, first: Inst
                 return lose(inner, owner_id, LossReason::Removed, None, None);
             }
             Ok(Ok(Renewal::OwnerChanged { holder })) => {
-                let reason = LossReason::OwnerChanged;
-                return lose(inner, owner_id, reason, Some(*holder), None);
+                let (reason, new_owner) = displaced_by(*holder);
+                return lose(inner, owner_id, reason, new_owner, None);
             }
             Ok(Err(e)) => {
                 last_error = Some(e.to_string());

@@ -38,6 +38,16 @@ pub struct Stored {
     pub ttl_left: Option<Duration>,
 }
 
+impl Stored {
+    /// Whether this is a lease: a record that parses and names the owner it is stored under.
+    /// Anything else (another program's value, a record edited by hand) is no holder's lease.
+    pub fn is_lease(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_some_and(|r| r.owner_id == self.owner_id)
+    }
+}
+
 /// The outcome of one attempt to claim a free key.
 #[derive(Debug)]
 pub enum Claim {

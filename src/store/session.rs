@@ -352,18 +352,19 @@ impl<S: LeaseStore> StoreLock<S> {
             return;
         };
         let (store, key, owner_id) = (&self.inner.store, &self.inner.key, &old.lease.owner_id);
-        let (reason, new_owner, error) = match store
-            .renew(key, owner_id, self.inner.opts.ttl, None)
-            .await
-        {
-            Ok(Renewal::Renewed) => {
-                let _ = store.remove(key, owner_id).await;
-                return;
-            }
-            Ok(Renewal::Removed) => (LossReason::Removed, None, None),
-            Ok(Renewal::OwnerChanged { holder }) => (LossReason::OwnerChanged, Some(*holder), None),
-            Err(e) => (LossReason::StoreUnreachable, None, Some(e.to_string())),
-        };
+        let (reason, new_owner, error) =
+            match store.renew(key, owner_id, self.inner.opts.ttl, None).await {
+                Ok(Renewal::Renewed) => {
+                    let _ = store.remove(key, owner_id).await;
+                    return;
+                }
+                Ok(Renewal::Removed) => (LossReason::Removed, None, None),
+                Ok(Renewal::OwnerChanged { holder }) => {
+                    let (reason, new_owner) = keep::displaced_by(*holder);
+                    (reason, new_owner, None)
+                }
+                Err(e) => (LossReason::StoreUnreachable, None, Some(e.to_string())),
+            };
         if let Some(report) = old.on_lost {
             report(Lost {
                 reason,

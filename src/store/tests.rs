@@ -70,9 +70,15 @@ impl MemoryStore {
         map.get_mut(key)
     }
 
+    /// A lease of `e.owner` (with this process's identity: never proven dead).
     fn stored(e: &Entry) -> Stored {
+        let record = crate::lease::Lease {
+            owner_id: e.owner.clone(),
+            ..crate::owner::new_lease(None)
+        };
         Stored {
             owner_id: e.owner.clone(),
+            record: Some(record),
             token: Some(e.token),
             ttl_left: e
                 .expires
