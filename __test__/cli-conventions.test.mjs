@@ -8,6 +8,8 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Proc, bin, repoRoot } from './integrations/helpers.mjs'
+import { PidLock } from '../lib/index.mjs'
+import { waitUntil } from './helpers/util.mjs'
 
 // Stopping a holder needs its proof (/proc) and signals: Linux only.
 const LINUX = { skip: process.platform !== 'linux' && 'holder proof needs /proc (Linux)' }
@@ -239,6 +241,18 @@ test('list shows run locks of this user; --json is the documented shape', async 
   assert.equal(locks[0].pid, first.pid)
   assert.equal(locks[0].url, 'http://localhost:4321/')
   assert.equal(locks[0].lock, lock)
+  if (process.platform !== 'win32') {
+    // Frozen past its lease (a debugger, SIGSTOP, a suspended laptop): still its lock, still
+    // listed, and not forgotten once it runs again.
+    const pids = async () => JSON.parse((await run(t, ['list', '--json'], { env })).out).locks.map((l) => l.pid)
+    process.kill(first.pid, 'SIGSTOP')
+    t.after(() => { try { process.kill(first.pid, 'SIGCONT') } catch {} })
+    await waitUntil(async () => (await PidLock.inspect(lock))?.stale === true, { what: 'the frozen lease to go stale' })
+    assert.deepEqual(await pids(), [first.pid])
+    process.kill(first.pid, 'SIGCONT')
+    await waitUntil(async () => (await PidLock.inspect(lock))?.stale === false, { what: 'the lease to be renewed' })
+    assert.deepEqual(await pids(), [first.pid])
+  }
   first.kill('SIGTERM')
   await first.exit()
   assert.deepEqual(JSON.parse((await run(t, ['list', '--json'], { env })).out), { version: 1, locks: [] })

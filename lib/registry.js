@@ -83,7 +83,8 @@ function readEntry(file) {
 
 /**
  * The live guards of this user: `[{ lock, holder, tool }]`, each lock held by the pid its entry
- * names, alive and fresh. Entries that fail that are removed.
+ * names, and that pid alive. Entries that fail that are removed; a lease gone stale is kept
+ * (its holder may only be frozen: stopped in a debugger, suspended) until another takes it.
  */
 async function liveEntries() {
   const dir = ownDir(false)
@@ -101,7 +102,7 @@ async function liveEntries() {
         continue // cannot be read now (permissions, a slow mount): neither shown nor pruned
       }
     }
-    const live = entry && holder && holder.valid && holder.pid === entry.pid && holder.alive !== false && !holder.stale
+    const live = entry && holder && holder.valid && holder.pid === entry.pid && holder.alive !== false
     if (live) out.push({ lock: entry.lock, tool: entry.tool, holder })
     else fs.rmSync(file, { force: true })
   }
