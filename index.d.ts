@@ -171,6 +171,8 @@ export interface Constants {
   defaults: Defaults
   /** The largest metadata accepted, in bytes of compact JSON. */
   metadataLimit: number
+  /** The deepest nesting of metadata that readers keep (deeper, they drop it). */
+  metadataDepthLimit: number
   /** The first line of the error for a held lock. */
   heldText: string
 }
@@ -269,6 +271,12 @@ export interface LostInfo {
   error?: string
   at: number
 }
+
+/**
+ * Whether metadata (compact JSON) nests deeper than readers keep: refused when it is set,
+ * rather than written and then dropped by every reader.
+ */
+export declare function metadataNestsTooDeep(json: string): boolean
 
 /** A file in the way of a takeover that this process may not move. */
 export interface NativeBlocked {

@@ -842,5 +842,6 @@ module.exports.ProcessHandle = nativeBinding.ProcessHandle
 module.exports.StoreCancelToken = nativeBinding.StoreCancelToken
 module.exports.constants = nativeBinding.constants
 module.exports.listenForStopRequests = nativeBinding.listenForStopRequests
+module.exports.metadataNestsTooDeep = nativeBinding.metadataNestsTooDeep
 module.exports.openProcessHandle = nativeBinding.openProcessHandle
 module.exports.proveHolderFile = nativeBinding.proveHolderFile

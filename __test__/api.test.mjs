@@ -23,6 +23,12 @@ test('defaults, the metadata limit and the held-lock text are the engine\'s, rea
   await lock.acquire()
   await lock.update(sized(native.metadataLimit))
   await assert.rejects(lock.update(sized(native.metadataLimit + 1)), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  // The nesting readers keep: what update() writes at the limit reads back whole.
+  const deep = JSON.parse('['.repeat(native.metadataDepthLimit) + ']'.repeat(native.metadataDepthLimit))
+  await lock.update(deep)
+  assert.deepEqual((await PidLock.inspect(lock.path)).metadata, deep)
+  const deeper = [deep]
+  await assert.rejects(lock.update(deeper), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
   await lock.release()
 })
 
@@ -258,6 +264,14 @@ test('function options and heldError and metadata: wrong types', () => {
   throwsArg(() => new PidLock('x.lock', { metadata: cyclic }), TypeError, 'ERR_INVALID_ARG_VALUE', 'options.metadata')
   throwsArg(() => new PidLock('x.lock', { metadata: { big: 'x'.repeat(5000) } }), RangeError, 'ERR_OUT_OF_RANGE', 'options.metadata')
   new PidLock('x.lock', { metadata: { fits: 'x'.repeat(4000) } })
+  // What a toJSON() turns into something other than an object or array (a Date into a string),
+  // or into nothing, is not metadata.
+  throwsArg(() => new PidLock('x.lock', { metadata: new Date(0) }), TypeError, 'ERR_INVALID_ARG_VALUE', 'options.metadata')
+  throwsArg(() => new PidLock('x.lock', { metadata: { toJSON() {} } }), TypeError, 'ERR_INVALID_ARG_VALUE', 'options.metadata')
+  // Readers keep 32 levels of nesting: deeper is refused when set, not dropped when read.
+  const nested = (n) => JSON.parse('['.repeat(n) + ']'.repeat(n))
+  throwsArg(() => new PidLock('x.lock', { metadata: nested(33) }), RangeError, 'ERR_OUT_OF_RANGE', 'options.metadata')
+  new PidLock('x.lock', { metadata: nested(32) })
 })
 
 test('acquire options: wrong types reject (not throw)', async (t) => {

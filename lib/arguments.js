@@ -4,7 +4,8 @@
 
 const nodePath = require('node:path')
 const { fileURLToPath } = require('node:url')
-const { DEFAULTS, METADATA_LIMIT } = require('./constants.js')
+const { DEFAULTS, METADATA_LIMIT, METADATA_DEPTH_LIMIT } = require('./constants.js')
+const { binding } = require('./native.js')
 
 /** What may happen to a file at the lock path whose content is not a lease (see index.d.ts). */
 const INVALID_CONTENT = ['refuse', 'reclaim']
@@ -106,9 +107,16 @@ function metadataJson(value, name) {
   } catch (err) {
     throw valueError(name, `must be JSON-serialisable (${err.message})`, value)
   }
+  // A toJSON() may turn the object into something else (a Date into a string) or nothing.
+  if (typeof json !== 'string' || (json[0] !== '{' && json[0] !== '[')) {
+    throw valueError(name, 'must serialise to a JSON object or array', value)
+  }
   const size = Buffer.byteLength(json)
   if (size > METADATA_LIMIT) {
     throw rangeError(name, `at most ${METADATA_LIMIT} bytes as JSON`, `${size} bytes`)
+  }
+  if (binding.metadataNestsTooDeep(json)) {
+    throw rangeError(name, `nested at most ${METADATA_DEPTH_LIMIT} levels deep (deeper, readers drop it)`, `more than ${METADATA_DEPTH_LIMIT} levels`)
   }
   return json
 }

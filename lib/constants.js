@@ -10,4 +10,5 @@ module.exports = {
   DEFAULTS: Object.freeze(native.defaults),
   HELD_TEXT: native.heldText,
   METADATA_LIMIT: native.metadataLimit,
+  METADATA_DEPTH_LIMIT: native.metadataDepthLimit,
 }

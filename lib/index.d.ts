@@ -7,7 +7,7 @@
  * another owner's lock. File-compatible with the Go package `kit/lockfile`.
  */
 
-/** Holder metadata: any JSON-serialisable object, at most 4096 bytes as JSON. */
+/** Holder metadata: a JSON-serialisable object or array (serialising to one), at most 4096 bytes as JSON, nested at most 32 levels. */
 export type LockMetadata = { [key: string]: unknown } | unknown[]
 
 /** A lock file that carries a valid lease. */

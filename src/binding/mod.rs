@@ -97,6 +97,8 @@ pub struct Constants {
     pub defaults: Defaults,
     /// The largest metadata accepted, in bytes of compact JSON.
     pub metadata_limit: u32,
+    /// The deepest nesting of metadata that readers keep (deeper, they drop it).
+    pub metadata_depth_limit: u32,
     /// The first line of the error for a held lock.
     pub held_text: String,
 }
@@ -122,8 +124,16 @@ pub fn constants() -> Constants {
             .into(),
         },
         metadata_limit: lock::METADATA_LIMIT as u32,
+        metadata_depth_limit: crate::lease::METADATA_DEPTH_LIMIT as u32,
         held_text: lock::HELD_TEXT.into(),
     }
+}
+
+/// Whether metadata (compact JSON) nests deeper than readers keep: refused when it is set,
+/// rather than written and then dropped by every reader.
+#[napi]
+pub fn metadata_nests_too_deep(json: String) -> bool {
+    crate::lease::nests_deeper_than(&json, crate::lease::METADATA_DEPTH_LIMIT)
 }
 
 thread_local! {
