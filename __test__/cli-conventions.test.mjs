@@ -257,3 +257,19 @@ test('list shows run locks of this user; --json is the documented shape', async 
   await first.exit()
   assert.deepEqual(JSON.parse((await run(t, ['list', '--json'], { env })).out), { version: 1, locks: [] })
 })
+
+test('a lock file that cannot be created exits 73, whichever error the OS gives', async (t) => {
+  const dir = tempDir(t)
+  const file = path.join(dir, 'plain')
+  fs.writeFileSync(file, '')
+  // A file where a directory is needed (ENOTDIR), and a directory that cannot be made (ENOENT).
+  for (const lock of [path.join(file, 'x.lock'), path.join(file, 'sub', 'x.lock')]) {
+    const out = await run(t, ['run', lock, '--', process.execPath, '-e', '0'])
+    assert.equal(out.code, 73, out.out)
+  }
+  if (process.platform === 'linux') {
+    const out = await run(t, ['run', '/proc/leaselock-none/x.lock', '--', process.execPath, '-e', '0'])
+    assert.equal(out.code, 73, out.out)
+    assert.match(out.out, /ENOENT/)
+  }
+})

@@ -85,7 +85,7 @@ function lockTarget(values, name) {
 
 function errorExit(err, stderr) {
   const code = err && err.code
-  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
+  const fileProblem = ['EACCES', 'EPERM', 'EROFS', 'ENOENT', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOSPC', 'EDQUOT', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'EISDIR', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH'].includes(code)
   // Error messages may quote a lock file's content (ELOCKNOTLEASE): printed through the sanitiser.
   stderr.write(`leaselock: ${safeText(err && err.message ? err.message : String(err), 4096)}\n`)
   if (STORE_PROBLEMS.includes(code)) return EXIT.UNAVAILABLE
