@@ -102,6 +102,7 @@ test('a file at the counter name that is not ours is refused with ELOCKNOTLEASE 
   const err = await rejection(new PidLock(p).acquire())
   assert.equal(err.code, 'ELOCKNOTLEASE')
   assert.equal(err.path, c)
+  assert.equal(err.size, null)
   assert.match(err.message, /not this lock's fencing-token counter/)
   assert.match(err.message, /my notes/)
   assert.equal(fs.readFileSync(c, 'utf8'), 'my notes, not a counter\n')

@@ -245,8 +245,8 @@ export interface InspectOptions {
 export interface LockNotLeaseError extends Error {
   code: 'ELOCKNOTLEASE'
   path: string
-  /** The file's size in bytes. */
-  size: number
+  /** The lock file's size in bytes; `null` when the refused file is the token counter (`path`). */
+  size: number | null
 }
 
 /** `code: 'ELOCKHELD'`: a live process holds the lock (or its content is not a lease yet, or another program's value is under a store key). */

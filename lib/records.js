@@ -99,7 +99,8 @@ function notLeaseError(failure, path) {
   const e = new Error(failure.message)
   e.code = failure.code
   e.path = failure.path ?? path
-  e.size = failure.size ?? 0
+  // The size of the lock file's content; none for the token counter (its message says why).
+  e.size = failure.size ?? null
   return e
 }
 
