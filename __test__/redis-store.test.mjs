@@ -150,6 +150,10 @@ test('a unix socket URL works; bad URLs and keys are argument errors', opts, asy
   assert.throws(() => new PidLock('k', { store: 42 }), { code: 'ERR_INVALID_ARG_TYPE' })
   assert.throws(() => new PidLock('a{b}', { store: srv.url }), { code: 'ERR_INVALID_ARG_VALUE' })
   assert.throws(() => new PidLock('', { store: srv.url }), { code: 'ERR_INVALID_ARG_VALUE' })
+  // Lone surrogates have no UTF-8 form (two such keys would be one lock); a pair is fine.
+  assert.throws(() => new PidLock('\uD800', { store: srv.url }), { code: 'ERR_INVALID_ARG_VALUE' })
+  assert.throws(() => new PidLock('a\uDFFF', { store: srv.url }), { code: 'ERR_INVALID_ARG_VALUE' })
+  new PidLock('\uD83D\uDE00', { store: srv.url })
   assert.throws(() => new PidLock('k', { store: 'redis://127.0.0.1:notaport' }), { code: 'ERR_INVALID_ARG_VALUE' })
 })
 

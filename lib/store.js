@@ -37,8 +37,9 @@ function storeKey(key) {
   if (typeof key !== 'string') {
     return argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "key" argument must be of type string for a lock on a store. Received ${key === null ? 'null' : typeof key}`)
   }
-  if (key.length === 0 || Buffer.byteLength(key) > KEY_LIMIT || /[{}\0]/.test(key)) {
-    return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'key' must be 1 to ${KEY_LIMIT} bytes without '{', '}' or null bytes (the braces mark the Redis Cluster hash tag). Received ${JSON.stringify(key.slice(0, 28))}`)
+  // A lone surrogate has no UTF-8 form: two such keys would name one lock.
+  if (key.length === 0 || Buffer.byteLength(key) > KEY_LIMIT || /[{}\0]|\p{Cs}/u.test(key)) {
+    return argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'key' must be 1 to ${KEY_LIMIT} bytes of well-formed text without '{', '}' or null bytes (the braces mark the Redis Cluster hash tag). Received ${JSON.stringify(key.slice(0, 28))}`)
   }
   return key
 }
