@@ -550,7 +550,7 @@ async function benchIdle() {
     }
     const r = (k.cpu - result[0].cpu) / summary(cpu).median
     const shape = f.threads ? `, with ${f.threads} idle threads as the holder has` : ''
-    rows.push(row(`renewal floor: 1000 files, fstat+pwrite every 250 ms (fstatat of the name every 4th), plain native loop${shape}: CPU`, '%', cpu, `1000 locks above baseline: ${r.toFixed(2)}x this floor`))
+    rows.push(row(`renewal floor: 1000 files, fstat+pwrite of each one's own record every 250 ms (fstatat of the name every 4th), plain native loop${shape}: CPU`, '%', cpu, `1000 locks above baseline: ${r.toFixed(2)}x this floor`))
     return r
   })
   const ratio = ratios.length ? ratios[0] : NaN
