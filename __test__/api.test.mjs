@@ -305,6 +305,18 @@ async function heldByChild(t, p, options = {}) {
   return h
 }
 
+test('held by another instance of this very process: the refusal says so and offers no kill', async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const first = new PidLock(p)
+  first.acquireSync()
+  t.after(() => first.releaseSync())
+  const err = await new PidLock(p).acquire().then(() => null, (e) => e)
+  assert.equal(err?.code, 'ELOCKHELD')
+  assert.equal(err.holder.pid, process.pid)
+  assert.match(err.message, /that is this process: another PidLock instance or worker here holds it/)
+  assert.doesNotMatch(err.message, /stop it:/)
+})
+
 test('ELOCKHELD shape: code, path, holder {pid, ownerId, lastHeartbeat Date}, message names the pid', async (t) => {
   const dir = tempDir(t)
   const p = path.join(dir, 'x.lock')

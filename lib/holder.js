@@ -67,6 +67,11 @@ function holderLines(holder, lockPath, projectDir) {
   if (holder.metadataDropped) rows.push(['metadata', shown(holder.metadataDropped)])
   if (holder.startedAt) rows.push(['started', `${ago(holder.startedAt)} (${holder.startedAt.toLocaleString()})`])
   rows.push(['lock', shown(lockPath, 4096)])
+  if (holder.pid === process.pid && holder.alive === true) {
+    // Another PidLock (or a worker thread) of this very process: no process to stop.
+    rows.push(['note', 'that is this process: another PidLock instance or worker here holds it'])
+    return rows
+  }
   // How to stop it is said only for a process proven to hold this very file (proof.js): a
   // planted lease may name any process, and a hint is an invitation to signal it.
   if (lockPath && proveHolder(lockPath, holder).ok) rows.push(['stop it', stopHint(holder)])
