@@ -133,7 +133,7 @@ async function everything(): Promise<void> {
     void [code, path, holder, message]
   }
   const notLease = {} as LockNotLeaseError
-  const notLeaseFields: ['ELOCKNOTLEASE', string, number] = [notLease.code, notLease.path, notLease.size]
+  const notLeaseFields: ['ELOCKNOTLEASE', string, number | null] = [notLease.code, notLease.path, notLease.size]
   void notLeaseFields
   const codes: LockErrorCode[] = ['ELOCKHELD', 'ELOCKCONTENDED', 'ELOCKNOTFILE', 'ELOCKNOTLEASE', 'ELOCKNOTHELD', 'ELOCKBUSY', 'ELOCKNOTMOVABLE', 'ELOCKUNSAFEPATH']
   void codes
