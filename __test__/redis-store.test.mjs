@@ -179,6 +179,16 @@ test('a value some other program stored under the lease key is never overwritten
   assert.equal(lost[0].reason, 'removed')
   assert.equal(lost[0].newOwner, null)
   assert.equal(await held.release(), false)
+  // The same when an update() is the first to find it (no renewal due for a long while).
+  await redisCommand(srv, 'DEL', 'leaselock:{foreign}:lease')
+  const updating = []
+  const slow = new PidLock('foreign', { store: srv.url, leaseHeartbeatInterval: 20_000, leaseStaleThreshold: 60_000, onLeaseLost: (info) => updating.push(info) })
+  await slow.acquire()
+  await redisCommand(srv, 'SET', 'leaselock:{foreign}:lease', 'replaced')
+  await assert.rejects(slow.update({ n: 1 }), { code: 'ELOCKNOTHELD' })
+  await waitUntil(() => updating.length > 0, { what: 'the loss found by update() to be told' })
+  assert.equal(updating[0].reason, 'removed')
+  assert.equal(updating[0].newOwner, null)
   assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nreplaced')
 })
 

@@ -164,13 +164,12 @@ async fn renewer<S: LeaseStore>(lock: Weak<Inner<S>>) {
     }
 }
 
-/// Why a lease whose key now holds `holder` is lost: another owner's lease, or - replaced by
+/// Why a lease is lost, from what its key holds now: another owner's lease, or - nothing, or
 /// something that is not a lease - removed, with no new owner to show.
-pub fn displaced_by(holder: Stored) -> (LossReason, Option<Stored>) {
-    if holder.is_lease() {
-        (LossReason::OwnerChanged, Some(holder))
-    } else {
-        (LossReason::Removed, None)
+pub fn loss(now: Option<Stored>) -> (LossReason, Option<Stored>) {
+    match now {
+        Some(holder) if holder.is_lease() => (LossReason::OwnerChanged, Some(holder)),
+        _ => (LossReason::Removed, None),
     }
 }
 
@@ -262,11 +261,8 @@ async fn renew<S: LeaseStore>(inner: &Arc<Inner<S>>, owner_id: &str, first: Inst
                 asked_late = false;
                 next = started + every;
             }
-            Ok(Ok(Renewal::Removed)) => {
-                return lose(inner, owner_id, LossReason::Removed, None, None);
-            }
-            Ok(Ok(Renewal::OwnerChanged { holder })) => {
-                let (reason, new_owner) = displaced_by(*holder);
+            Ok(Ok(lost)) => {
+                let (reason, new_owner) = loss(lost.found());
                 return lose(inner, owner_id, reason, new_owner, None);
             }
             Ok(Err(e)) => {

@@ -72,6 +72,16 @@ pub enum Renewal {
     },
 }
 
+impl Renewal {
+    /// What holds the key, for a renewal that found it not ours: a value, or nothing.
+    pub fn found(self) -> Option<Stored> {
+        match self {
+            Renewal::OwnerChanged { holder } => Some(*holder),
+            Renewal::Removed | Renewal::Renewed => None,
+        }
+    }
+}
+
 /// Why a store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {

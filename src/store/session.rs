@@ -344,27 +344,25 @@ impl<S: LeaseStore> StoreLock<S> {
 
     /// A holding still here when a new acquisition starts is one whose deadline passed before
     /// its fate was known (a freeze, a store too slow to answer; released and abandoned ones
-    /// are gone): it is renewed no more, and the store is asked now what became of it. Lost, the
-    /// loss is told once, as its renewal would have told it; still ours, its lease is removed,
-    /// so we never wait for ourselves.
+    /// are gone): it is renewed no more, and its lease removed if still ours, so we never wait
+    /// for ourselves. If it was not ours any more, the loss is told once, as its renewal would
+    /// have told it.
     async fn forget_stale_holding(&self) {
         let Some(old) = self.inner.end_holding() else {
             return;
         };
-        let (store, key, owner_id) = (&self.inner.store, &self.inner.key, &old.lease.owner_id);
-        let (reason, new_owner, error) =
-            match store.renew(key, owner_id, self.inner.opts.ttl, None).await {
-                Ok(Renewal::Renewed) => {
-                    let _ = store.remove(key, owner_id).await;
-                    return;
-                }
-                Ok(Renewal::Removed) => (LossReason::Removed, None, None),
-                Ok(Renewal::OwnerChanged { holder }) => {
-                    let (reason, new_owner) = keep::displaced_by(*holder);
+        let (store, key) = (&self.inner.store, &self.inner.key);
+        let (reason, new_owner, error) = match store.remove(key, &old.lease.owner_id).await {
+            Ok(true) => return,
+            Ok(false) => match store.read(key).await {
+                Ok(now) => {
+                    let (reason, new_owner) = keep::loss(now);
                     (reason, new_owner, None)
                 }
                 Err(e) => (LossReason::StoreUnreachable, None, Some(e.to_string())),
-            };
+            },
+            Err(e) => (LossReason::StoreUnreachable, None, Some(e.to_string())),
+        };
         if let Some(report) = old.on_lost {
             report(Lost {
                 reason,
@@ -433,26 +431,18 @@ impl<S: LeaseStore> StoreLock<S> {
                 Some(&record_text(&next)),
             )
             .await?;
-        match outcome {
-            Renewal::Renewed => {
-                let mut state = self.inner.state();
-                if let Some(h) = state.as_mut().filter(|h| h.lease.owner_id == next.owner_id) {
-                    h.lease = next;
-                    self.inner.deadline.confirm(sent, ttl);
-                    return Ok(());
-                }
-                Err(StoreLockError::NotHeld)
+        if let Renewal::Renewed = outcome {
+            let mut state = self.inner.state();
+            if let Some(h) = state.as_mut().filter(|h| h.lease.owner_id == next.owner_id) {
+                h.lease = next;
+                self.inner.deadline.confirm(sent, ttl);
+                return Ok(());
             }
-            Renewal::Removed => {
-                keep::lose(&self.inner, &next.owner_id, LossReason::Removed, None, None);
-                Err(StoreLockError::NotHeld)
-            }
-            Renewal::OwnerChanged { holder } => {
-                let reason = LossReason::OwnerChanged;
-                keep::lose(&self.inner, &next.owner_id, reason, Some(*holder), None);
-                Err(StoreLockError::NotHeld)
-            }
+            return Err(StoreLockError::NotHeld);
         }
+        let (reason, new_owner) = keep::loss(outcome.found());
+        keep::lose(&self.inner, &next.owner_id, reason, new_owner, None);
+        Err(StoreLockError::NotHeld)
     }
 }
 
