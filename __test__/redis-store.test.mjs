@@ -166,6 +166,8 @@ test('a value some other program stored under the lease key is never overwritten
   // As for a lock file's content that is not a lease: no holder to show.
   assert.equal(err.holder, null)
   assert.match(err.message, /\(owner unavailable\)/)
+  assert.match(err.message, /never overwrites or deletes it/)
+  assert.doesNotMatch(err.message, /threshold|reclaimed/)
   assert.equal((await PidLock.inspect('foreign', { store: srv.url })).valid, false)
   assert.equal(await redisCommand(srv, 'GET', 'leaselock:{foreign}:lease'), '$8\r\nnot ours')
   // Put there while we hold the lock: the loss is 'removed' (not another owner's lease), and

@@ -74,18 +74,16 @@ function refused(err, o, line, io) {
     return 0
   }
   const onStore = o.storeOptions.store !== undefined
-  if (!holder && onStore) {
-    // Another program's value under the key: it never expires by our rules, and is never touched.
-    io.stderr.write(`leaselock: not running \`${line}\`: the value under the key ${shown(o.path)} is not a lease; leaselock never overwrites or deletes it.\n`)
-    return EXIT.REFUSED
-  }
-  const head = holder
-    ? `leaselock: not running \`${line}\`: the lock is held by pid ${shown(holder.pid)}.`
-    : `leaselock: not running \`${line}\`: the lock file does not hold a lease yet (another process may be taking it).`
-  io.stderr.write(`${head}\n${formatRows(holderLines(holder, o.path, null))}\n`)
-  // --replace and `stop` act on a holder's lock file on this machine, not on a store.
-  const ways = onStore ? 'Wait for it (--wait <duration>), or stop its process first.' : 'Wait for it (--wait <duration>), replace it (--replace), or stop it first.'
-  io.stderr.write(holder ? `${ways}\n` : 'Try again in a moment, or wait for it with --wait <duration>.\n')
+  const why = holder
+    ? `the lock is held by pid ${shown(holder.pid)}.`
+    : onStore
+      ? `the value under the key ${shown(o.path)} is not a lease.`
+      : 'the lock file does not hold a lease yet (another process may be taking it).'
+  io.stderr.write(`leaselock: not running \`${line}\`: ${why}\n${formatRows(holderLines(holder, o.path, null, { onStore }))}\n`)
+  // --replace and `stop` act on a holder's lock file on this machine, not on a store; another
+  // program's value under a store key does not go away by waiting.
+  if (holder) io.stderr.write(onStore ? 'Wait for it (--wait <duration>), or stop its process first.\n' : 'Wait for it (--wait <duration>), replace it (--replace), or stop it first.\n')
+  else if (!onStore) io.stderr.write('Try again in a moment, or wait for it with --wait <duration>.\n')
   return EXIT.REFUSED
 }
 

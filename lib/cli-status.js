@@ -4,7 +4,7 @@
 
 const nodePath = require('node:path')
 const { PidLock } = require('./index.js')
-const { ago, formatRows, holderLines, mdString, shown } = require('./holder.js')
+const { ago, formatRows, holderLines, mdString, shown, STORE_VALUE_NOT_A_LEASE } = require('./holder.js')
 const { safeJson, safeUrl } = require('./sanitize.js')
 const { liveEntries } = require('./registry.js')
 const { stopHolder, STOP_TIMEOUT } = require('./replace.js')
@@ -51,7 +51,7 @@ const STATUS_TEXT = {
       : `${head(h)}: ${path}\n  its content is not a lease and it is old enough to be reclaimed; ${takes(h)}\n`,
   invalid: (path, h) => `held: ${path}\n  its content is not a lease (${h.size} bytes); it counts as held until it is older than the invalid-content threshold\n`,
   // On a store: another program's value under the lease key, never expired or touched by us.
-  foreign: (key) => `held: ${key}\n  the value under its key is not a lease; it counts as held, and leaselock never overwrites or deletes it\n`,
+  foreign: (key) => `held: ${key}\n  ${STORE_VALUE_NOT_A_LEASE}\n`,
 }
 
 async function status(args, io) {

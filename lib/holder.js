@@ -43,15 +43,19 @@ function whoHolds(holder, { url = true } = {}) {
   return `pid ${shown(holder.pid)}${u ? `, ${u}` : ''}`
 }
 
+/** What a value that is not a lease under a store's key means (it is never ours to touch). */
+const STORE_VALUE_NOT_A_LEASE = 'the value under its key is not a lease; it counts as held, and leaselock never overwrites or deletes it'
+
 /**
  * The rows (each value fit to print) that describe a holder: what a person needs to find it
- * (URL, PID, project, command), when it started, and how to stop it.
+ * (URL, PID, project, command), when it started, and how to stop it. No holder: the content is
+ * not a lease - a lock file's (reclaimed once old enough) or, `onStore`, a store value's.
  */
-function holderLines(holder, lockPath, projectDir) {
+function holderLines(holder, lockPath, projectDir, { onStore = false } = {}) {
   const rows = []
   if (!holder) {
     rows.push(['lock', shown(lockPath, 4096)])
-    rows.push(['state', 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
+    rows.push(['state', onStore ? STORE_VALUE_NOT_A_LEASE : 'the file does not hold a lease (yet); it counts as held until it is older than the invalid-content threshold (1.2 s by default), then it is reclaimed'])
     return rows
   }
   const md = holder.metadata
@@ -94,4 +98,4 @@ function formatRows(rows) {
   return rows.map(([k, v]) => `  ${(k + ':').padEnd(width)}${v}`).join('\n')
 }
 
-module.exports = { shown, ago, whoHolds, mdString, holderUrl, holderLines, formatRows }
+module.exports = { shown, ago, whoHolds, mdString, holderUrl, holderLines, formatRows, STORE_VALUE_NOT_A_LEASE }

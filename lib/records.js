@@ -83,7 +83,7 @@ function heldError(failure, path, custom) {
   const holder = holderFromRecord(failure.holder)
   const base = custom instanceof Error ? custom.message : custom ?? failure.message
   const first = holder ? `${base} (pid ${holder.pid})` : `${base} (owner unavailable)`
-  const message = `${first}\n${formatRows(holderLines(holder, path, null))}`
+  const message = `${first}\n${formatRows(holderLines(holder, path, null, { onStore: failure.onStore }))}`
   const err = custom instanceof Error ? new Error(message, { cause: custom }) : new Error(message)
   err.code = 'ELOCKHELD'
   err.path = path

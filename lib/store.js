@@ -102,7 +102,7 @@ function record(h) {
 function failure(out) {
   if (!out.failure) return null
   const holder = record(out.holder)
-  return { ...out.failure, holder: holder?.valid ? holder : null }
+  return { ...out.failure, holder: holder?.valid ? holder : null, onStore: true }
 }
 
 /**
