@@ -262,7 +262,8 @@ test('a lock file that cannot be created exits 73, whichever error the OS gives'
   const dir = tempDir(t)
   const file = path.join(dir, 'plain')
   fs.writeFileSync(file, '')
-  // A file where a directory is needed (ENOTDIR), and a directory that cannot be made (ENOENT).
+  // A file where a directory is needed, directly and one level further down (ENOTDIR both);
+  // then a directory that cannot be made (ENOENT).
   for (const lock of [path.join(file, 'x.lock'), path.join(file, 'sub', 'x.lock')]) {
     const out = await run(t, ['run', lock, '--', process.execPath, '-e', '0'])
     assert.equal(out.code, 73, out.out)

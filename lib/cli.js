@@ -62,9 +62,10 @@ Tells who holds <lockfile>, or that it is free.
 
 Exit codes: 0 free (no lock, or one left by a dead or stale holder: the next run takes it
 over); 1 held by a live process, or free by the rules but blocked for this user (a file in the
-way that it may not move); 2 the file is not a lease (counts as held for now);
-64 bad usage; 73 the lock file cannot be read or is not a lock; 69 the store (--store) cannot
-be reached or refused the credentials; 70 another error.
+way that it may not move); 2 the file is not a lease (counts as held for now), or with
+--store the value under the key is not a lease (counts as held, never touched); 64 bad usage;
+73 the lock file cannot be read or is not a lock; 69 the store (--store) cannot be reached,
+refused the credentials or answered with an error; 70 another error.
 `,
   list: `Usage: leaselock list [--json]
 

@@ -246,10 +246,11 @@ class PidLock {
     }).then(
       (out) => {
         settle()
-        // A lock on a store can be granted after a `using` ended it (its claim was on the
-        // wire): given up at once, as if the claim had come too late.
-        if (waitState.bySync && this.#onStore && out !== store.ALREADY_HELD && PidLock.#succeeded(out)) {
-          this.#native.abandon()
+        // Ended by releaseSync() or `using` while it ran: whatever its try found, the caller
+        // has released. A file lock that took the lease first was released by that call; a
+        // store's claim can be granted after it (it was on the wire), and is given up now.
+        if (waitState.bySync) {
+          if (this.#onStore && PidLock.#succeeded(out)) this.#native.abandon()
           throw cancelledByRelease()
         }
         // Already held by this instance: both engines answer at once, and the current

@@ -84,7 +84,8 @@ function readEntry(file) {
 /**
  * The live guards of this user: `[{ lock, holder, tool }]`, each lock held by the pid its entry
  * names, and that pid alive. Entries that fail that are removed; a lease gone stale is kept
- * (its holder may only be frozen: stopped in a debugger, suspended) until another takes it.
+ * while its pid is known to be alive (its holder is only frozen: stopped in a debugger,
+ * suspended) until another takes it.
  */
 async function liveEntries() {
   const dir = ownDir(false)
@@ -102,7 +103,8 @@ async function liveEntries() {
         continue // cannot be read now (permissions, a slow mount): neither shown nor pruned
       }
     }
-    const live = entry && holder && holder.valid && holder.pid === entry.pid && holder.alive !== false
+    // Stale but alive is a frozen holder; stale and unknown (another boot) is gone.
+    const live = entry && holder && holder.valid && holder.pid === entry.pid && (holder.alive === true || (holder.alive !== false && !holder.stale))
     if (live) out.push({ lock: entry.lock, tool: entry.tool, holder })
     else fs.rmSync(file, { force: true })
   }
