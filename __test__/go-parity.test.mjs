@@ -268,7 +268,8 @@ test('our lease, with its extra fields dropped, is exactly the Go shape', async 
     const outsideStrings = text.slice(0, -1).replace(/"(?:[^"\\]|\\.)*"/g, '""')
     assert.doesNotMatch(outsideStrings, /\s/, 'compact JSON')
     const hbMs = Number(BigInt(g[5]) / 1_000_000n)
-    assert.ok(hbMs >= before - 5 && hbMs <= Date.now() + 5, 'a wall-clock heartbeat in Unix nanoseconds')
+    // Generous: V8's Date.now() on Windows is its own clock, synced to the system's now and then.
+    assert.ok(hbMs >= before - 1000 && hbMs <= Date.now() + 1000, 'a wall-clock heartbeat in Unix nanoseconds')
     return g
   }
   const first = check(fs.readFileSync(p, 'utf8'))

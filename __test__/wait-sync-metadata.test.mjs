@@ -251,7 +251,9 @@ test('metadata is stored, read by inspect/inspectSync, survives heartbeats and u
   assert.equal(first.ownerId, readLease(p).ownerID)
   assert.equal(first.hostname, os.hostname())
   assert.ok(first.startedAt instanceof Date)
-  assert.ok(first.startedAt.getTime() >= before - 5 && first.startedAt.getTime() <= Date.now() + 5)
+  // The engine reads the system clock; V8's Date.now() on Windows is its own clock, synced to
+  // the system's now and then, and may be off by tens of milliseconds: a generous bound.
+  assert.ok(first.startedAt.getTime() >= before - 1000 && first.startedAt.getTime() <= Date.now() + 1000)
   assert.ok(first.lastHeartbeat instanceof Date)
   assert.equal(first.alive, true)
   assert.equal(first.stale, false)

@@ -34,6 +34,7 @@ test('a holder ended by TerminateProcess is taken over at once, proven dead by p
   // The creation time is recorded (a FILETIME, 100 ns units since 1601) with the DNS host name.
   assert.match(lease.processStart, /^\d{17,}$/)
   assert.equal(lease.hostname, os.hostname())
+  assert.match(lease.bootId, /^boot-\d{17,}$/, "the kernel's boot time, in the same units")
   h.proc.kill() // TerminateProcess: no exit handler runs, the file stays
   await h.exited
   assert.equal(exists(p), true)
@@ -44,6 +45,20 @@ test('a holder ended by TerminateProcess is taken over at once, proven dead by p
   assert.equal(reclaimed.stale, false, 'taken at once, not after the lease went stale')
   assert.equal(readLease(p).pid, process.pid)
   assert.equal(await lock.release(), true)
+})
+
+test('every process of this boot records the same boot token, so any of them can prove a holder dead', WIN, async (t) => {
+  // A token computed from two clock readings (wall clock minus uptime) differs by a tick from
+  // process to process, and a rounded one splits pairs across its boundaries: then a live
+  // holder reads as 'unknown' and a dead one is not taken over at once.
+  const dir = tempDir(t)
+  const mine = new PidLock(path.join(dir, 'mine.lock'))
+  await mine.acquire()
+  const ours = readLease(path.join(dir, 'mine.lock')).bootId
+  const children = await Promise.all(Array.from({ length: 6 }, (_, i) => heldByChild(t, path.join(dir, `${i}.lock`))))
+  assert.deepEqual(children.map(({ lease }) => lease.bootId), children.map(() => ours))
+  for (const [i, { h }] of children.entries()) assert.equal((await PidLock.inspect(path.join(dir, `${i}.lock`))).alive, true, `child ${h.pid}`)
+  await mine.release()
 })
 
 test('a pid that now belongs to another process is not taken for the old owner', WIN, async (t) => {

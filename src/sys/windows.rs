@@ -18,6 +18,7 @@ use std::os::windows::fs::{FileExt, OpenOptionsExt};
 use std::os::windows::io::AsRawHandle;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use windows_sys::Wdk::System::SystemInformation::NtQuerySystemInformation;
 use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
 use windows_sys::Win32::Storage::FileSystem::{
     FileRenameInfo, GetFileInformationByHandle, LockFileEx, SetFileInformationByHandle,
@@ -26,7 +27,7 @@ use windows_sys::Win32::Storage::FileSystem::{
     FILE_SHARE_WRITE, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
 };
 use windows_sys::Win32::System::SystemInformation::{
-    ComputerNamePhysicalDnsHostname, GetComputerNameExW, GetTickCount64,
+    ComputerNamePhysicalDnsHostname, GetComputerNameExW,
 };
 use windows_sys::Win32::System::Threading::{
     GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -390,29 +391,46 @@ pub fn boot_nanos() -> Option<u64> {
     None
 }
 
-/// Host, boot and start time. The boot token is the boot moment rounded to 10 s (wall clock
-/// minus uptime): two processes of one boot agree on it, and when they do not (a clock change
-/// in between), the only effect is that a dead owner is not proven dead and its lease must go
-/// stale first - the safe side.
+/// Host, boot and start time. The boot token is the kernel's boot moment
+/// (`NtQuerySystemInformation(SystemTimeOfDayInformation)`, 100 ns units): every process of
+/// one boot reads the same value, to the tick. Windows moves it when the clock is set, so two
+/// processes on either side of a clock change disagree, and then the only effect is that a dead
+/// owner is not proven dead and its lease must go stale first - the safe side. Without it there
+/// is no identity, and every holder is judged by its lease's age.
 pub fn this_process() -> Option<OwnerIdentity> {
     let start = match probe(std::process::id() as i64) {
         ProcessState::Running { start } => start,
         _ => return None,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    // SAFETY: no arguments.
-    let uptime = unsafe { GetTickCount64() } / 1000;
-    let boot = now.saturating_sub(uptime) / 10 * 10;
     Some(OwnerIdentity {
         hostname: hostname(),
-        boot_id: format!("boot-{boot}"),
+        boot_id: format!("boot-{}", boot_time()?),
         pid_namespace: String::new(),
         process_start: start,
         time_namespace: Some(String::new()),
     })
+}
+
+/// The kernel's boot moment (FILETIME units), the first field of SYSTEM_TIMEOFDAY_INFORMATION.
+/// A boot moment computed here as "wall clock minus uptime" would not do: the two readings are
+/// not taken at once, so processes of one boot get values a tick apart, and any rounding of
+/// them has a boundary some pairs fall on either side of.
+fn boot_time() -> Option<i64> {
+    /// SystemTimeOfDayInformation; the structure is 48 bytes (BootTime, CurrentTime,
+    /// TimeZoneBias, TimeZoneId, Reserved, BootTimeBias, SleepTimeBias).
+    const TIME_OF_DAY: i32 = 3;
+    let mut info = [0i64; 6];
+    let mut len = 0u32;
+    // SAFETY: `info` is writable for the 48 bytes passed; `len` is a valid out-pointer.
+    let status = unsafe {
+        NtQuerySystemInformation(
+            TIME_OF_DAY,
+            info.as_mut_ptr().cast(),
+            std::mem::size_of_val(&info) as u32,
+            &mut len,
+        )
+    };
+    (status == 0 && info[0] > 0).then_some(info[0])
 }
 
 /// The DNS host name, as Node's `os.hostname()` and Go's `os.Hostname()` give it - not the
