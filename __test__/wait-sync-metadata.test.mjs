@@ -119,6 +119,26 @@ test('abort: rejects with the signal reason (default AbortError, or a custom one
   await lock.release()
 })
 
+test('one signal shared by many waiting acquires: no MaxListeners warning, each ends with the reason', async (t) => {
+  const p = path.join(tempDir(t), 'x.lock')
+  const h = holder(t, { path: p })
+  await h.line('ACQUIRED')
+  const warnings = []
+  const onWarning = (w) => warnings.push(w)
+  process.on('warning', onWarning)
+  t.after(() => process.off('warning', onWarning))
+  const ac = new AbortController()
+  const waits = Array.from({ length: 25 }, () => new PidLock(p).acquire({ timeout: Infinity, signal: ac.signal }))
+  // And acquires that end before the abort, on the same signal.
+  for (let i = 0; i < 15; i++) await rejection(new PidLock(p).acquire({ timeout: 0, signal: ac.signal }))
+  await sleep(100)
+  ac.abort()
+  for (const r of await Promise.allSettled(waits)) assert.deepEqual(r, { status: 'rejected', reason: ac.signal.reason })
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(warnings.map((w) => w.name), [])
+  assert.equal(readLease(p).pid, h.pid)
+})
+
 test('an abort that comes after the lock became free: either held or aborted, never both', async (t) => {
   const p = path.join(tempDir(t), 'x.lock')
   for (let i = 0; i < 20; i++) {

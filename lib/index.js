@@ -23,6 +23,7 @@ const {
   isAbortSignal,
 } = require('./arguments.js')
 const { tokenOf, holderFromRecord, nativeError, cancelledByRelease, abortReason } = require('./records.js')
+const { onAbort } = require('./abort-listen.js')
 
 const noop = () => {}
 const kDispose = Symbol('dispose')
@@ -229,11 +230,10 @@ class PidLock {
     // cancelled natively: a lease it takes meanwhile is given back at once).
     const waitState = { token, byRelease: false, bySync: false }
     this.#waits.add(waitState)
-    const onAbort = () => token.cancel()
-    if (signal) signal.addEventListener('abort', onAbort, { once: true })
+    const stopListening = signal ? onAbort(signal, () => token.cancel()) : null
     const settle = () => {
       this.#waits.delete(waitState)
-      if (signal) signal.removeEventListener('abort', onAbort)
+      if (stopListening) stopListening()
     }
     return this.#enqueue(() => {
       if (signal && signal.aborted) throw abortReason(signal)

@@ -41,6 +41,7 @@ export const EXPECTED_FILES = [
   'bin/leaselock.js',
   'index.d.ts',
   'index.js',
+  'lib/abort-listen.js',
   'lib/arguments.js',
   'lib/cli-args.js',
   'lib/cli-run.js',
