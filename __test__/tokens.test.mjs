@@ -179,6 +179,12 @@ const takeToken = `async ({ PidLock }, { file }) => {
   }
 }`
 
+const runWithInheritedToken = `async ({ cli }, { file }) => {
+  process.env.LEASELOCK_TOKEN = '999'
+  const r = await cli(['run', file, '--', process.execPath, '-e', 'process.exit("LEASELOCK_TOKEN" in process.env ? 3 : 0)'])
+  return { code: r.code, err: r.err }
+}`
+
 test("several users on one lock: another user's counter is replaced where the directory allows, tokens rising; in a sticky directory that user gets no token", { skip: skipReason }, async (t) => {
   const shared = path.join(sharedDir(t), 'x.lock')
   const first = await asVictim(takeToken, { file: shared }, { user: ATTACKER })
@@ -194,5 +200,8 @@ test("several users on one lock: another user's counter is replaced where the di
   assert.equal(typeof owner.token, 'string', JSON.stringify(owner))
   const other = await asVictim(takeToken, { file: sticky }, { user: VICTIM })
   assert.deepEqual(other, { token: null })
+  // run passes no token on then, not even one it inherited (a nested run's outer token).
+  const nested = await asVictim(runWithInheritedToken, { file: sticky }, { user: VICTIM })
+  assert.deepEqual(nested, { code: 0, err: '' })
   assert.equal(fs.statSync(counterOf(sticky)).uid, ATTACKER.uid, 'left as it was')
 })

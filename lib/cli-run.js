@@ -118,8 +118,11 @@ function supervise(o, io, state, token) {
   return new Promise((resolve) => {
     const { file, args, options } = spawnArgs(o.command)
     try {
-      // The command also gets the fencing token, to pass on to what it writes.
-      const env = { ...process.env, LEASELOCK_LOCKFILE: o.path, ...(token === null ? {} : { LEASELOCK_TOKEN: String(token) }) }
+      // The command also gets the fencing token, to pass on to what it writes; without one
+      // (see docs/cli.md) none is passed on, not even one inherited from an outer run.
+      const env = { ...process.env, LEASELOCK_LOCKFILE: o.path }
+      if (token === null) delete env.LEASELOCK_TOKEN
+      else env.LEASELOCK_TOKEN = String(token)
       state.child = spawn(file, args, { stdio: 'inherit', env, ...options })
     } catch (err) {
       io.stderr.write(`leaselock: cannot run ${quoteArg(o.command[0])}: ${err.message}\n`)

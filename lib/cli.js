@@ -19,7 +19,7 @@ Signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2) are passed to the command; t
 released when it ends. When stdin is a terminal, SIGINT and SIGQUIT are not passed on (Ctrl+C
 already reaches the command itself; send SIGTERM to stop it from another program). The
 command gets LEASELOCK_LOCKFILE=<absolute lock path, or the key with --store> and
-LEASELOCK_TOKEN=<the acquisition's fencing token>.
+LEASELOCK_TOKEN=<the acquisition's fencing token> (unset when the acquisition has none).
 
 Options:
   --wait <duration>    wait up to this long for the lock ("Infinity": until free; default: try
