@@ -309,7 +309,9 @@ export interface LockPathError extends Error {
  */
 export declare class PidLock {
   /** Throws `TypeError`/`RangeError` (with `code`) for bad arguments. */
-  constructor(path: string | URL, options?: PidLockOptions)
+  constructor(path: string | URL, options?: PidLockOptions & { store?: undefined })
+  /** A lock on a store (`options.store`): the first argument is its key, a string. */
+  constructor(key: string, options?: PidLockOptions)
   /** The absolute path, resolved at construction; the key, for a lock on a store. */
   get path(): string
   /** The fencing token of the current acquisition while held (see {@link AcquireResult.token}); otherwise `null`. */
@@ -317,9 +319,10 @@ export declare class PidLock {
   /**
    * Whether this instance holds the lock with a lease it can vouch for. No I/O. False once a
    * loss is known; also false while the last confirmed heartbeat is older than
-   * `leaseStaleThreshold - leaseHeartbeatInterval` - after this process was frozen or asleep
-   * that long the lock may have been taken, so a holder that checks `held` before acting never
-   * acts on a lease it may have lost. The heartbeat runs at once on waking and either confirms
+   * `leaseStaleThreshold - leaseHeartbeatInterval` (on a store: once `leaseStaleThreshold`, less
+   * a margin for clock drift, has passed since the last confirmed renewal was sent) - after this
+   * process was frozen or asleep that long the lock may have been taken, so a holder that checks
+   * `held` before acting never acts on a lease it may have lost. The heartbeat runs at once on waking and either confirms
    * the lease (`held` is true again) or reports the loss through `onLeaseLost`.
    */
   get held(): boolean
@@ -347,7 +350,9 @@ export declare class PidLock {
   update(metadata: LockMetadata | null): Promise<void>
   updateSync(metadata: LockMetadata | null): void
   /** Who holds the lock at `path`, without taking it; `null` when free. */
-  static inspect(path: string | URL, options?: InspectOptions): Promise<LockHolder | null>
+  static inspect(path: string | URL, options?: InspectOptions & { store?: undefined }): Promise<LockHolder | null>
+  /** Who holds the lock under `key` on `options.store`, without taking it; `null` when free. */
+  static inspect(key: string, options?: InspectOptions): Promise<LockHolder | null>
   static inspectSync(path: string | URL, options?: InspectOptions): LockHolder | null
   /** Same as `release()` (its result dropped), for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
@@ -385,7 +390,9 @@ export interface WithLockSyncOptions extends PidLockOptions, AcquireSyncOptions 
  * returned. Rejects with `ELOCKHELD` when a live process holds it - `fn` never runs without
  * the lock. When `fn` throws, that error is the one rejected, even if the release fails too.
  */
-export declare function withLock<T>(path: string | URL, fn: (lock: PidLock) => T | PromiseLike<T>, options?: WithLockOptions): Promise<Awaited<T>>
+export declare function withLock<T>(path: string | URL, fn: (lock: PidLock) => T | PromiseLike<T>, options?: WithLockOptions & { store?: undefined }): Promise<Awaited<T>>
+/** {@link withLock} on a store (`options.store`): the first argument is the lock's key, a string. */
+export declare function withLock<T>(key: string, fn: (lock: PidLock) => T | PromiseLike<T>, options?: WithLockOptions): Promise<Awaited<T>>
 
 /** {@link withLock} on the calling thread, for synchronous `fn`. */
 export declare function withLockSync<T>(path: string | URL, fn: (lock: PidLock) => T, options?: WithLockSyncOptions): T
