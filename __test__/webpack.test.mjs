@@ -155,6 +155,18 @@ test('a second dev server on purpose: LEASELOCK_ALLOW_MULTIPLE=1 or allowMultipl
   assert.equal((await PidLock.inspect(lockOf(dir))).pid, first.pid)
 })
 
+test('`serve: false` turns the dev-server guard off: a second `webpack serve` starts and no lock is taken', async (t) => {
+  const dir = webpackProject(t, { 'webpack.config.js': withDevServer('{ serve: false }') })
+  const first = serve(t, dir, await freePort())
+  await first.waitFor(/compiled successfully/)
+  const p2 = await freePort()
+  const second = serve(t, dir, p2)
+  await second.waitFor(/compiled successfully/)
+  assert.equal(await isListening(p2), true)
+  const cache = path.join(dir, 'node_modules', '.cache', 'leaselock')
+  assert.deepEqual(fs.existsSync(cache) ? fs.readdirSync(cache) : [], [], 'neither the dev-server nor the watch lock')
+})
+
 test('`webpack --watch`: a second one is refused, compiler.watch() gets the error, Ctrl+C releases', async (t) => {
   const dir = webpackProject(t)
   const first = new Proc(t, process.execPath, [bin.webpack, '--watch'], { cwd: dir })

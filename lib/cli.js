@@ -81,14 +81,16 @@ Asks the process holding <lockfile> to exit (SIGTERM) and waits until it has let
 Only a process proven to hold the lock is signalled: the lock file is a regular file that
 neither group nor others may write, owned by you and by the holder's user, which has that very
 file open, and the holder is alive on this machine. Root signals only a root-owned lock unless
---allow-other-owner is given. Needs Linux (/proc).
+--allow-other-owner is given. Linux reads this from /proc, macOS from libproc, Windows from
+the file's security and the processes that have it open (there the ask is a stop request).
   --timeout <duration>  how long to wait for it to let go (default 10s)
   --force               then send SIGKILL
   --allow-other-owner   (root) accept a lock file owned by another user
   -q, --quiet           no progress messages
 
 Exit codes: 0 stopped, or nothing was running; 75 still held after --timeout;
-77 the holder is not proven, nothing was signalled; 64 bad usage; 70 another error.
+77 the holder is not proven, nothing was signalled; 64 bad usage; 73 the lock file cannot be
+read or is not a lock; 70 another error.
 ${DURATION}
 `,
 }

@@ -48,10 +48,11 @@ declare namespace singleInstance {
     wait?: number
     /**
      * When another instance holds the lock: `'refuse'` (default) fails the start;
-     * `'replace'` asks the running one to exit (SIGTERM, only when it is proven to hold the
-     * lock file: Linux), waits up to 10 s for it to let go, then takes its place; `'reuse'`
-     * prints the running one's URL and exits with code 0 without starting (from `createServer()`
-     * it rejects with the {@link SingleInstanceError}, whose `url` is set).
+     * `'replace'` asks the running one to exit (SIGTERM, on Windows a stop request; only when
+     * it is proven to hold the lock file), waits up to 10 s for it to let go, then takes its
+     * place; `'reuse'` prints the running one's URL and exits with code 0 without starting
+     * (from `createServer()` it rejects with the {@link SingleInstanceError}, whose `url` is
+     * set).
      */
     onConflict?: 'refuse' | 'replace' | 'reuse'
     /** No waiting messages. Default `false`. */

@@ -40,9 +40,10 @@ declare namespace SingleInstancePlugin {
     wait?: number
     /**
      * When another instance holds the lock: `'refuse'` (default); `'replace'` asks the running
-     * one to exit (SIGTERM, only when it is proven to hold the lock file: Linux), waits up to
-     * 10 s for it to let go, then takes its place; `'reuse'` prints the running one's URL and
-     * exits with code 0 (the webpack CLI) or throws the {@link SingleInstanceError} with `url` set.
+     * one to exit (SIGTERM, on Windows a stop request; only when it is proven to hold the lock
+     * file), waits up to 10 s for it to let go, then takes its place; `'reuse'` prints the
+     * running one's URL and exits with code 0 (the webpack CLI) or throws the
+     * {@link SingleInstanceError} with `url` set.
      */
     onConflict?: 'refuse' | 'replace' | 'reuse'
     /** No waiting messages. Default `false`. */

@@ -187,9 +187,12 @@ class SingleInstancePlugin {
       }
     }
 
-    /** A program that calls compiler.watch() itself: before the first compilation. */
+    /**
+     * A program that calls compiler.watch() itself: before the first compilation. Under
+     * `webpack serve` the dev server makes that call, so `serve: false` leaves it unguarded too.
+     */
     const takeBeforeFirstWatchRun = async () => {
-      if (settled || opts.watch === false) return
+      if (settled || opts.watch === false || (opts.serve === false && process.env.WEBPACK_SERVE)) return
       settled = true
       took('watch', await takeLock(newHold('watch'), conflict('watch')))
     }
