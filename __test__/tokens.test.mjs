@@ -181,7 +181,8 @@ const takeToken = `async ({ PidLock }, { file }) => {
 
 const runWithInheritedToken = `async ({ cli }, { file }) => {
   process.env.LEASELOCK_TOKEN = '999'
-  const r = await cli(['run', file, '--', process.execPath, '-e', 'process.exit("LEASELOCK_TOKEN" in process.env ? 3 : 0)'])
+  // /bin/sh, not this node: another user may not be allowed to run a node kept under /root.
+  const r = await cli(['run', file, '--', '/bin/sh', '-c', 'test -z "\${LEASELOCK_TOKEN+set}" || exit 3'])
   return { code: r.code, err: r.err }
 }`
 
