@@ -131,7 +131,6 @@ test('one signal shared by many waiting acquires: no MaxListeners warning, each 
   const waits = Array.from({ length: 25 }, () => new PidLock(p).acquire({ timeout: Infinity, signal: ac.signal }))
   // And acquires that end before the abort, on the same signal.
   for (let i = 0; i < 15; i++) await rejection(new PidLock(p).acquire({ timeout: 0, signal: ac.signal }))
-  await sleep(100)
   ac.abort()
   for (const r of await Promise.allSettled(waits)) assert.deepEqual(r, { status: 'rejected', reason: ac.signal.reason })
   await new Promise((resolve) => setImmediate(resolve))

@@ -13,21 +13,19 @@ const waiting = new WeakMap()
 function onAbort(signal, fn) {
   let fns = waiting.get(signal)
   if (!fns) {
-    const mine = new Set()
-    fns = mine
-    waiting.set(signal, mine)
+    fns = new Set()
+    waiting.set(signal, fns)
     signal.addEventListener(
       'abort',
       () => {
         waiting.delete(signal)
-        for (const f of mine) f()
+        for (const f of fns) f()
       },
       { once: true },
     )
   }
   fns.add(fn)
-  const set = fns
-  return () => set.delete(fn)
+  return () => fns.delete(fn)
 }
 
 module.exports = { onAbort }

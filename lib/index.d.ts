@@ -322,8 +322,9 @@ export declare class PidLock {
    * `leaseStaleThreshold - leaseHeartbeatInterval` (on a store: once `leaseStaleThreshold`, less
    * a margin for clock drift, has passed since the last confirmed renewal was sent) - after this
    * process was frozen or asleep that long the lock may have been taken, so a holder that checks
-   * `held` before acting never acts on a lease it may have lost. The heartbeat runs at once on waking and either confirms
-   * the lease (`held` is true again) or reports the loss through `onLeaseLost`.
+   * `held` before acting never acts on a lease it may have lost. The heartbeat runs at once on
+   * waking and either confirms the lease (`held` is true again) or reports the loss through
+   * `onLeaseLost`.
    */
   get held(): boolean
   /** The filesystem the lock lives on; `null` until the first acquisition looked at it. No I/O. */

@@ -106,7 +106,8 @@ class SingleInstancePlugin {
 
   apply(compiler) {
     const opts = this.#opts
-    const serving = opts.serve !== false && Boolean(process.env.WEBPACK_SERVE)
+    const underServe = Boolean(process.env.WEBPACK_SERVE)
+    const serving = opts.serve !== false && underServe
     const watching = opts.watch !== false && compiler.options.watch === true
     const projectDir = packageRoot(compiler.context || process.cwd())
     const logger = () => compiler.getInfrastructureLogger('leaselock')
@@ -192,7 +193,7 @@ class SingleInstancePlugin {
      * `webpack serve` the dev server makes that call, so `serve: false` leaves it unguarded too.
      */
     const takeBeforeFirstWatchRun = async () => {
-      if (settled || opts.watch === false || (opts.serve === false && process.env.WEBPACK_SERVE)) return
+      if (settled || opts.watch === false || (underServe && opts.serve === false)) return
       settled = true
       took('watch', await takeLock(newHold('watch'), conflict('watch')))
     }
